@@ -1,0 +1,16 @@
+"""The ``axion`` command line.
+
+One Typer app (:mod:`axion.cli.app`) with a ``stage3`` sub-app; each command lives
+in its own module and registers itself on import. Command modules import nothing
+heavy at import time, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+from axion.cli import prepare as _prepare  # noqa: F401  (registers the command)
+from axion.cli.app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
