@@ -204,7 +204,7 @@ def format_validation_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = [str(part) for part in err["loc"]]
     field = next((p for p in reversed(loc) if p in FIELD_SECTION), loc[-1] if loc else "?")
-    flag = "--" + field.replace("_", "-")
+    flag = "--" + field.replace("_", "-") + ", " + ENV_PREFIX + field.upper()
     if err["type"] == "missing":
         return f"missing required setting {field} ({flag})"
     value = err.get("input")

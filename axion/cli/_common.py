@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import typer
-from click.core import ParameterSource
 from rich.console import Console
 
 from axion.errors import AxionError
@@ -53,7 +52,8 @@ def explicit_flags(ctx: typer.Context, values: Mapping[str, Any]) -> dict[str, A
     return {
         name: value
         for name, value in values.items()
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        # Typer ships its own click, so compare the source by name, not by enum class.
+        if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
     }
 
 

@@ -1,0 +1,112 @@
+"""``axion stage3 train``: fine-tune TerraMind's generator with LoRA.
+
+Every flag of the training guide is here with the guide's default; the values
+are validated by :class:`axion.config.TrainConfig`. A ``--config`` file and
+``AXION_*`` variables may set any of them; flags typed on the command line win.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from axion.cli._common import explicit_flags, user_errors
+from axion.cli.app import stage3_app
+from axion.config import (
+    FIELD_SECTION,
+    DataConfig,
+    EarlyStoppingConfig,
+    LossConfig,
+    ModelConfig,
+    OtherConfig,
+    TrainConfig,
+    TrainingConfig,
+    field_default,
+    field_help,
+    resolve_config,
+)
+
+_DATA, _MODEL, _TRAIN, _LOSS, _EARLY, _OTHER = (
+    "Data",
+    "Model",
+    "Training",
+    "Loss weights",
+    "Early stopping",
+    "Other",
+)
+
+
+def _opt(section: type, name: str, *decls: str, panel: str, **kwargs: Any) -> Any:
+    """A Typer option whose default and help come from the config model."""
+    flag = "--" + name.replace("_", "-")
+    default = kwargs.pop("default", field_default(section, name))
+    kwargs.setdefault("show_default", True)
+    return typer.Option(
+        default, *(decls or (flag,)), help=field_help(section, name), rich_help_panel=panel, **kwargs
+    )
+
+
+@stage3_app.command()
+@user_errors
+def train(
+    ctx: typer.Context,
+    # Data
+    data_dir: Path | None = _opt(DataConfig, "data_dir", panel=_DATA, default=None, show_default=False),
+    stage2_dir: Path | None = _opt(DataConfig, "stage2_dir", panel=_DATA),
+    output_dir: Path | None = _opt(DataConfig, "output_dir", panel=_DATA, default=None, show_default=False),
+    # Model
+    timesteps: int = _opt(ModelConfig, "timesteps", panel=_MODEL),
+    lora_rank: int = _opt(ModelConfig, "lora_rank", panel=_MODEL),
+    lora_alpha: int = _opt(ModelConfig, "lora_alpha", panel=_MODEL),
+    pretrained: bool = _opt(ModelConfig, "pretrained", "--pretrained/--no-pretrained", panel=_MODEL),
+    model_size: str = _opt(ModelConfig, "model_size", panel=_MODEL),
+    weights_dir: Path | None = _opt(ModelConfig, "weights_dir", panel=_MODEL),
+    # Training
+    batch_size: int = _opt(TrainingConfig, "batch_size", panel=_TRAIN),
+    grad_accum: int = _opt(TrainingConfig, "grad_accum", panel=_TRAIN),
+    epochs: int = _opt(TrainingConfig, "epochs", panel=_TRAIN),
+    lr: float = _opt(TrainingConfig, "lr", panel=_TRAIN),
+    weight_decay: float = _opt(TrainingConfig, "weight_decay", panel=_TRAIN),
+    warmup_steps: int = _opt(TrainingConfig, "warmup_steps", panel=_TRAIN),
+    max_grad_norm: float = _opt(TrainingConfig, "max_grad_norm", panel=_TRAIN),
+    precision: str = _opt(TrainingConfig, "precision", panel=_TRAIN),
+    devices: int = _opt(TrainingConfig, "devices", panel=_TRAIN),
+    strategy: str = _opt(TrainingConfig, "strategy", panel=_TRAIN),
+    keep_last: int | None = _opt(TrainingConfig, "keep_last", panel=_TRAIN),
+    # Loss weights
+    sar_weight: float = _opt(LossConfig, "sar_weight", panel=_LOSS),
+    cycle_weight: float = _opt(LossConfig, "cycle_weight", panel=_LOSS),
+    identity_weight: float = _opt(LossConfig, "identity_weight", panel=_LOSS),
+    lpips_weight: float = _opt(LossConfig, "lpips_weight", panel=_LOSS),
+    spectral_weight: float = _opt(LossConfig, "spectral_weight", panel=_LOSS),
+    lpips_weights: Path | None = _opt(LossConfig, "lpips_weights", panel=_LOSS),
+    # Early stopping
+    early_stop_patience: int = _opt(EarlyStoppingConfig, "early_stop_patience", panel=_EARLY),
+    early_stop_delta: float = _opt(EarlyStoppingConfig, "early_stop_delta", panel=_EARLY),
+    # Other
+    num_workers: str = _opt(OtherConfig, "num_workers", panel=_OTHER),
+    max_samples: int | None = _opt(OtherConfig, "max_samples", panel=_OTHER),
+    seed: int = _opt(OtherConfig, "seed", panel=_OTHER),
+    resume: Path | None = _opt(OtherConfig, "resume", panel=_OTHER),
+    quiet: bool = _opt(OtherConfig, "quiet", panel=_OTHER),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="YAML or TOML file of settings (flat or grouped). Precedence: file < AXION_* env < flags.",
+        rich_help_panel=_OTHER,
+    ),
+) -> None:
+    """Fine-tune TerraMind with LoRA on tiles: SAR + opt_v2 -> opt_v3.
+
+    Writes config.json, checkpoint_epoch_N.pt, best_model.pt, metrics.jsonl and
+    TensorBoard logs into --output-dir. Early stopping watches the validation
+    SAR agreement.
+    """
+    values = {k: v for k, v in locals().items() if k in FIELD_SECTION}
+    cfg = resolve_config(TrainConfig, config_file=config, flags=explicit_flags(ctx, values))
+
+    from axion.engine.fit import run_training
+
+    run_training(cfg)

@@ -1,0 +1,62 @@
+"""The command-line shell: version, help, fast start, one-line config errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from axion import __version__
+from axion.cli import app
+
+runner = CliRunner()
+COMMANDS = ("prepare", "train", "evaluate", "infer", "visualize")
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_stage3_help_lists_commands() -> None:
+    result = runner.invoke(app, ["stage3", "--help"])
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help_shows_defaults(command: str) -> None:
+    result = runner.invoke(app, ["stage3", command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "default" in result.output
+
+
+def test_help_is_fast_and_imports_no_torch() -> None:
+    code = "import sys; from axion.cli import app; print('torch' in sys.modules, 'terratorch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "axion", "stage3", "train", "--help"], capture_output=True, check=True)
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--lr", "-1"], "invalid lr (--lr"),
+        (["--lora-rank", "0"], "invalid lora_rank"),
+        (["--model-size", "huge"], "invalid model_size"),
+        (["--precision", "fp8"], "invalid precision"),
+    ],
+)
+def test_train_bad_flag_is_one_line_exit_2(tmp_path, args: list[str], needle: str) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["stage3", "train", "--data-dir", str(tmp_path), "--output-dir", str(out), *args])
+    assert result.exit_code == 2
+    assert needle in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
