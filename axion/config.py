@@ -37,7 +37,9 @@ class DataConfig(_Section):
     """Where tiles come from and where results go."""
 
     data_dir: Path = Field(description="Directory containing NPZ tiles (split read from each tile's JSON).")
-    stage2_dir: Path | None = Field(None, description="Directory with Stage 2 outputs: <tile>.npz with key opt_v2 (4, H, W).")
+    stage2_dir: Path | None = Field(
+        None, description="Directory with Stage 2 outputs: <tile>.npz with key opt_v2 (4, H, W)."
+    )
     output_dir: Path = Field(description="Output directory for checkpoints, config.json and logs.")
 
 
@@ -47,9 +49,13 @@ class ModelConfig(_Section):
     timesteps: int = Field(10, ge=1, le=1000, description="Number of diffusion (DDIM) timesteps.")
     lora_rank: int = Field(8, ge=1, description="LoRA rank (lower = fewer trainable parameters).")
     lora_alpha: int = Field(16, ge=1, description="LoRA alpha scaling factor.")
-    pretrained: bool = Field(True, description="Use pretrained TerraMind weights (Hugging Face cache or --weights-dir).")
+    pretrained: bool = Field(
+        True, description="Use pretrained TerraMind weights (Hugging Face cache or --weights-dir)."
+    )
     model_size: ModelSize = Field("base", description="TerraMind size: tiny, small, base or large.")
-    weights_dir: Path | None = Field(None, description="Local directory holding the original TerraMind files.")
+    weights_dir: Path | None = Field(
+        None, description="Local directory holding the original TerraMind files."
+    )
 
 
 class TrainingConfig(_Section):
@@ -60,12 +66,18 @@ class TrainingConfig(_Section):
     epochs: int = Field(50, ge=1, description="Number of training epochs.")
     lr: float = Field(1e-4, gt=0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(1e-5, ge=0, description="Weight decay for AdamW.")
-    warmup_steps: int = Field(0, ge=0, description="Linear warm-up length in optimizer steps, then cosine decay.")
+    warmup_steps: int = Field(
+        0, ge=0, description="Linear warm-up length in optimizer steps, then cosine decay."
+    )
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold (L2 norm).")
-    precision: Precision = Field("auto", description="auto (fp16+GradScaler on CUDA, bf16 on CPU), fp16-mixed, bf16-mixed or 32.")
+    precision: Precision = Field(
+        "auto", description="auto (fp16+GradScaler on CUDA, bf16 on CPU), fp16-mixed, bf16-mixed or 32."
+    )
     devices: int = Field(1, ge=1, description="Number of devices (processes) for data-parallel training.")
     strategy: Literal["auto", "ddp", "ddp_spawn"] = Field("auto", description="Multi-device strategy.")
-    keep_last: int | None = Field(None, ge=1, description="Keep only the newest N epoch checkpoints (default: keep all).")
+    keep_last: int | None = Field(
+        None, ge=1, description="Keep only the newest N epoch checkpoints (default: keep all)."
+    )
 
 
 class LossConfig(_Section):
@@ -74,9 +86,13 @@ class LossConfig(_Section):
     sar_weight: float = Field(1.0, ge=0, description="SAR consistency loss weight (alpha).")
     cycle_weight: float = Field(0.5, ge=0, description="Cycle loss weight (beta).")
     identity_weight: float = Field(0.3, ge=0, description="Identity preservation weight (gamma).")
-    lpips_weight: float = Field(0.1, ge=0, description="LPIPS perceptual loss weight (delta); 0 skips building LPIPS.")
+    lpips_weight: float = Field(
+        0.1, ge=0, description="LPIPS perceptual loss weight (delta); 0 skips building LPIPS."
+    )
     spectral_weight: float = Field(1.0, ge=0, description="Spectral L1 loss weight (epsilon).")
-    lpips_weights: Path | None = Field(None, description="AlexNet ImageNet weights for LPIPS (else torchvision's cache).")
+    lpips_weights: Path | None = Field(
+        None, description="AlexNet ImageNet weights for LPIPS (else torchvision's cache)."
+    )
 
 
 class EarlyStoppingConfig(_Section):
@@ -89,8 +105,12 @@ class EarlyStoppingConfig(_Section):
 class OtherConfig(_Section):
     """Everything else."""
 
-    num_workers: int | Literal["auto"] = Field("auto", description="DataLoader workers; auto picks from the CPU count.")
-    max_samples: int | None = Field(None, ge=1, description="Use at most this many tiles per split (debugging).")
+    num_workers: int | Literal["auto"] = Field(
+        "auto", description="DataLoader workers; auto picks from the CPU count."
+    )
+    max_samples: int | None = Field(
+        None, ge=1, description="Use at most this many tiles per split (debugging)."
+    )
     seed: int = Field(42, ge=0, description="Random seed for reproducibility.")
     resume: Path | None = Field(None, description="Resume from this checkpoint.")
     quiet: bool = Field(False, description="Plain log lines instead of live progress bars and tables.")

@@ -40,7 +40,9 @@ def test_help_is_fast_and_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "axion", "stage3", "train", "--help"], capture_output=True, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "axion", "stage3", "train", "--help"], capture_output=True, check=True
+    )
     assert time.perf_counter() - start < 2.0
 
 
@@ -55,7 +57,9 @@ def test_help_is_fast_and_imports_no_torch() -> None:
 )
 def test_train_bad_flag_is_one_line_exit_2(tmp_path, args: list[str], needle: str) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, ["stage3", "train", "--data-dir", str(tmp_path), "--output-dir", str(out), *args])
+    result = runner.invoke(
+        app, ["stage3", "train", "--data-dir", str(tmp_path), "--output-dir", str(out), *args]
+    )
     assert result.exit_code == 2
     assert needle in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
