@@ -1,0 +1,253 @@
+"""The training dataset: tiles selected by the split their JSON declares.
+
+Each sample is a dict (the engine relies on these keys)::
+
+    s1      float32 (2, H, W)  VV, VH in dB
+    opt_v2  float32 (4, H, W)  Stage 2 estimate of B2, B3, B4, B8, reflectance x 10000
+    target  float32 (4, H, W)  ground truth B2, B3, B4, B8 (absent for inference tiles)
+    mask    float32 (1, H, W)  1 = valid pixel, 0 = padding or invalid source pixel
+    name    str                the tile's file stem
+
+H and W are the tile's size rounded up to a multiple of 16 (TerraMind's patch size) by
+reflect-padding at the bottom and right; :func:`collate_tiles` then zero-pads every
+sample of a batch to the batch's largest size. In both cases the mask is 0 there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from axion.bands import S1_KEYS, S2_KEYS
+from axion.data.check import ensure_dir
+from axion.data.georef import Georef, georef_from_meta
+from axion.data.padding import pad_reflect, pad_zero, padded_size
+from axion.data.proxy import degrade_to_proxy, tile_seed
+from axion.data.tilefile import (
+    OPT_V2_KEY,
+    SPLITS,
+    VALID_KEY,
+    find_npz,
+    load_arrays,
+    npz_header,
+    read_meta,
+    sidecar,
+    split_of,
+)
+from axion.data.units import declared_units, s1_to_db, s2_to_tile_units
+from axion.errors import DataError
+
+#: How many missing Stage 2 names an error message lists before "and N more".
+_LISTED = 10
+
+
+@dataclass(frozen=True)
+class TileInfo:
+    """What the dataset knows about a tile without loading its pixels."""
+
+    name: str
+    path: Path
+    meta: dict[str, Any]
+    height: int
+    width: int
+
+    @property
+    def georef(self) -> Georef | None:
+        """The tile's georeference (for writing GeoTIFF outputs), if its JSON has one."""
+        return georef_from_meta(self.meta)
+
+
+def _describe(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+class TileDataset(Dataset):
+    """Tiles below ``data_dir`` whose JSON declares ``split``.
+
+    Args:
+        data_dir: scanned recursively for ``*.npz`` with a sidecar ``.json``; folder names
+            play no role, only the JSON's ``split``.
+        split: ``train``, ``val`` or ``test``; ``None`` takes every tile (inference).
+        stage2_dir: Stage 2 outputs ``<stage2_dir>/<name>.npz`` with key ``opt_v2`` (4, H, W);
+            every selected tile must have one. Without it, opt_v2 is the seeded
+            :func:`axion.data.proxy.degrade_to_proxy` of the ground truth.
+        with_target: ``False`` for inference tiles without ground truth: only S1 is read
+            from the tile, ``stage2_dir`` is required and samples carry no ``"target"``.
+        max_samples: keep the first N tiles by sorted name (deterministic).
+        proxy_seed: base seed of the opt_v2 proxy (kept fixed so every run sees the same proxy).
+
+    Raises:
+        DataError: missing directory, bad JSON, duplicate names, a tile without its Stage 2
+            output (all names listed), or no tile in the split; all raised here, before any epoch.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        split: str | None,
+        *,
+        stage2_dir: Path | None = None,
+        with_target: bool = True,
+        max_samples: int | None = None,
+        proxy_seed: int = 0,
+    ) -> None:
+        data_dir = Path(data_dir)
+        ensure_dir(data_dir)
+        if split is not None and split not in SPLITS:
+            raise DataError(f"unknown split {split!r} (expected train, val or test)")
+        if not with_target and stage2_dir is None:
+            raise DataError("tiles without ground truth need Stage 2 outputs (--stage2-dir) for opt_v2")
+        self.data_dir = data_dir
+        self.split = split
+        self.stage2_dir = Path(stage2_dir) if stage2_dir is not None else None
+        self.with_target = with_target
+        self.proxy_seed = proxy_seed
+        self.tiles = self._select(max_samples)
+        if self.stage2_dir is not None:
+            self._check_stage2()
+
+    # --- building --------------------------------------------------------------------------
+    def _select(self, max_samples: int | None) -> list[TileInfo]:
+        chosen: dict[str, Path] = {}
+        metas: dict[str, dict[str, Any]] = {}
+        for npz in find_npz(self.data_dir):
+            if not sidecar(npz).exists():
+                continue  # not a tile (a Stage 2 output, or reported by --check)
+            try:
+                meta = read_meta(sidecar(npz))
+                if self.split is not None and split_of(meta) != self.split:
+                    continue
+            except ValueError as exc:
+                raise DataError(f"{sidecar(npz)}: {exc}") from None
+            if npz.stem in chosen:
+                raise DataError(f"{npz}: duplicate tile name {npz.stem!r} (also {chosen[npz.stem]})")
+            chosen[npz.stem] = npz
+            metas[npz.stem] = meta
+        names = sorted(chosen)
+        if max_samples is not None:
+            names = names[:max_samples]
+        if not names:
+            which = f"split {self.split!r}" if self.split else "any split"
+            raise DataError(f"{self.data_dir}: no tiles for {which} (tiles need a sidecar JSON)")
+        return [self._info(name, chosen[name], metas[name]) for name in names]
+
+    def _info(self, name: str, npz: Path, meta: dict[str, Any]) -> TileInfo:
+        try:
+            header = npz_header(npz)
+        except ValueError as exc:
+            raise DataError(f"{npz}: {exc}") from None
+        keys = S1_KEYS + S2_KEYS if self.with_target else S1_KEYS
+        missing = [key for key in keys if key not in header]
+        if missing:
+            raise DataError(f"{npz}: missing key {missing[0]!r}")
+        shapes = {header[key][0] for key in keys}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise DataError(f"{npz}: bands must share one (H, W) shape, got {sorted(shapes)}")
+        height, width = next(iter(shapes))
+        return TileInfo(name=name, path=npz, meta=meta, height=height, width=width)
+
+    def _stage2_path(self, name: str) -> Path:
+        assert self.stage2_dir is not None
+        return self.stage2_dir / f"{name}.npz"
+
+    def _check_stage2(self) -> None:
+        assert self.stage2_dir is not None
+        ensure_dir(self.stage2_dir, "Stage 2 directory")
+        missing = [t.name for t in self.tiles if not self._stage2_path(t.name).is_file()]
+        if missing:
+            raise DataError(
+                f"{self.stage2_dir}: no Stage 2 output (<name>.npz with key opt_v2) for "
+                f"{len(missing)} of {len(self.tiles)} tiles: {_describe(missing)}"
+            )
+        for tile in self.tiles:
+            path = self._stage2_path(tile.name)
+            try:
+                header = npz_header(path)
+            except ValueError as exc:
+                raise DataError(f"{path}: {exc}") from None
+            expected = (len(S2_KEYS), tile.height, tile.width)
+            if OPT_V2_KEY not in header:
+                raise DataError(f"{path}: missing key {OPT_V2_KEY!r}")
+            if header[OPT_V2_KEY][0] != expected:
+                raise DataError(f"{path}: opt_v2 has shape {header[OPT_V2_KEY][0]}, expected {expected}")
+
+    # --- loading ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    @property
+    def names(self) -> list[str]:
+        """Tile names in dataset order."""
+        return [tile.name for tile in self.tiles]
+
+    def _load(self, tile: TileInfo) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """S1 (dB), target (tile units) or None, valid mask (H, W) for one tile."""
+        try:
+            s1_unit, s2_scale = declared_units(tile.meta)
+            keys = S1_KEYS + (S2_KEYS if self.with_target else ())
+            arrays = load_arrays(tile.path, keys, optional=(VALID_KEY,))
+        except ValueError as exc:
+            raise DataError(f"{tile.path}: {exc}") from None
+        s1 = s1_to_db(np.stack([arrays[k] for k in S1_KEYS]), s1_unit)
+        target = None
+        if self.with_target:
+            target = s2_to_tile_units(np.stack([arrays[k] for k in S2_KEYS]), s2_scale)
+        valid = arrays.get(VALID_KEY)
+        mask = (
+            np.ones((tile.height, tile.width), np.float32)
+            if valid is None
+            else (valid > 0).astype(np.float32)
+        )
+        return s1, target, mask
+
+    def _opt_v2(self, tile: TileInfo, target: np.ndarray | None) -> np.ndarray:
+        if self.stage2_dir is None:
+            assert target is not None
+            return degrade_to_proxy(target, tile_seed(tile.name, self.proxy_seed))
+        path = self._stage2_path(tile.name)
+        try:
+            return load_arrays(path, (OPT_V2_KEY,))[OPT_V2_KEY].astype(np.float32)
+        except ValueError as exc:
+            raise DataError(f"{path}: {exc}") from None
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        tile = self.tiles[index]
+        s1, target, valid = self._load(tile)
+        opt_v2 = self._opt_v2(tile, target)
+        height, width = padded_size(tile.height), padded_size(tile.width)
+        sample: dict[str, Any] = {
+            "s1": torch.from_numpy(pad_reflect(s1, height, width).copy()),
+            "opt_v2": torch.from_numpy(pad_reflect(opt_v2, height, width).copy()),
+        }
+        if target is not None:
+            sample["target"] = torch.from_numpy(pad_reflect(target, height, width).copy())
+        sample["mask"] = torch.from_numpy(pad_zero(valid[None], height, width).copy())
+        sample["name"] = tile.name
+        return sample
+
+
+def collate_tiles(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples of different sizes: zero-pad each to the batch's largest H and W.
+
+    The padding gets mask 0, so losses and metrics ignore it. ``"name"`` becomes a list.
+    """
+    height = max(sample["mask"].shape[-2] for sample in samples)
+    width = max(sample["mask"].shape[-1] for sample in samples)
+    batch: dict[str, Any] = {}
+    for key in samples[0]:
+        if key == "name":
+            batch[key] = [sample[key] for sample in samples]
+            continue
+        padded = [
+            torch.nn.functional.pad(s[key], (0, width - s[key].shape[-1], 0, height - s[key].shape[-2]))
+            for s in samples
+        ]
+        batch[key] = torch.stack(padded)
+    return batch

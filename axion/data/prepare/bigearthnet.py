@@ -1,0 +1,173 @@
+"""Tiles from BigEarthNet-MM patch folders, and the demo pairs shipped in ``bigearthnet-common``.
+
+An S1 patch folder holds ``<patch>_VV.tif``, ``<patch>_VH.tif`` (dB) and a JSON whose
+``corresponding_s2_patch`` names the S2 L2A folder, which holds one GeoTIFF per band
+(``<patch>_B02.tif`` ...). Each pair becomes one tile on the S2 10 m grid (120 x 120 px),
+named after the S2 patch. For the split, patches are grouped into spatial blocks of
+``block_size`` x ``block_size`` patches in map coordinates, so neighbouring patches stay
+in the same split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from axion.data.prepare.bandmap import WANTED
+from axion.data.prepare.grid import on_grid_of
+from axion.data.prepare.tile import Pixels, PreparedTile, Skipped, assemble, tile_units
+from axion.errors import DataError
+
+#: The package that ships the example patches, and its two archives.
+DEMO_PACKAGE = "bigearthnet_common"
+DEMO_ARCHIVES: tuple[str, str] = ("BigEarthNet-S1-Example.tar.bz2", "BigEarthNet-S2-Example.tar.bz2")
+#: Skip reason of an S1 patch whose S2 partner is not in the S2 folder.
+NO_S2_PATCH = "S2 patch not found"
+
+
+@dataclass(frozen=True)
+class PatchPair:
+    """One S1 patch folder and its S2 partner (``None`` when absent)."""
+
+    s1_dir: Path
+    s2_name: str
+    s2_dir: Path | None
+
+
+def _band_file(folder: Path, suffix: str) -> Path:
+    matches = sorted(folder.glob(f"*_{suffix}.tif"))
+    if not matches:
+        raise DataError(f"{folder}: no *_{suffix}.tif in this patch folder")
+    return matches[0]
+
+
+def _s2_partner(s1_dir: Path) -> str:
+    for meta_path in sorted(s1_dir.glob("*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"{meta_path}: invalid JSON ({type(exc).__name__})") from None
+        if isinstance(meta, dict) and "corresponding_s2_patch" in meta:
+            return str(meta["corresponding_s2_patch"])
+    raise DataError(f"{s1_dir}: no JSON metadata naming 'corresponding_s2_patch' in this S1 patch folder")
+
+
+def find_pairs(s1_root: Path, s2_root: Path) -> list[PatchPair]:
+    """Every S1 patch folder below ``s1_root`` (sorted) with its S2 folder below ``s2_root``."""
+    for root, flag in ((s1_root, "--bigearthnet-s1"), (s2_root, "--bigearthnet-s2")):
+        if not root.is_dir():
+            raise DataError(f"{root}: {flag} directory not found")
+    s2_dirs = {path.parent.name: path.parent for path in s2_root.rglob("*_B02.tif")}
+    s1_dirs = sorted({path.parent for path in s1_root.rglob("*_VV.tif")})
+    if not s1_dirs:
+        raise DataError(f"{s1_root}: no BigEarthNet S1 patch folders (with *_VV.tif) found")
+    pairs = []
+    for s1_dir in s1_dirs:
+        name = _s2_partner(s1_dir)
+        pairs.append(PatchPair(s1_dir=s1_dir, s2_name=name, s2_dir=s2_dirs.get(name)))
+    return pairs
+
+
+@contextlib.contextmanager
+def extracted_demo(workdir: Path) -> Iterator[tuple[Path, Path]]:
+    """Extract the example archives shipped in ``bigearthnet-common`` into ``workdir``.
+
+    Yields:
+        (S1 root, S2 root) of the extracted patch folders.
+    """
+    package = resources.files(DEMO_PACKAGE)
+    roots = []
+    for archive_name in DEMO_ARCHIVES:
+        archive = package / archive_name
+        if not archive.is_file():
+            raise DataError(f"{DEMO_PACKAGE}: demo archive {archive_name} not found in the installed package")
+        target = workdir / archive_name.removesuffix(".tar.bz2")
+        with resources.as_file(archive) as path, tarfile.open(path, "r:bz2") as tar:
+            tar.extractall(target, filter="data")
+        roots.append(target)
+    yield roots[0], roots[1]
+
+
+def _read_single(path: Path, ref: Any) -> tuple[np.ndarray, float | None]:
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with rasterio.open(path) as src, on_grid_of(src, ref, name=str(path)) as aligned:
+            return aligned.read(1), aligned.nodata
+    except RasterioIOError as exc:
+        raise DataError(f"{path}: not a readable GeoTIFF ({str(exc).splitlines()[0]})") from None
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
+class BigEarthNetSource:
+    """One tile per S1/S2 patch pair."""
+
+    def __init__(self, s1_root: Path, s2_root: Path, *, max_nodata: float, block_size: int) -> None:
+        self.pairs = find_pairs(s1_root, s2_root)
+        self.max_nodata = max_nodata
+        self.block_size = block_size
+
+    @property
+    def total(self) -> int:
+        """How many S1 patches were found (before skipping)."""
+        return len(self.pairs)
+
+    def tiles(self) -> Iterator[PreparedTile | Skipped]:
+        """Every pair, as a tile or a skip."""
+        for pair in self.pairs:
+            if pair.s2_dir is None:
+                yield Skipped(pair.s2_name, NO_S2_PATCH)
+                continue
+            yield self._tile(pair, pair.s2_dir)
+
+    def _tile(self, pair: PatchPair, s2_dir: Path) -> PreparedTile | Skipped:
+        import rasterio
+
+        b02 = _band_file(s2_dir, "B02")
+        try:
+            ref = rasterio.open(b02)
+        except rasterio.errors.RasterioIOError as exc:
+            raise DataError(f"{b02}: not a readable GeoTIFF ({str(exc).splitlines()[0]})") from None
+        with ref:
+            s2_bands = [_read_single(_band_file(s2_dir, band), ref) for band in WANTED]
+            s1_bands = [_read_single(_band_file(pair.s1_dir, pol), ref) for pol in ("VV", "VH")]
+            crs, affine, height, width = ref.crs, ref.transform, ref.height, ref.width
+        pixels = Pixels(
+            s1=np.stack([b for b, _ in s1_bands]),
+            s2=np.stack([b for b, _ in s2_bands]),
+            s1_nodata=s1_bands[0][1],
+            s2_nodata=s2_bands[0][1],
+        )
+        result = assemble(pixels, self.max_nodata)
+        if isinstance(result, str):
+            return Skipped(pair.s2_name, result)
+        arrays, valid_fraction = result
+        meta: dict[str, Any] = {
+            "name": pair.s2_name,
+            "units": tile_units(),
+            "height": height,
+            "width": width,
+            "valid_fraction": round(valid_fraction, 6),
+            "source": {"s1": str(pair.s1_dir.name), "s2": pair.s2_name, "dataset": "BigEarthNet-MM"},
+        }
+        block = f"{pair.s2_name}"
+        if crs is not None:
+            meta["crs"] = crs.to_string()
+            meta["transform"] = list(affine)[:6]
+            size_x = self.block_size * width * abs(affine.a)
+            size_y = self.block_size * height * abs(affine.e)
+            block = f"{crs.to_string()}:{math.floor(affine.c / size_x)}:{math.floor(affine.f / size_y)}"
+        return PreparedTile(
+            name=pair.s2_name, arrays=arrays, meta=meta, block=block, touches=frozenset({block})
+        )

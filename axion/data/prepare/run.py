@@ -1,0 +1,118 @@
+"""Run the sources, stage the tiles, assign splits and commit: the core of ``axion stage3 prepare``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from axion.data.prepare.output import STAGE2_DIR, Staging, check_output_dir
+from axion.data.prepare.splits import assign_blocks, crosses_split
+from axion.data.prepare.tile import PreparedTile, Skipped
+from axion.data.tilefile import SPLITS
+from axion.errors import DataError
+
+#: Skip reason of a tile dropped because its overlapping window reaches another split.
+OVERLAPS_SPLIT = "overlaps a tile of another split (stride < tile size)"
+
+
+class TileSource(Protocol):
+    """Anything that yields tiles: a scene pair, a BigEarthNet folder pair."""
+
+    @property
+    def total(self) -> int: ...
+
+    def tiles(self) -> Iterator[PreparedTile | Skipped]: ...
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How tiles are dealt into splits."""
+
+    ratios: tuple[float, float, float]
+    seed: int
+
+
+@dataclass
+class PrepareReport:
+    """What a prepare run wrote and skipped."""
+
+    output_dir: Path
+    counts: dict[str, int]
+    skipped: Counter[str] = field(default_factory=Counter)
+    stage2: int = 0
+
+    @property
+    def written(self) -> int:
+        """Tiles written over all splits."""
+        return sum(self.counts.values())
+
+
+def run_prepare(
+    sources: Sequence[TileSource],
+    output_dir: Path,
+    splits: SplitSettings,
+    *,
+    overwrite: bool = False,
+    manifest: dict[str, Any] | None = None,
+    on_candidate: Callable[[], None] | None = None,
+) -> PrepareReport:
+    """Write every source's tiles into ``output_dir/{train,val,test}/``.
+
+    Args:
+        sources: where tiles come from.
+        output_dir: created if missing; must be empty unless ``overwrite``.
+        splits: ratios and seed of the spatially blocked split.
+        overwrite: replace the ``train``, ``val``, ``test``, ``stage2`` folders and
+            ``prepare.json`` of an existing output directory (other files are kept).
+        manifest: extra settings recorded in ``prepare.json``.
+        on_candidate: called once per candidate tile (progress).
+
+    Raises:
+        DataError: bad input, a non-empty output directory, or no tile left to write;
+            the output directory is then left as it was.
+    """
+    check_output_dir(output_dir, overwrite)
+    staging = Staging(output_dir)
+    try:
+        kept: dict[str, PreparedTile] = {}
+        skipped: Counter[str] = Counter()
+        with_stage2: set[str] = set()
+        for source in sources:
+            for tile in source.tiles():
+                if on_candidate is not None:
+                    on_candidate()
+                if isinstance(tile, Skipped):
+                    skipped[tile.reason] += 1
+                    continue
+                staging.add(tile)
+                if tile.opt_v2 is not None:
+                    with_stage2.add(tile.name)
+                tile.arrays, tile.opt_v2 = {}, None  # staged on disk; keep only the metadata in memory
+                kept[tile.name] = tile
+        if not kept:
+            reasons = "; ".join(f"{n} {reason}" for reason, n in skipped.most_common()) or "no candidates"
+            raise DataError(f"no tile to write ({reasons})")
+        assignment = assign_blocks((t.block for t in kept.values()), splits.ratios, splits.seed)
+        final: dict[str, tuple[str, dict[str, Any]]] = {}
+        for name, tile in kept.items():
+            if crosses_split(tile.block, tile.touches, assignment):
+                skipped[OVERLAPS_SPLIT] += 1
+                continue
+            final[name] = (assignment[tile.block], {**tile.meta, "block": tile.block})
+        counts = {split: sum(1 for s, _ in final.values() if s == split) for split in SPLITS}
+        stage2 = len(with_stage2 & set(final))
+        record = {
+            **(manifest or {}),
+            "split_ratios": list(splits.ratios),
+            "seed": splits.seed,
+            "tiles": counts,
+            "skipped": dict(skipped),
+            "stage2_dir": STAGE2_DIR if stage2 else None,
+        }
+        staging.commit(final, record)
+        return PrepareReport(output_dir=output_dir, counts=counts, skipped=skipped, stage2=stage2)
+    finally:
+        staging.cleanup()

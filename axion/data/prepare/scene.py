@@ -1,0 +1,181 @@
+"""Tiles from a co-registered pair of GeoTIFF scenes (``--s1 FILE --s2 FILE``).
+
+The S2 scene defines the grid: tiles are ``tile_size`` windows every ``stride``
+pixels (windows that would run past the right or bottom edge are not cut). S1 (and
+a cloudy S2, if given) are resampled onto that grid when CRS, transform or size
+differ. Every window is read on its own, so scenes of any size fit in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from axion.data.prepare.bandmap import band_indexes
+from axion.data.prepare.grid import on_grid_of
+from axion.data.prepare.tile import Pixels, PreparedTile, Skipped, assemble, opt_v2_from, tile_units
+from axion.errors import DataError
+
+
+@dataclass(frozen=True)
+class ScenePair:
+    """One scene: S1 (VV, VH), S2 (L2A or L1C) and optionally a cloudy S2 of the same place."""
+
+    s1: Path
+    s2: Path
+    s2_cloudy: Path | None = None
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """How scenes are cut (see ``axion stage3 prepare --help``)."""
+
+    tile_size: int = 256
+    stride: int = 256
+    max_nodata: float = 0.1
+    s1_linear: bool = False
+    s2_bands: tuple[str, ...] | None = None
+    block_size: int = 4
+
+
+def window_origins(size: int, tile: int, stride: int) -> list[int]:
+    """Start offsets of the full windows along one axis."""
+    return list(range(0, size - tile + 1, stride)) if size >= tile else []
+
+
+def block_span(start: int, tile: int, block_px: int) -> range:
+    """Indexes of the blocks (``block_px`` wide) that a window [start, start + tile) reaches into."""
+    return range(start // block_px, (start + tile - 1) // block_px + 1)
+
+
+def _open(path: Path) -> Any:
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "unreadable"
+        raise DataError(f"{path}: not a readable GeoTIFF ({first})") from None
+
+
+def _s1_indexes(src: Any, path: Path) -> tuple[int, int]:
+    """Bands holding VV and VH: by band description when it names them, else bands 1 and 2."""
+    if src.count < 2:
+        raise DataError(f"{path}: S1 needs 2 bands (VV, VH), the file has {src.count}")
+    names = [(d or "").strip().upper() for d in src.descriptions]
+    if "VV" in names and "VH" in names:
+        return names.index("VV") + 1, names.index("VH") + 1
+    return 1, 2
+
+
+class SceneSource:
+    """Cuts one :class:`ScenePair` into tiles."""
+
+    def __init__(self, pair: ScenePair, options: SceneOptions) -> None:
+        self.pair = pair
+        self.options = options
+        self.name = pair.s2.stem
+        with _open(pair.s2) as s2:
+            self.height, self.width = s2.height, s2.width
+            self.s2_indexes, self.s2_order = self._bands(s2, pair.s2)
+        size = options.tile_size
+        if self.height < size or self.width < size:
+            raise DataError(
+                f"{pair.s2}: scene is {self.width}x{self.height} px, smaller than --tile-size {size}"
+            )
+        self.rows = window_origins(self.height, size, options.stride)
+        self.cols = window_origins(self.width, size, options.stride)
+
+    def _bands(self, src: Any, path: Path, cloudy: bool = False) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        names = self.options.s2_bands
+        if cloudy and names is not None and len(names) != src.count:
+            names = None  # the cloudy scene may be another product level: default by count
+        try:
+            return band_indexes(src.count, names)
+        except ValueError as exc:
+            raise DataError(f"{path}: {exc}") from None
+
+    @property
+    def total(self) -> int:
+        """How many windows this scene offers (before skipping)."""
+        return len(self.rows) * len(self.cols)
+
+    def tiles(self) -> Iterator[PreparedTile | Skipped]:
+        """Every window, as a tile or a skip."""
+        with contextlib.ExitStack() as stack:
+            s2 = stack.enter_context(_open(self.pair.s2))
+            s1_file = stack.enter_context(_open(self.pair.s1))
+            vv_vh = _s1_indexes(s1_file, self.pair.s1)
+            s1 = stack.enter_context(self._aligned(s1_file, s2, self.pair.s1))
+            cloudy = cloudy_idx = None
+            if self.pair.s2_cloudy is not None:
+                cloudy_file = stack.enter_context(_open(self.pair.s2_cloudy))
+                cloudy_idx, _ = self._bands(cloudy_file, self.pair.s2_cloudy, cloudy=True)
+                cloudy = stack.enter_context(self._aligned(cloudy_file, s2, self.pair.s2_cloudy))
+            for row in self.rows:
+                for col in self.cols:
+                    yield self._tile(s1, vv_vh, s2, cloudy, cloudy_idx, row, col)
+
+    @staticmethod
+    def _aligned(src: Any, ref: Any, path: Path) -> Any:
+        try:
+            return on_grid_of(src, ref, name=str(path))
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+
+    def _tile(
+        self, s1: Any, vv_vh: tuple[int, int], s2: Any, cloudy: Any, cloudy_idx: Any, row: int, col: int
+    ) -> PreparedTile | Skipped:
+        from rasterio.windows import Window, transform
+
+        size = self.options.tile_size
+        name = f"{self.name}_r{row:05d}_c{col:05d}"
+        window = Window(col, row, size, size)
+        pixels = Pixels(
+            s1=s1.read(list(vv_vh), window=window),
+            s2=s2.read(list(self.s2_indexes), window=window),
+            s1_nodata=s1.nodata,
+            s2_nodata=s2.nodata,
+            s1_linear=self.options.s1_linear,
+        )
+        result = assemble(pixels, self.options.max_nodata)
+        if isinstance(result, str):
+            return Skipped(name, result)
+        arrays, valid_fraction = result
+        block_px = self.options.block_size * self.options.stride
+        rows, cols = block_span(row, size, block_px), block_span(col, size, block_px)
+        meta: dict[str, Any] = {
+            "name": name,
+            "units": tile_units(),
+            "height": size,
+            "width": size,
+            "valid_fraction": round(valid_fraction, 6),
+            "source": {
+                "s1": str(self.pair.s1),
+                "s2": str(self.pair.s2),
+                "s2_bands": list(self.s2_order),
+                "row": row,
+                "col": col,
+            },
+        }
+        if s2.crs is not None:
+            meta["crs"] = s2.crs.to_string()
+            meta["transform"] = list(transform(window, s2.transform))[:6]
+        opt_v2 = None
+        if cloudy is not None:
+            opt_v2 = opt_v2_from(cloudy.read(list(cloudy_idx), window=window), cloudy.nodata)
+            meta["source"]["s2_cloudy"] = str(self.pair.s2_cloudy)
+        return PreparedTile(
+            name=name,
+            arrays=arrays,
+            meta=meta,
+            block=f"{self.name}:{row // block_px}:{col // block_px}",
+            touches=frozenset(f"{self.name}:{r}:{c}" for r in rows for c in cols),
+            opt_v2=opt_v2,
+        )

@@ -1,0 +1,131 @@
+"""Reading and writing tile files: ``<name>.npz`` arrays and the ``<name>.json`` sidecar."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The splits a tile's JSON may name.
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: Optional NPZ key: uint8 (H, W), 1 where the source pixel was valid (prepare fills the others).
+VALID_KEY = "valid"
+#: The key of a Stage 2 output file ``<stage2_dir>/<name>.npz``.
+OPT_V2_KEY = "opt_v2"
+
+
+def sidecar(npz: Path) -> Path:
+    """The JSON sidecar of a tile."""
+    return npz.with_suffix(".json")
+
+
+def find_npz(data_dir: Path) -> list[Path]:
+    """Every ``*.npz`` below ``data_dir`` (recursively), sorted, hidden folders skipped."""
+    found = []
+    for path in data_dir.rglob("*.npz"):
+        rel = path.relative_to(data_dir).parts
+        if not any(part.startswith(".") for part in rel):
+            found.append(path)
+    return sorted(found)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A tile's JSON object; ``ValueError`` (without the path) if missing, unparseable or not an object."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError("sidecar JSON is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"sidecar JSON is unreadable ({type(exc).__name__})") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(meta, dict):
+        raise ValueError('JSON must hold an object like {"split": "train"}')
+    return meta
+
+
+def split_of(meta: Mapping[str, Any]) -> str:
+    """The split a tile's JSON declares; ``ValueError`` if absent or not one of :data:`SPLITS`."""
+    if "split" not in meta:
+        raise ValueError("JSON has no 'split' (expected train, val or test)")
+    split = meta["split"]
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} (expected train, val or test)")
+    return split
+
+
+def npz_header(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array in an NPZ, read from the headers only (cheap).
+
+    Raises:
+        ValueError: the file is not a readable NPZ (for example truncated).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+            for member in archive.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                with archive.open(member) as fh:
+                    major, _ = np.lib.format.read_magic(fh)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if major == 1
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(fh)
+                info[member[: -len(".npy")]] = (tuple(shape), np.dtype(dtype))
+            return info
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"unreadable NPZ ({_reason(exc)})") from None
+
+
+def load_arrays(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load ``keys`` (and those of ``optional`` present) from an NPZ; ``ValueError`` if unreadable or missing."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in keys if k not in npz.files]
+            if missing:
+                raise ValueError(f"missing key {missing[0]!r}")
+            return {k: npz[k] for k in keys + tuple(k for k in optional if k in npz.files)}
+    except ValueError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        raise ValueError(f"unreadable NPZ ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write an (uncompressed) NPZ to a temporary name in the same folder, then rename it into place."""
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary name in the same folder, then rename it into place."""
+    tmp = _tmp_path(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
