@@ -1,0 +1,213 @@
+"""The five loss terms and Stage3Loss, on real S1/S2 crops from terramind-examples."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from torch import Tensor
+
+from axion.config import LossConfig
+from axion.losses import (
+    FULL_CONFIDENCE_DB,
+    LOSS_KEYS,
+    NOISE_FLOOR_DB,
+    Stage3Loss,
+    cycle_loss,
+    identity_loss,
+    sar_confidence,
+    sar_consistency_loss,
+    spectral_loss,
+)
+
+CROP = 64
+SCENES = ("38D_378R_2_3", "433D_629L_3_1", "637U_59R_1_3")
+
+
+def _crop(root: Path, name: str) -> tuple[Tensor, Tensor]:
+    """(S2 B2,B3,B4,B8 tile units, S1 VV,VH dB), each (1, C, 64, 64) float32."""
+    with rasterio.open(root / "S2L2A" / f"{name}.tif") as src:
+        s2 = src.read([2, 3, 4, 8]).astype(np.float32)
+    with rasterio.open(root / "S1RTC" / f"{name}.tif") as src:
+        s1 = src.read().astype(np.float32)
+    return torch.from_numpy(s2[None, :, :CROP, :CROP]), torch.from_numpy(s1[None, :, :CROP, :CROP])
+
+
+@pytest.fixture(scope="module")
+def batch(terramind_examples: Path) -> dict[str, Tensor]:
+    """Three real crops: target (ground truth), opt_v2 (target + fixed noise), s1, a padded mask."""
+    pairs = [_crop(terramind_examples, name) for name in SCENES]
+    target = torch.cat([p[0] for p in pairs])
+    s1 = torch.cat([p[1] for p in pairs])
+    gen = torch.Generator().manual_seed(0)
+    opt_v2 = target + 200.0 * torch.randn(target.shape, generator=gen)
+    mask = torch.ones(len(SCENES), 1, CROP, CROP)
+    mask[:, :, 48:, :] = 0  # bottom rows are padding
+    mask[:, :, :, 56:] = 0  # so are the right-hand columns
+    return {"target": target, "opt_v2": opt_v2, "s1": s1, "mask": mask}
+
+
+def _sar_copy(s1: Tensor) -> Tensor:
+    """SAR written into the four optical bands (VV, VH, VV, VH), affinely mapped to tile units."""
+    return (s1[:, [0, 1, 0, 1]] + 30.0) * 100.0
+
+
+TERMS: dict[str, Callable[[dict[str, Tensor], Tensor], Tensor]] = {
+    "sar": lambda b, x: sar_consistency_loss(x, b["s1"], b["mask"]),
+    "cycle": lambda b, x: cycle_loss(x, b["opt_v2"], b["mask"]),
+    "identity": lambda b, x: identity_loss(x, b["opt_v2"], b["s1"], b["mask"]),
+    "spectral": lambda b, x: spectral_loss(x, b["target"], b["mask"]),
+}
+
+
+def test_spectral_and_cycle_match_hand_values(batch: dict[str, Tensor]) -> None:
+    target, mask = batch["target"], batch["mask"]
+    shifted = target + 100.0  # 0.01 reflectance in every band and pixel
+    torch.testing.assert_close(spectral_loss(shifted, target, mask), torch.full((3,), 0.01))
+    torch.testing.assert_close(cycle_loss(shifted, target, mask), torch.full((3,), 0.01))
+    assert spectral_loss(target, target, mask).abs().max() == 0
+    assert cycle_loss(target, target, mask).abs().max() == 0
+
+
+def test_sar_confidence_ramp() -> None:
+    mask = torch.ones(1, 1, 16, 16)
+    for vv, expected in [
+        (NOISE_FLOOR_DB - 5, 0.0),
+        ((NOISE_FLOOR_DB + FULL_CONFIDENCE_DB) / 2, 0.5),
+        (-5.0, 1.0),
+    ]:
+        s1 = torch.stack([torch.full((16, 16), vv), torch.full((16, 16), vv - 6)])[None]
+        torch.testing.assert_close(sar_confidence(s1, mask > 0.5), torch.full((1, 1, 16, 16), expected))
+
+
+def test_identity_only_counts_low_confidence_pixels() -> None:
+    size = 32
+    s1 = torch.full((1, 2, size, size), -10.0)
+    s1[:, :, :, : size // 2] = -30.0  # left half below the noise floor: no confidence
+    mask = torch.ones(1, 1, size, size)
+    opt_v2 = torch.full((1, 4, size, size), 1000.0)
+    changed_right = opt_v2.clone()
+    changed_right[..., size // 2 + 4 :] += 500.0  # confident region, clear of the smoothing ramp
+    assert identity_loss(changed_right, opt_v2, s1, mask).item() == 0.0
+    changed_all = opt_v2 + 500.0
+    torch.testing.assert_close(identity_loss(changed_all, opt_v2, s1, mask), torch.tensor([0.05]))
+    confident = torch.full((1, 2, size, size), -10.0)
+    assert identity_loss(changed_all, opt_v2, confident, mask).item() == 0.0
+
+
+def test_sar_consistency_minimal_when_optical_follows_sar(batch: dict[str, Tensor]) -> None:
+    s1, mask = batch["s1"], batch["mask"]
+    copy = _sar_copy(s1)
+    at_optimum = sar_consistency_loss(copy, s1, mask)
+    real = sar_consistency_loss(batch["target"], s1, mask)
+    assert (at_optimum < 1e-4).all(), at_optimum
+    assert (real > 10 * at_optimum).all(), (real, at_optimum)
+    # Structure unrelated to the SAR costs more the more of it there is.
+    noise = 300.0 * torch.randn(copy.shape, generator=torch.Generator().manual_seed(3))
+    values = [sar_consistency_loss(copy + k * noise, s1, mask) for k in (0.0, 0.3, 1.0, 3.0)]
+    for lower, higher in zip(values, values[1:], strict=False):
+        assert (higher > lower).all(), values
+
+
+def test_terms_are_zero_at_their_optimum(batch: dict[str, Tensor]) -> None:
+    assert TERMS["cycle"](batch, batch["opt_v2"]).abs().max() == 0
+    assert TERMS["identity"](batch, batch["opt_v2"]).abs().max() == 0
+    assert TERMS["spectral"](batch, batch["target"]).abs().max() == 0
+
+
+@pytest.mark.parametrize("term", sorted(TERMS))
+def test_padded_pixels_change_nothing(batch: dict[str, Tensor], term: str) -> None:
+    pred = batch["target"] + 50.0
+    before = TERMS[term](batch, pred)
+    pad = batch["mask"] < 0.5
+    garbage = torch.randn(pred.shape, generator=torch.Generator().manual_seed(1)) * 1e4
+    scrambled = {key: torch.where(pad, garbage[:, : value.shape[1]], value) for key, value in batch.items()}
+    scrambled["mask"] = batch["mask"]
+    after = TERMS[term](scrambled, torch.where(pad, -garbage, pred))
+    torch.testing.assert_close(after, before)
+
+
+@pytest.mark.parametrize("term", sorted(TERMS))
+def test_sample_independent_of_batch_mates(batch: dict[str, Tensor], term: str) -> None:
+    pred = batch["target"] + 30.0 * torch.randn(
+        batch["target"].shape, generator=torch.Generator().manual_seed(2)
+    )
+    together = TERMS[term](batch, pred)
+    for i in range(len(SCENES)):
+        alone = TERMS[term]({k: v[i : i + 1] for k, v in batch.items()}, pred[i : i + 1])
+        torch.testing.assert_close(alone, together[i : i + 1], rtol=1e-5, atol=1e-7)
+
+
+def test_empty_mask_gives_zero_not_nan(batch: dict[str, Tensor]) -> None:
+    empty = {**batch, "mask": torch.zeros_like(batch["mask"])}
+    for name, fn in TERMS.items():
+        value = fn(empty, batch["target"] + 10.0)
+        assert torch.equal(value, torch.zeros(len(SCENES))), name
+
+
+def _loss_config(**overrides: object) -> LossConfig:
+    return LossConfig(lpips_weight=0.0).model_copy(update=overrides)
+
+
+def test_stage3_loss_keys_shapes_and_total(batch: dict[str, Tensor]) -> None:
+    loss = Stage3Loss(_loss_config())
+    assert loss.perceptual is None
+    pred = batch["target"] + 40.0
+    out = loss(pred, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])
+    assert tuple(out) == LOSS_KEYS
+    for key, value in out.items():
+        assert value.shape == (len(SCENES),) and value.dtype == torch.float32, key
+    assert torch.equal(out["lpips"], torch.zeros(len(SCENES)))
+    cfg = LossConfig()
+    expected = (
+        cfg.sar_weight * out["sar"]
+        + cfg.cycle_weight * out["cycle"]
+        + cfg.identity_weight * out["identity"]
+        + cfg.spectral_weight * out["spectral"]
+    )
+    torch.testing.assert_close(out["total"], expected)
+    torch.testing.assert_close(out["spectral"], spectral_loss(pred, batch["target"], batch["mask"]))
+
+
+def test_stage3_loss_total_follows_weights(batch: dict[str, Tensor]) -> None:
+    args = (batch["target"] + 40.0, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])
+    only_cycle = Stage3Loss(
+        _loss_config(sar_weight=0.0, identity_weight=0.0, spectral_weight=0.0, cycle_weight=2.0)
+    )
+    out = only_cycle(*args)
+    torch.testing.assert_close(out["total"], 2.0 * out["cycle"])
+
+
+def _check_finite_under_autocast(batch: dict[str, Tensor], device: str, dtype: torch.dtype) -> None:
+    loss = Stage3Loss(_loss_config()).to(device)
+    pred = (batch["target"] + 40.0).to(device=device, dtype=dtype).requires_grad_(True)
+    flat = torch.full_like(pred, 1234.0).requires_grad_(True)  # no gradients at all: sqrt(0) territory
+    inputs = {k: v.to(device=device, dtype=dtype) for k, v in batch.items()}
+    for p in (pred, flat):
+        with torch.autocast(device_type=device, dtype=dtype):
+            out = loss(p, inputs["opt_v2"], inputs["target"], inputs["s1"], inputs["mask"])
+        for key, value in out.items():
+            assert value.dtype == torch.float32 and torch.isfinite(value).all(), (key, value)
+        out["total"].sum().backward()
+        assert p.grad is not None and torch.isfinite(p.grad).all()
+        assert p.grad.abs().sum() > 0
+
+
+def test_finite_with_finite_gradients_under_bf16_autocast(batch: dict[str, Tensor]) -> None:
+    _check_finite_under_autocast(batch, "cpu", torch.bfloat16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast needs CUDA")
+def test_finite_with_finite_gradients_under_fp16_autocast(batch: dict[str, Tensor]) -> None:
+    _check_finite_under_autocast(batch, "cuda", torch.float16)
+
+
+def test_shape_mismatch_is_refused(batch: dict[str, Tensor]) -> None:
+    with pytest.raises(ValueError, match="s1 must be"):
+        sar_consistency_loss(batch["target"], batch["s1"][:, :1], batch["mask"])
+    with pytest.raises(ValueError, match="mask must be"):
+        spectral_loss(batch["target"], batch["target"], batch["mask"][:, 0])
