@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from click.core import ParameterSource
 
-from axion.cli._common import console, is_interactive, user_errors
+from axion.cli._common import console, explicit_flags, is_interactive, user_errors
 from axion.cli.app import stage3_app
 from axion.errors import ConfigError
 
@@ -20,10 +19,6 @@ if TYPE_CHECKING:
     from axion.data.prepare.run import PrepareReport, TileSource
 
 DEFAULT_TILE_SIZE = 256
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
 @stage3_app.command()
@@ -141,9 +136,9 @@ def prepare(
     if output_dir is None:
         raise ConfigError("missing --output-dir")
     if not scene_mode:
-        for name in ("tile_size", "stride", "s1_units", "s2_bands"):
-            if _given(ctx, name):
-                raise ConfigError(f"--{name.replace('_', '-')} applies to --s1/--s2 scenes only")
+        scene_only = {"tile_size": tile_size, "stride": stride, "s1_units": s1_units, "s2_bands": s2_bands}
+        for name in explicit_flags(ctx, scene_only):
+            raise ConfigError(f"--{name.replace('_', '-')} applies to --s1/--s2 scenes only")
     settings = _split_settings(split_ratios, seed, max_nodata, block_size)
     manifest: dict[str, Any] = {"max_nodata": max_nodata, "block_size": block_size}
     if demo:
@@ -179,19 +174,18 @@ def _split_settings(split_ratios: str, seed: int, max_nodata: float, block_size:
 
 
 def _run_check(data_dir: Path) -> None:
-    from axion.data.check import check_tiles, count_tiles
+    from axion.data.check import check_tiles, ensure_dir, tile_paths
 
+    ensure_dir(data_dir)
+    total = len(tile_paths(data_dir))
     problems = check_tiles(data_dir)
     for problem in problems:
         console.print(str(problem), markup=False, soft_wrap=True)
-    total = count_tiles(data_dir)
     bad = len({p.path for p in problems})
+    verdict = f"{bad} bad, {len(problems)} problems" if problems else "all good"
+    console.print(f"{total} tiles checked under {data_dir}: {verdict}", markup=False, soft_wrap=True)
     if problems:
-        console.print(
-            f"{total} tiles checked under {data_dir}: {bad} bad, {len(problems)} problems", markup=False
-        )
         raise typer.Exit(2)
-    console.print(f"{total} tiles checked under {data_dir}: all good", markup=False)
 
 
 def _write(

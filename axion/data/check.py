@@ -8,7 +8,6 @@ second, not in the middle of epoch 7.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,12 +124,12 @@ def check_tile(npz: Path, *, require_target: bool = True) -> list[str]:
     return reasons
 
 
-def check_tiles(
-    data_dir: Path,
-    *,
-    require_target: bool = True,
-    on_file: Callable[[Path], None] | None = None,
-) -> list[Problem]:
+def tile_paths(data_dir: Path) -> list[Path]:
+    """The NPZ files below ``data_dir`` that count as tiles: all but Stage 2 outputs without sidecar."""
+    return [npz for npz in find_npz(data_dir) if sidecar(npz).exists() or not is_stage2_output(npz)]
+
+
+def check_tiles(data_dir: Path, *, require_target: bool = True) -> list[Problem]:
     """Check every tile below ``data_dir`` and return all problems, in file order.
 
     NPZ files without a sidecar JSON are reported, except Stage 2 outputs (only
@@ -143,25 +142,15 @@ def check_tiles(
     ensure_dir(data_dir)
     problems: list[Problem] = []
     seen: dict[str, Path] = {}
-    tiles = 0
-    for npz in find_npz(data_dir):
-        if on_file is not None:
-            on_file(npz)
-        if not sidecar(npz).exists() and is_stage2_output(npz):
-            continue
-        tiles += 1
+    tiles = tile_paths(data_dir)
+    for npz in tiles:
         problems += [Problem(npz, reason) for reason in check_tile(npz, require_target=require_target)]
         if npz.stem in seen:
             problems.append(Problem(npz, f"duplicate tile name {npz.stem!r} (also {seen[npz.stem]})"))
         seen.setdefault(npz.stem, npz)
-    if tiles == 0:
+    if not tiles:
         problems.append(Problem(data_dir, "no tiles found (expected <name>.npz with a sidecar <name>.json)"))
     return problems
-
-
-def count_tiles(data_dir: Path) -> int:
-    """How many tile NPZ files (with a sidecar JSON) lie below ``data_dir``."""
-    return sum(1 for npz in find_npz(data_dir) if sidecar(npz).exists())
 
 
 def validate_data_dir(data_dir: Path, *, require_target: bool = True) -> None:

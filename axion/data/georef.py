@@ -28,13 +28,15 @@ class Georef:
 
 def parse_crs(value: Any) -> Any:
     """A ``rasterio.crs.CRS`` from a WKT or ``EPSG:<code>`` string; ``ValueError`` if it is not one."""
+    import rasterio
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
 
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"'crs' must be a WKT or 'EPSG:<code>' string, got {value!r}")
     try:
-        return CRS.from_user_input(value)
+        with rasterio.Env():  # routes PROJ's own error print into Python logging
+            return CRS.from_user_input(value)
     except CRSError:
         shown = value if len(value) <= 60 else value[:57] + "..."
         raise ValueError(f"unknown or unparseable 'crs' {shown!r}") from None
