@@ -238,11 +238,13 @@ def resolve_config(
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Merge defaults < file < environment < flags and validate.
+    """Merge defaults < base < file < environment < flags and validate.
 
     Args:
         model: the config model to build (``TrainConfig`` or a command's own).
+        base: settings under all others (a resumed checkpoint's configuration).
         config_file: optional YAML/TOML file.
         environ: environment mapping (default ``os.environ``).
         flags: settings given explicitly on the command line.
@@ -252,6 +254,8 @@ def resolve_config(
     """
     environ = os.environ if environ is None else environ
     merged: dict[str, Any] = {}
+    if base is not None:
+        merged.update(_flatten(base, "checkpoint configuration"))
     if config_file is not None:
         merged.update(_flatten(read_config_file(config_file), str(config_file)))
     merged.update(env_settings(environ))

@@ -105,7 +105,14 @@ def train(
     SAR agreement.
     """
     values = {k: v for k, v in locals().items() if k in FIELD_SECTION}
-    cfg = resolve_config(TrainConfig, config_file=config, flags=explicit_flags(ctx, values))
+    flags = explicit_flags(ctx, values)
+    cfg = resolve_config(TrainConfig, config_file=config, flags=flags)
+    if cfg.other.resume is not None:
+        # A resumed run keeps its own settings unless the user overrides them now.
+        from axion.engine.checkpoint import load_checkpoint
+
+        saved = load_checkpoint(cfg.other.resume)["config"]
+        cfg = resolve_config(TrainConfig, config_file=config, flags=flags, base=saved)
 
     from axion.engine.fit import run_training
 

@@ -1,0 +1,209 @@
+"""Loading a trained checkpoint for prediction, shared by ``evaluate`` and ``infer``.
+
+A checkpoint holds only the trainable weights (LoRA adapters and fusion head) and
+the run's configuration. The model is rebuilt from ``config["model"]`` (where the
+frozen TerraMind base comes from may be overridden), the trainable weights are
+loaded, and batches run without gradients under the chosen autocast precision.
+
+Noise per tile is seeded from ``(seed, "test", name)`` so a tile's output does not
+depend on its batch mates, the batch size or the order of the tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from axion.config import ModelConfig, resolve_config
+from axion.engine.checkpoint import load_checkpoint
+from axion.engine.runtime import PrecisionChoice, accelerator_name, resolve_precision
+from axion.engine.seeding import seed_everything, stable_seed
+from axion.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from axion.model.stage3 import Stage3Model
+
+#: Stream name of the per-tile noise at prediction time (training uses "train" and "val").
+PREDICT_STREAM = "test"
+#: Settings of the frozen base a user may change at prediction time (the rest must match the adapters).
+BASE_OVERRIDES = ("pretrained", "weights_dir")
+_AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+
+
+@dataclass
+class Predictor:
+    """A model ready for prediction and the settings it runs with.
+
+    Attributes:
+        model: the Stage 3 model with the checkpoint's trainable weights, in eval mode.
+        checkpoint: the checkpoint file it came from.
+        config: the checkpoint's training configuration (JSON dict).
+        epoch: the epoch the checkpoint was written after.
+        timesteps: DDIM steps used for prediction.
+        seed: base seed of the per-tile noise.
+        precision: the autocast precision prediction runs under.
+        device: where the model runs.
+    """
+
+    model: Stage3Model
+    checkpoint: Path
+    config: dict[str, Any]
+    epoch: int
+    timesteps: int
+    seed: int
+    precision: PrecisionChoice
+    device: torch.device
+
+    def seeds(self, names: Sequence[str]) -> list[int]:
+        """One noise seed per tile name."""
+        return tile_seeds(self.seed, names)
+
+    def __call__(self, s1: Tensor, opt_v2: Tensor, names: Sequence[str]) -> Tensor:
+        """opt_v3 (B, 4, H, W) float32 on the CPU for a batch of tiles; see :func:`predict`."""
+        return predict(
+            self.model,
+            {"s1": s1, "opt_v2": opt_v2},
+            self.seeds(names),
+            self.timesteps,
+            precision=self.precision,
+            device=self.device,
+        )
+
+
+def tile_seeds(seed: int, names: Sequence[str]) -> list[int]:
+    """``stable_seed(seed, "test", name)`` for each tile name."""
+    return [stable_seed(seed, PREDICT_STREAM, name) for name in names]
+
+
+def autocast_dtype(precision: PrecisionChoice) -> torch.dtype | None:
+    """The autocast dtype of a precision choice (None: full fp32)."""
+    return _AUTOCAST_DTYPES.get(precision.fabric)
+
+
+def _square(x: Tensor, side: int) -> Tensor:
+    """Pad (B, C, H, W) at the bottom and right to (B, C, side, side) by edge replication."""
+    pad_h, pad_w = side - x.shape[-2], side - x.shape[-1]
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+@torch.no_grad()
+def predict(
+    model: Stage3Model,
+    batch: dict[str, Any],
+    seeds: Sequence[int],
+    timesteps: int,
+    *,
+    precision: PrecisionChoice | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Run the model on a batch without gradients.
+
+    Args:
+        model: a built Stage 3 model.
+        batch: at least ``s1`` (B, 2, H, W) dB and ``opt_v2`` (B, 4, H, W) tile units;
+            H and W multiples of 16. A non-square batch is padded to a square (the
+            token grid must be square) and cropped back.
+        seeds: one noise seed per sample.
+        timesteps: DDIM steps.
+        precision: autocast precision (None: fp32).
+        device: where to run.
+
+    Returns:
+        opt_v3 (B, 4, H, W) float32 on the CPU, tile units.
+    """
+    device = torch.device(device)
+    s1, opt_v2 = batch["s1"].to(device).float(), batch["opt_v2"].to(device).float()
+    height, width = opt_v2.shape[-2:]
+    side = max(height, width)
+    dtype = autocast_dtype(precision) if precision is not None else None
+    with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+        out = model.generate(_square(s1, side), _square(opt_v2, side), seeds=list(seeds), timesteps=timesteps)
+    return out[..., :height, :width].float().cpu()
+
+
+def model_config_from(saved: dict[str, Any], overrides: dict[str, Any], path: Path) -> ModelConfig:
+    """The checkpoint's model settings, with where-the-base-comes-from overrides applied.
+
+    Args:
+        saved: the checkpoint's ``config`` dict.
+        overrides: ``pretrained`` / ``weights_dir`` / ``timesteps`` values given by the user (None: keep).
+        path: the checkpoint (for messages).
+    """
+    model = saved.get("model")
+    if not isinstance(model, dict):
+        raise DataError(f"{path}: checkpoint configuration has no 'model' section")
+    unknown = sorted(set(overrides) - {*BASE_OVERRIDES, "timesteps"})
+    if unknown:
+        raise ConfigError(f"cannot override {unknown[0]} of a trained checkpoint")
+    settings = {**model, **{k: v for k, v in overrides.items() if v is not None}}
+    return resolve_config(ModelConfig, environ={}, flags=settings)
+
+
+def load_predictor(
+    checkpoint: Path,
+    *,
+    timesteps: int | None = None,
+    seed: int | None = None,
+    precision: str = "auto",
+    pretrained: bool | None = None,
+    weights_dir: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Predictor:
+    """Load a checkpoint and rebuild its model, ready for :func:`predict`.
+
+    Args:
+        checkpoint: ``best_model.pt`` or ``checkpoint_epoch_N.pt`` written by ``axion stage3 train``.
+        timesteps: DDIM steps (default: the checkpoint's).
+        seed: base seed of the per-tile noise (default: the checkpoint's ``seed``).
+        precision: ``auto`` (fp16 on CUDA, bf16 on CPU), ``fp16-mixed``, ``bf16-mixed`` or ``32``.
+        pretrained: override whether the frozen base is pretrained (default: as trained).
+        weights_dir: where the pretrained TerraMind files are (default: as trained).
+        log: receives one-line messages.
+
+    Raises:
+        DataError: unreadable checkpoint. WeightsError: base weights missing or adapters
+        that do not fit. ConfigError: bad precision or timesteps.
+    """
+    say = log or (lambda _message: None)
+    checkpoint = Path(checkpoint)
+    state = load_checkpoint(checkpoint)
+    saved = state["config"]
+    if not isinstance(saved, dict):
+        raise DataError(f"{checkpoint}: checkpoint configuration is not a mapping")
+    cfg = model_config_from(
+        saved, {"pretrained": pretrained, "weights_dir": weights_dir, "timesteps": timesteps}, checkpoint
+    )
+    accelerator = accelerator_name()
+    choice = resolve_precision(precision, accelerator)
+    from axion.model import build_stage3_model, check_weights
+
+    check_weights(cfg)
+    train_seed = int(saved.get("other", {}).get("seed", 0))
+    if not cfg.pretrained:
+        # Random base weights are drawn from the global RNG right after seeding with the
+        # run's seed (as training does), so the same seed rebuilds the same frozen base.
+        say(
+            f"Checkpoint base: random TerraMind-{cfg.model_size} weights rebuilt from the run's seed {train_seed}"
+        )
+    seed_everything(train_seed)
+    model = build_stage3_model(cfg, log=say)
+    model.load_trainable_state_dict(state["model_state_dict"])
+    device = torch.device(accelerator)
+    model = model.to(device).train(False)
+    return Predictor(
+        model=model,
+        checkpoint=checkpoint,
+        config=saved,
+        epoch=int(state["epoch"]),
+        timesteps=cfg.timesteps,
+        seed=train_seed if seed is None else int(seed),
+        precision=choice,
+        device=device,
+    )

@@ -1,0 +1,150 @@
+"""What a training run shows: progress bars, epoch tables, early-stopping messages.
+
+Live mode (a terminal) uses rich progress bars shaped like the guide's
+(``Epoch 1: 100% |████| 256/256 [02:15<00:00, 1.89it/s, loss=0.0234]``) and a
+rich table after each epoch. Plain mode (``--quiet`` or output that is not a
+terminal) writes the same information as ordinary log lines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+
+class _RateColumn(ProgressColumn):
+    """Iterations per second, tqdm style (``1.89it/s,``)."""
+
+    def render(self, task) -> Text:  # noqa: ANN001 (rich's Task)
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.2f}it/s," if speed else "?it/s,")
+
+
+class ProgressHandle:
+    """Advance a bar and update its ``key=value`` postfix."""
+
+    def __init__(self, progress: Progress | None, task: int | None, plain: _PlainBar | None) -> None:
+        self._progress, self._task, self._plain = progress, task, plain
+
+    def advance(self, **postfix: float) -> None:
+        text = ", ".join(f"{k}={v:.4f}" for k, v in postfix.items())
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, advance=1, postfix=text)
+        elif self._plain is not None:
+            self._plain.advance(text)
+
+
+class _PlainBar:
+    """Log-line progress: about ten lines per bar, plus the last one."""
+
+    def __init__(self, console: Console, label: str, total: int) -> None:
+        self.console, self.label, self.total = console, label, total
+        self.done, self.start = 0, time.perf_counter()
+        self.every = max(1, total // 10)
+
+    def advance(self, postfix: str) -> None:
+        self.done += 1
+        if self.done % self.every == 0 or self.done == self.total:
+            elapsed = time.perf_counter() - self.start
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            self.console.print(
+                f"{self.label}: {self.done}/{self.total} [{elapsed:.1f}s, {rate:.2f}it/s, {postfix}]"
+            )
+
+
+class Reporter:
+    """Console output of the engine; silent on every rank but the first.
+
+    Args:
+        console: where to write.
+        live: rich live bars and tables (else plain lines).
+        enabled: False on non-zero data-parallel ranks.
+    """
+
+    def __init__(self, console: Console, *, live: bool, enabled: bool = True) -> None:
+        self.console, self.live, self.enabled = console, live, enabled
+
+    def info(self, message: str) -> None:
+        if self.enabled:
+            self.console.print(message, markup=False, highlight=False)
+
+    @contextmanager
+    def bar(self, label: str, total: int) -> Iterator[ProgressHandle]:
+        """A progress bar for ``total`` steps."""
+        if not self.enabled:
+            yield ProgressHandle(None, None, None)
+            return
+        if not self.live:
+            yield ProgressHandle(None, None, _PlainBar(self.console, label, total))
+            return
+        progress = Progress(
+            TextColumn("{task.description}:"),
+            TaskProgressColumn(),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("["),
+            TimeElapsedColumn(),
+            TextColumn("<"),
+            TimeRemainingColumn(),
+            _RateColumn(),
+            TextColumn("{task.fields[postfix]}]"),
+            console=self.console,
+            transient=False,
+        )
+        with progress:
+            task = progress.add_task(label, total=total, postfix="")
+            yield ProgressHandle(progress, task, None)
+
+    def epoch_summary(self, epoch: int, row: dict[str, Any]) -> None:
+        """The guide's epoch summary, as a table (live) or indented lines (plain)."""
+        if not self.enabled:
+            return
+        lines = [
+            ("Train loss", f"{row['train_loss']:.6f}"),
+            ("Val loss", f"{row['val_loss']:.6f}"),
+            ("Val SAR agreement", f"{row['val_sar_agreement']:.6f}"),
+            ("Learning rate", f"{row['lr']:.2e}"),
+            ("Time", f"{row['time_s']:.2f}s"),
+        ]
+        extra = [
+            (f"Val {name}", f"{row[key]:.4f}")
+            for key, name in (("val_psnr", "PSNR (dB)"), ("val_sam_deg", "SAM (deg)"))
+            if key in row
+        ]
+        if self.live:
+            table = Table(title=f"Epoch {epoch} Summary", title_justify="left", show_header=False)
+            table.add_column("metric", style="bold")
+            table.add_column("value", justify="right")
+            for name, value in lines + extra:
+                table.add_row(name, value)
+            self.console.print(table)
+        else:
+            self.console.print(f"Epoch {epoch} Summary:")
+            for name, value in lines + extra:
+                self.console.print(f"  {name}: {value}")
+
+    def improved(self, value: float) -> None:
+        self.info(f"✓ SAR agreement improved to {value:.6f}")
+
+    def no_improvement(self, wait: int, patience: int) -> None:
+        self.info(f"No improvement in SAR agreement ({wait}/{patience})")
+
+    def early_stop(self, best: float, epoch: int) -> None:
+        self.info("⚠ Early stopping triggered!")
+        self.info(f"  Best SAR agreement: {best:.6f} at epoch {epoch}")

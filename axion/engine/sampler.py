@@ -1,0 +1,47 @@
+"""A shuffling sampler whose order depends only on (seed, epoch)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles per epoch, shards across data-parallel ranks, and can skip ahead.
+
+    Every rank draws the same permutation from ``(seed, epoch)`` and takes every
+    ``num_replicas``-th index, padding by wrap-around so ranks stay in step. A
+    run resumed mid-epoch sets ``skip`` to the number of batches already done.
+    """
+
+    def __init__(
+        self, size: int, *, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.num_replicas, self.rank = num_replicas, rank
+        self.per_rank = math.ceil(size / num_replicas) if size else 0
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch's order; ``skip`` drops that many leading indices of this rank."""
+        self.epoch, self.skip = epoch, skip
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        total = self.per_rank * self.num_replicas
+        order += order[: total - len(order)]
+        return order[self.rank : total : self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.per_rank - self.skip)

@@ -1,0 +1,285 @@
+"""The training loop: a small class with one hook per kind of step.
+
+:class:`Stage3Trainer` owns the optimisation (accumulation, clipping, the
+schedule, non-finite losses, signals) and calls two hooks, ``training_step``
+and ``validation_step``, which hold what is specific to Stage 3: run the model
+on a batch and score it. Every epoch it validates, updates early stopping, and
+writes ``checkpoint_epoch_N.pt`` (and ``best_model.pt`` on improvement).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from axion.engine.checkpoint import CheckpointSaver
+from axion.engine.early_stopping import EarlyStopping
+from axion.engine.history import MetricsHistory
+from axion.engine.reporter import Reporter
+from axion.engine.sampler import EpochSampler
+from axion.engine.seeding import stable_seed
+from axion.errors import TrainingError
+
+#: Consecutive non-finite losses after which training stops.
+MAX_NONFINITE_IN_A_ROW = 5
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; everything here goes into checkpoints."""
+
+    epoch: int = 0  # last completed epoch
+    optimizer_steps: int = 0
+    partial_batches: int = 0  # batches of epoch+1 already done (interrupted runs)
+    nonfinite_in_a_row: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Sums:
+    """Per-sample sums of named values, all-reduced across ranks at the end."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.count = 0
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        batch = next(iter(values.values())).shape[0]
+        for key, value in values.items():
+            self.sums[key] += float(value.detach().float().sum())
+        self.count += batch
+
+    def means(self, fabric) -> dict[str, float]:
+        keys = sorted(self.sums)
+        packed = torch.tensor([self.sums[k] for k in keys] + [float(self.count)], dtype=torch.float64)
+        if fabric.world_size > 1:
+            packed = fabric.all_reduce(packed.to(fabric.device), reduce_op="sum").cpu()
+        count = max(1.0, float(packed[-1]))
+        return {k: float(packed[i]) / count for i, k in enumerate(keys)}
+
+
+class Stage3Trainer:
+    """Fits the trainable weights of a Stage 3 model.
+
+    Args:
+        fabric: Lightning Fabric (device, precision, data parallelism).
+        model: the Fabric-wrapped model; ``module`` is the :class:`Stage3Model`.
+        module: the unwrapped model (for its trainable state dict).
+        optimizer: Fabric-wrapped AdamW over the trainable parameters.
+        scheduler: per-optimizer-step LR schedule.
+        loss_fn: callable returning per-sample loss terms including ``total``.
+        metrics_fn: callable returning per-sample validation metrics.
+        config: the resolved run configuration (a JSON dict, stored in checkpoints).
+        reporter, saver, history: output.
+        seed: the run's seed (noise per tile is derived from it).
+        batch_size: tiles per batch and device (to skip ahead when resuming mid-epoch).
+        grad_accum, max_grad_norm, epochs, early_stopping: loop settings.
+    """
+
+    def __init__(
+        self,
+        *,
+        fabric,
+        model: torch.nn.Module,
+        module: torch.nn.Module,
+        optimizer,
+        scheduler,
+        loss_fn,
+        metrics_fn,
+        config: dict[str, Any],
+        reporter: Reporter,
+        saver: CheckpointSaver,
+        history: MetricsHistory | None,
+        seed: int,
+        batch_size: int,
+        grad_accum: int,
+        max_grad_norm: float,
+        epochs: int,
+        early_stopping: EarlyStopping,
+    ) -> None:
+        self.fabric, self.model, self.module = fabric, model, module
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.loss_fn, self.metrics_fn = loss_fn, metrics_fn
+        self.config, self.reporter, self.saver, self.history = config, reporter, saver, history
+        self.seed, self.batch_size = seed, batch_size
+        self.grad_accum, self.max_grad_norm = grad_accum, max_grad_norm
+        self.epochs, self.early_stopping = epochs, early_stopping
+        self.state = LoopState()
+        self.stop_requested: str | None = None
+
+    # --- hooks ---------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], epoch: int) -> dict[str, Tensor]:
+        """Per-sample loss terms for one batch, with gradients."""
+        seeds = [stable_seed(self.seed, "train", epoch, name) for name in batch["name"]]
+        opt_v3 = self.model(batch["s1"], batch["opt_v2"], seeds=seeds)
+        return self.loss_fn(opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Per-sample loss terms and metrics; the noise is fixed per tile."""
+        seeds = [stable_seed(self.seed, "val", name) for name in batch["name"]]
+        opt_v3 = self.model(batch["s1"], batch["opt_v2"], seeds=seeds)
+        terms = self.loss_fn(opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])
+        return {**terms, **self.metrics_fn(opt_v3, batch["target"], batch["s1"], batch["mask"])}
+
+    # --- state ---------------------------------------------------------------
+    def checkpoint(self, train_stats: dict[str, Any], val_stats: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint with exactly the guide's keys."""
+        scaler = getattr(self.fabric.strategy.precision, "scaler", None)
+        val_stats = {**val_stats, "early_stopping": self.early_stopping.state_dict()}
+        train_stats = {
+            **train_stats,
+            "optimizer_steps": self.state.optimizer_steps,
+            "partial_batches": self.state.partial_batches,
+        }
+        return {
+            "epoch": self.state.epoch,
+            "model_state_dict": {k: v.detach().cpu() for k, v in self.module.trainable_state_dict().items()},
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "scheduler_state_dict": self.scheduler.state_dict(),
+            "scaler_state_dict": scaler.state_dict() if scaler is not None else {},
+            "train_stats": train_stats,
+            "val_stats": val_stats,
+            "best_sar_agreement": float(self.early_stopping.best),
+            "config": self.config,
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a checkpoint: weights, optimizer, schedule, scaler, loop and early stopping."""
+        self.module.load_trainable_state_dict(ckpt["model_state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+        horizon = self.scheduler.lr_lambdas[0].total_steps
+        self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+        self.scheduler.lr_lambdas[0].total_steps = horizon  # --epochs may have grown
+        scaler = getattr(self.fabric.strategy.precision, "scaler", None)
+        if scaler is not None and ckpt["scaler_state_dict"]:
+            scaler.load_state_dict(ckpt["scaler_state_dict"])
+        self.early_stopping.load_state_dict(ckpt["val_stats"]["early_stopping"])
+        self.state.epoch = int(ckpt["epoch"])
+        self.state.optimizer_steps = int(ckpt["train_stats"].get("optimizer_steps", 0))
+        self.state.partial_batches = int(ckpt["train_stats"].get("partial_batches", 0))
+
+    # --- signals -------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.stop_requested = name
+        self.reporter.info(f"{name} received: finishing the current step, then saving a checkpoint")
+
+    # --- loop ----------------------------------------------------------------
+    def fit(self, train_loader: Iterable, val_loader: Iterable, sampler: EpochSampler) -> LoopState:
+        """Train until ``epochs``, early stopping, or a stop signal."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while self.state.epoch < self.epochs:
+                epoch = self.state.epoch + 1
+                started = time.perf_counter()
+                sampler.set_epoch(epoch, skip=self.state.partial_batches * self.batch_size)
+                train_stats = self._train_epoch(train_loader, epoch)
+                if self.stop_requested:
+                    path = self.saver.save_interrupted(self.checkpoint(train_stats, {}))
+                    self.reporter.info(
+                        f"Stopped by {self.stop_requested} in epoch {epoch} after "
+                        f"{self.state.partial_batches} batches; saved {path}. "
+                        f"Resume with the same command plus --resume {path}"
+                    )
+                    return self.state
+                val_stats = self._validate(val_loader, epoch)
+                self.state.epoch, self.state.partial_batches = epoch, 0
+                improved = self.early_stopping.update(val_stats["sar_agreement"], epoch)
+                row = {
+                    "epoch": epoch,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "time_s": time.perf_counter() - started,
+                    **{f"train_{k}": v for k, v in train_stats.items()},
+                    **{f"val_{k}": v for k, v in val_stats.items()},
+                }
+                self.reporter.epoch_summary(epoch, row)
+                state = self.checkpoint(train_stats, val_stats)
+                if self.fabric.is_global_zero:
+                    if self.history is not None:
+                        self.history.append(row)
+                    self.saver.save_epoch(state)
+                    if improved:
+                        self.saver.save_best(state)
+                self.fabric.barrier()
+                if improved:
+                    self.reporter.improved(val_stats["sar_agreement"])
+                else:
+                    self.reporter.no_improvement(self.early_stopping.wait, self.early_stopping.patience)
+                    if self.early_stopping.should_stop:
+                        self.reporter.early_stop(self.early_stopping.best, self.early_stopping.best_epoch)
+                        break
+            return self.state
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _train_epoch(self, loader: Iterable, epoch: int) -> dict[str, Any]:
+        self.model.eval()  # frozen base, no dropout in adapters: train and eval behave the same
+        sums, skipped = _Sums(), 0
+        total = len(loader)  # type: ignore[arg-type]
+        done_before = self.state.partial_batches
+        cycle_skip = False
+        with self.reporter.bar(f"Epoch {epoch}", total) as bar:
+            for i, batch in enumerate(loader):
+                batch = self.fabric.to_device(batch)
+                position = done_before + i  # index of this batch within the epoch
+                epoch_len = done_before + total
+                cycle_start = (position // self.grad_accum) * self.grad_accum
+                cycle_len = min(self.grad_accum, epoch_len - cycle_start)  # the last cycle may be short
+                last_in_cycle = position + 1 == cycle_start + cycle_len
+                with self.fabric.no_backward_sync(self.model, enabled=not last_in_cycle):
+                    terms = self.training_step(batch, epoch)
+                    loss = terms["total"].mean()
+                    if torch.isfinite(loss):
+                        # Mean over the cycle's micro-batches, so a short last cycle is not down-weighted.
+                        self.fabric.backward(loss / cycle_len)
+                        self.state.nonfinite_in_a_row = 0
+                        sums.add({k: v for k, v in terms.items()})
+                    else:
+                        skipped += 1
+                        cycle_skip = True
+                        self.state.nonfinite_in_a_row += 1
+                        if self.state.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
+                            raise TrainingError(
+                                f"the loss was not finite for {MAX_NONFINITE_IN_A_ROW} steps in a row "
+                                f"(epoch {epoch}, batch {position + 1}); lower --lr or use --precision 32"
+                            )
+                if last_in_cycle:
+                    if not cycle_skip:
+                        self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.max_grad_norm)
+                        self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scheduler.step()
+                    self.state.optimizer_steps += 1
+                    cycle_skip = False
+                bar.advance(loss=float(loss.detach()))
+                self.state.partial_batches = position + 1
+                if self.stop_requested and last_in_cycle:
+                    break
+        stats = sums.means(self.fabric)
+        return {
+            "loss": stats.pop("total", math.nan),
+            **stats,
+            "skipped_steps": skipped,
+        }
+
+    @torch.no_grad()
+    def _validate(self, loader: Iterable, epoch: int) -> dict[str, float]:
+        sums = _Sums()
+        with self.reporter.bar(f"Validation {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
+            for batch in loader:
+                values = self.validation_step(self.fabric.to_device(batch))
+                sums.add(values)
+                bar.advance(loss=float(values["total"].mean()), sar_agr=float(values["sar_agreement"].mean()))
+        stats = sums.means(self.fabric)
+        return {"loss": stats.pop("total", math.nan), **stats}

@@ -1,0 +1,159 @@
+"""Engine pieces in isolation: early stopping, schedule, sampler, checkpoints, precision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from axion.engine.checkpoint import (
+    CHECKPOINT_KEYS,
+    CheckpointSaver,
+    epoch_checkpoints,
+    load_checkpoint,
+    save_atomic,
+)
+from axion.engine.early_stopping import EarlyStopping
+from axion.engine.runtime import resolve_precision
+from axion.engine.sampler import EpochSampler
+from axion.engine.schedule import WarmupCosine, warmup_cosine
+from axion.engine.seeding import stable_seed
+from axion.errors import ConfigError, DataError
+
+
+def test_early_stopping_on_a_crafted_sequence() -> None:
+    stopper = EarlyStopping(patience=3, delta=0.01)
+    sequence = [0.50, 0.55, 0.555, 0.56, 0.58, 0.585, 0.586, 0.589]
+    decisions = []
+    for epoch, value in enumerate(sequence, start=1):
+        improved = stopper.update(value, epoch)
+        decisions.append((improved, stopper.wait, stopper.should_stop))
+        if stopper.should_stop:
+            break
+    # 0.555 and 0.56 are within delta of 0.55; 0.58 beats 0.55 + 0.01; then three misses.
+    assert [d[0] for d in decisions] == [True, True, False, False, True, False, False, False]
+    assert decisions[-1] == (False, 3, True)
+    assert stopper.best == pytest.approx(0.58) and stopper.best_epoch == 5
+
+
+def test_early_stopping_state_round_trip() -> None:
+    stopper = EarlyStopping(patience=5, delta=1e-4)
+    stopper.update(0.7, 1)
+    stopper.update(0.6, 2)
+    other = EarlyStopping(patience=5, delta=1e-4)
+    other.load_state_dict(stopper.state_dict())
+    assert (other.best, other.best_epoch, other.wait) == (0.7, 1, 1)
+
+
+def test_warmup_then_cosine() -> None:
+    f = WarmupCosine(warmup_steps=4, total_steps=14)
+    assert f(0) == pytest.approx(0.2) and f(3) == pytest.approx(0.8)
+    assert f(4) == pytest.approx(1.0)
+    assert f(9) == pytest.approx(0.5)
+    assert f(14) == pytest.approx(0.0, abs=1e-12) and f(100) == pytest.approx(0.0, abs=1e-12)
+    values = [f(s) for s in range(4, 15)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_scheduler_state_is_plain_data(tmp_path: Path) -> None:
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    sched = warmup_cosine(opt, 2, 10)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    save_atomic({"s": sched.state_dict()}, tmp_path / "s.pt")
+    restored = torch.load(tmp_path / "s.pt", weights_only=True)["s"]
+    assert restored["last_epoch"] == 3
+
+
+def test_sampler_deterministic_sharded_and_skipping() -> None:
+    a = EpochSampler(10, seed=1)
+    a.set_epoch(3)
+    b = EpochSampler(10, seed=1)
+    b.set_epoch(3)
+    assert list(a) == list(b) and sorted(a) == list(range(10))
+    b.set_epoch(4)
+    assert list(a) != list(b)
+    ranks = [EpochSampler(10, seed=1, num_replicas=3, rank=r) for r in range(3)]
+    for r in ranks:
+        r.set_epoch(3)
+    shards = [list(r) for r in ranks]
+    assert all(len(s) == 4 for s in shards)
+    assert set(sum(shards, [])) == set(range(10))
+    a.set_epoch(3, skip=4)
+    full = EpochSampler(10, seed=1)
+    full.set_epoch(3)
+    assert list(a) == list(full)[4:] and len(a) == 6
+
+
+def test_stable_seed() -> None:
+    assert stable_seed(42, "val", "tile_1") == stable_seed(42, "val", "tile_1")
+    assert stable_seed(42, "val", "tile_1") != stable_seed(42, "val", "tile_2")
+    assert 0 <= stable_seed("x") < 2**63
+
+
+def _state(epoch: int) -> dict:
+    return {
+        "epoch": epoch,
+        "model_state_dict": {"w": torch.ones(2) * epoch},
+        "optimizer_state_dict": {},
+        "scheduler_state_dict": {},
+        "scaler_state_dict": {},
+        "train_stats": {"loss": 0.1},
+        "val_stats": {"sar_agreement": 0.5},
+        "best_sar_agreement": 0.5,
+        "config": {"model": {}},
+    }
+
+
+def test_checkpoint_saver_rotation_and_weights_only_load(tmp_path: Path) -> None:
+    saver = CheckpointSaver(tmp_path, keep_last=2)
+    for epoch in (1, 2, 3):
+        saver.save_epoch(_state(epoch))
+    saver.save_best(_state(2))
+    assert [e for e, _ in epoch_checkpoints(tmp_path)] == [2, 3]
+    loaded = load_checkpoint(tmp_path / "checkpoint_epoch_3.pt")
+    assert tuple(loaded) == CHECKPOINT_KEYS
+    assert torch.equal(loaded["model_state_dict"]["w"], torch.full((2,), 3.0))
+    assert load_checkpoint(tmp_path / "best_model.pt")["epoch"] == 2
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint_epoch_1.pt"
+    save_atomic(_state(1), path)
+    before = path.read_bytes()
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        save_atomic({"bad": Unpicklable()}, path)
+    assert path.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name != path.name]
+
+
+def test_load_checkpoint_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    good = tmp_path / "good.pt"
+    save_atomic(_state(1), good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(DataError, match="truncated.pt: not a readable axion checkpoint"):
+        load_checkpoint(truncated)
+    partial = tmp_path / "partial.pt"
+    torch.save({"epoch": 1}, partial)
+    with pytest.raises(DataError, match="missing key\\(s\\) model_state_dict"):
+        load_checkpoint(partial)
+
+
+def test_precision_resolution() -> None:
+    assert resolve_precision("auto", "cpu").fabric == "bf16-mixed"
+    assert resolve_precision("auto", "cuda").fabric == "16-mixed"
+    assert resolve_precision("auto", "cuda").uses_scaler
+    assert resolve_precision("32", "cpu").fabric == "32-true"
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        resolve_precision("fp16-mixed", "cpu")
