@@ -1,0 +1,225 @@
+"""``axion stage3 train`` through the real CLI on real tiles (tiny model, 64 px, one DDIM step)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from axion.cli import app
+from axion.engine.checkpoint import CHECKPOINT_KEYS, load_checkpoint
+
+from .conftest import FAST
+
+runner = CliRunner()
+
+
+def train(tiles: Path, out: Path, *extra: str) -> str:
+    args = ["stage3", "train", "--data-dir", str(tiles), "--output-dir", str(out), *FAST, *extra]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def three_epochs(tiles_64: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One uninterrupted run of 3 epochs: 3 train tiles, accumulation 2 (a short last cycle)."""
+    out = tmp_path_factory.mktemp("run") / "a"
+    output = train(tiles_64, out, "--epochs", "3", "--max-samples", "3", "--grad-accum", "2", "--lr", "1e-3")
+    return out, output
+
+
+def test_run_writes_every_file_with_every_key(three_epochs: tuple[Path, str]) -> None:
+    out, output = three_epochs
+    for name in ("config.json", "checkpoint_epoch_1.pt", "checkpoint_epoch_2.pt", "checkpoint_epoch_3.pt"):
+        assert (out / name).is_file(), name
+    assert (out / "best_model.pt").is_file()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["model_size"] == "tiny" and config["training"]["grad_accum"] == 2
+
+    ckpt = load_checkpoint(out / "checkpoint_epoch_3.pt")
+    assert tuple(ckpt) == CHECKPOINT_KEYS
+    assert ckpt["epoch"] == 3 and ckpt["config"] == config
+    # Trainable weights only: LoRA adapters and the head, nothing of the frozen base.
+    names = list(ckpt["model_state_dict"])
+    assert names and all("lora_" in n or n.startswith("head.") for n in names)
+    assert 0.0 <= ckpt["best_sar_agreement"] <= 1.0
+    for key in ("loss", "sar", "cycle", "identity", "lpips", "spectral", "skipped_steps"):
+        assert key in ckpt["train_stats"], key
+    for key in ("loss", "sar_agreement", "psnr", "sam_deg", "spectral"):
+        assert key in ckpt["val_stats"], key
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_sar_agreement", "lr", "time_s", "train_sar"} <= set(rows[0])
+
+    # Console: the guide's summary and early-stopping messages.
+    assert "Epoch 1 Summary:" in output and "Val SAR agreement:" in output
+    assert "✓ SAR agreement improved to" in output
+    assert "Trainable parameters:" in output and "Precision: bf16 mixed precision (CPU)" in output
+    assert "effective batch size 2" in output
+
+
+def test_accumulation_remainder_is_flushed(three_epochs: tuple[Path, str]) -> None:
+    out, _ = three_epochs
+    # 3 batches with accumulation 2: one full cycle and one cycle of one batch, each epoch.
+    ckpt = load_checkpoint(out / "checkpoint_epoch_1.pt")
+    assert ckpt["train_stats"]["optimizer_steps"] == 2
+    assert ckpt["scheduler_state_dict"]["last_epoch"] == 2
+    assert load_checkpoint(out / "checkpoint_epoch_3.pt")["train_stats"]["optimizer_steps"] == 6
+
+
+def test_training_changes_the_weights(three_epochs: tuple[Path, str]) -> None:
+    out, _ = three_epochs
+    first = load_checkpoint(out / "checkpoint_epoch_1.pt")["model_state_dict"]
+    last = load_checkpoint(out / "checkpoint_epoch_3.pt")["model_state_dict"]
+    # With random TerraMind weights the UNet's output conv is zero, which blocks every gradient
+    # into the adapters (tests/model covers them with that conv made non-zero); the fusion head
+    # always learns.
+    head = [name for name in first if name.startswith("head.")]
+    assert head and all(not torch.equal(first[name], last[name]) for name in head)
+
+
+def test_resume_gives_the_same_weights(
+    three_epochs: tuple[Path, str], tiles_64: Path, tmp_path: Path
+) -> None:
+    out, _ = three_epochs
+    resumed = tmp_path / "b"
+    output = train(tiles_64, resumed, "--resume", str(out / "checkpoint_epoch_2.pt"))
+    assert "Resumed from" in output
+    expected = load_checkpoint(out / "checkpoint_epoch_3.pt")
+    got = load_checkpoint(resumed / "checkpoint_epoch_3.pt")
+    assert got["config"]["training"]["grad_accum"] == 2  # settings come from the checkpoint
+    for name, tensor in expected["model_state_dict"].items():
+        torch.testing.assert_close(got["model_state_dict"][name], tensor, rtol=1e-5, atol=1e-6)
+    assert got["best_sar_agreement"] == pytest.approx(expected["best_sar_agreement"], abs=1e-6)
+    assert not (resumed / "checkpoint_epoch_1.pt").exists()
+
+
+def test_refuses_to_mix_runs_and_mismatched_resume(three_epochs: tuple[Path, str], tiles_64: Path) -> None:
+    out, _ = three_epochs
+    before = (out / "checkpoint_epoch_3.pt").read_bytes()
+    args = ["stage3", "train", "--data-dir", str(tiles_64), "--output-dir", str(out), *FAST]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "already holds a training run" in result.output
+    result = runner.invoke(app, [*args, "--resume", str(out / "checkpoint_epoch_2.pt"), "--lora-rank", "4"])
+    assert result.exit_code == 2 and "trained with --lora-rank 8, not 4" in result.output
+    assert "Traceback" not in result.output
+    assert (out / "checkpoint_epoch_3.pt").read_bytes() == before
+
+
+def test_early_stopping_message(tiles_64: Path, tmp_path: Path) -> None:
+    # lr is tiny, so SAR agreement cannot improve by more than the huge delta after epoch 1.
+    output = train(
+        tiles_64, tmp_path / "es", "--epochs", "5", "--max-samples", "1", "--grad-accum", "1",
+        "--lr", "1e-9", "--early-stop-patience", "1", "--early-stop-delta", "0.5",
+    )  # fmt: skip
+    assert "No improvement in SAR agreement (1/1)" in output
+    assert "⚠ Early stopping triggered!" in output and "Best SAR agreement:" in output
+    assert "at epoch 1" in output
+    assert not (tmp_path / "es" / "checkpoint_epoch_3.pt").exists()
+
+
+def test_bad_data_fails_before_training(tmp_path: Path) -> None:
+    (tmp_path / "tiles" / "train").mkdir(parents=True)
+    (tmp_path / "tiles" / "train" / "t.npz").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "tiles" / "train" / "t.json").write_text('{"split": "train"}')
+    result = runner.invoke(
+        app,
+        [
+            "stage3",
+            "train",
+            "--data-dir",
+            str(tmp_path / "tiles"),
+            "--output-dir",
+            str(tmp_path / "o"),
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 2 and "t.npz" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+
+# --- separate processes: signals and data parallelism ---------------------------------------------
+
+
+def _spawn(tiles: Path, out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LIGHTLY_DID_VERSION_CHECK": "True"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "axion",
+        "stage3",
+        "train",
+        "--data-dir",
+        str(tiles),
+        "--output-dir",
+        str(out),
+    ]
+    return subprocess.Popen(
+        [*cmd, *FAST, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+
+
+def _wait_for(proc: subprocess.Popen, condition, timeout: float = 300) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_and_resumes(tiles_64: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _spawn(tiles_64, out, "--epochs", "2", "--max-samples", "3", "--grad-accum", "1")
+    _wait_for(proc, lambda: (out / "config.json").exists())
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "SIGTERM received" in output and "--resume" in output
+    ckpt = load_checkpoint(out / "checkpoint_interrupted.pt")
+    assert ckpt["train_stats"]["partial_batches"] >= 1
+    output = train(tiles_64, out, "--resume", str(out / "checkpoint_interrupted.pt"))
+    assert "Resumed from" in output
+    assert load_checkpoint(out / "checkpoint_epoch_2.pt")["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_loadable_checkpoints(tiles_64: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _spawn(tiles_64, out, "--epochs", "20", "--max-samples", "1", "--grad-accum", "1")
+    _wait_for(proc, lambda: (out / "checkpoint_epoch_2.pt").exists())
+    proc.kill()
+    proc.wait(timeout=60)
+    checkpoints = sorted(out.glob("*.pt"))
+    assert checkpoints
+    for path in checkpoints:
+        assert tuple(load_checkpoint(path)) == CHECKPOINT_KEYS
+    last = max(load_checkpoint(p)["epoch"] for p in out.glob("checkpoint_epoch_*.pt"))
+    output = train(
+        tiles_64, out, "--resume", str(out / f"checkpoint_epoch_{last}.pt"), "--epochs", str(last + 1)
+    )
+    assert load_checkpoint(out / f"checkpoint_epoch_{last + 1}.pt")["epoch"] == last + 1
+    assert "Resumed from" in output
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tiles_64: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    proc = _spawn(tiles_64, out, "--epochs", "1", "--max-samples", "2", "--grad-accum", "1", "--devices", "2")
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    assert "Devices: 2 x cpu" in output
+    ckpt = load_checkpoint(out / "checkpoint_epoch_1.pt")
+    assert ckpt["epoch"] == 1 and ckpt["train_stats"]["optimizer_steps"] == 1
