@@ -155,6 +155,7 @@ def load_predictor(
     pretrained: bool | None = None,
     weights_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> Predictor:
     """Load a checkpoint and rebuild its model, ready for :func:`predict`.
 
@@ -166,6 +167,7 @@ def load_predictor(
         pretrained: override whether the frozen base is pretrained (default: as trained).
         weights_dir: where the pretrained TerraMind files are (default: as trained).
         log: receives one-line messages.
+        state: the checkpoint already loaded with :func:`load_checkpoint` (else it is read here).
 
     Raises:
         DataError: unreadable checkpoint. WeightsError: base weights missing or adapters
@@ -173,7 +175,7 @@ def load_predictor(
     """
     say = log or (lambda _message: None)
     checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint) if state is None else state
     saved = state["config"]
     if not isinstance(saved, dict):
         raise DataError(f"{checkpoint}: checkpoint configuration is not a mapping")
@@ -207,3 +209,21 @@ def load_predictor(
         precision=choice,
         device=device,
     )
+
+
+def size_batches(sizes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Indices batched so that every batch holds tiles of one padded size, in input order.
+
+    TerraMind attends over the whole token grid, so padding a tile to a larger batch
+    mate would change its output; batching equal sizes keeps each tile's result
+    independent of what it is batched with.
+    """
+    from axion.data.padding import padded_size
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, (height, width) in enumerate(sizes):
+        groups.setdefault((padded_size(height), padded_size(width)), []).append(index)
+    batches = []
+    for members in groups.values():
+        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+    return sorted(batches, key=lambda batch: batch[0])
