@@ -43,3 +43,24 @@ def lpips_weights() -> Path:
 
 
 # --- model fixtures (tiny TerraMind, built once per session) -----------------
+
+
+@pytest.fixture(scope="session")
+def tiny_build():
+    """The tiny Stage 3 model with random weights, built once, and the messages its build logged.
+
+    Tests that change its weights must restore them (see tests/model/conftest.py).
+    """
+    from axion.config import ModelConfig
+    from axion.model import build_stage3_model
+
+    messages: list[str] = []
+    cfg = ModelConfig(model_size="tiny", pretrained=False, timesteps=1, lora_rank=8, lora_alpha=16)
+    model = build_stage3_model(cfg, log=messages.append)
+    return model, messages
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_build):
+    """The session's tiny Stage 3 model (random TerraMind weights, identity start)."""
+    return tiny_build[0]
