@@ -22,7 +22,7 @@ from torch import Tensor
 from axion.config import ModelConfig, resolve_config
 from axion.engine.checkpoint import load_checkpoint
 from axion.engine.runtime import PrecisionChoice, accelerator_name, resolve_precision
-from axion.engine.seeding import seed_everything, stable_seed
+from axion.engine.seeding import stable_seed
 from axion.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -188,13 +188,8 @@ def load_predictor(
 
     check_weights(cfg)
     train_seed = int(saved.get("other", {}).get("seed", 0))
-    if not cfg.pretrained:
-        # Random base weights are drawn from the global RNG right after seeding with the
-        # run's seed (as training does), so the same seed rebuilds the same frozen base.
-        say(
-            f"Checkpoint base: random TerraMind-{cfg.model_size} weights rebuilt from the run's seed {train_seed}"
-        )
-    seed_everything(train_seed)
+    # Without pretrained files the frozen base is rebuilt from the model's fixed seed, so it is
+    # the base the adapters were trained on.
     model = build_stage3_model(cfg, log=say)
     model.load_trainable_state_dict(state["model_state_dict"])
     device = torch.device(accelerator)

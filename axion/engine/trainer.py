@@ -182,6 +182,9 @@ class Stage3Trainer:
             while self.state.epoch < self.epochs:
                 epoch = self.state.epoch + 1
                 started = time.perf_counter()
+                lr = self.optimizer.param_groups[0][
+                    "lr"
+                ]  # the rate this epoch starts with, as the guide shows
                 sampler.set_epoch(epoch, skip=self.state.partial_batches * self.batch_size)
                 train_stats = self._train_epoch(train_loader, epoch)
                 if self.stop_requested:
@@ -197,7 +200,7 @@ class Stage3Trainer:
                 improved = self.early_stopping.update(val_stats["sar_agreement"], epoch)
                 row = {
                     "epoch": epoch,
-                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "lr": lr,
                     "time_s": time.perf_counter() - started,
                     **{f"train_{k}": v for k, v in train_stats.items()},
                     **{f"val_{k}": v for k, v in val_stats.items()},

@@ -32,6 +32,8 @@ from axion.model.lora import TARGET_MODULES, inject_lora
 from axion.model.terramind import S1_INPUT, S2_INPUT, S2_TARGET, build_generator, load_pretrained
 from axion.model.weights import check_weights
 
+#: Seed of the frozen base when built without pretrained weights.
+RANDOM_BASE_SEED = 0
 #: Version tag of the adapter/metadata layout.
 ADAPTER_FORMAT = "axion-stage3-adapters/1"
 
@@ -232,9 +234,16 @@ def build_stage3_model(cfg: ModelConfig, log: Callable[[str], None] | None = Non
     """
     say = log or (lambda _message: None)
     files = check_weights(cfg)
-    generator = build_generator(cfg.model_size, cfg.timesteps)
+    # Random base weights come from a fixed seed, whatever the caller's RNG state: checkpoints
+    # hold only the trainable weights, so evaluate and infer must rebuild the very same base.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_BASE_SEED)
+        generator = build_generator(cfg.model_size, cfg.timesteps)
     if files is None:
-        say(f"Using random TerraMind-{cfg.model_size} weights (pretrained=False): nothing is pretrained")
+        say(
+            f"Using random TerraMind-{cfg.model_size} weights (pretrained=False, seed {RANDOM_BASE_SEED}): "
+            "nothing is pretrained"
+        )
     else:
         load_pretrained(generator, files, say)
         say(f"Loaded pretrained TerraMind-{cfg.model_size} and its S2L2A tokenizer from {files.source}")

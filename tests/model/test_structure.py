@@ -78,3 +78,18 @@ def test_band_slots_and_statistics_equal_terratorch(tiny_model):
     # ... and those are the statistics the built generator carries.
     built = tiny_model.generator.pretraining_mean[S2_INPUT].flatten()
     torch.testing.assert_close(built, torch.tensor(bands.S2L2A_MEAN, dtype=built.dtype))
+
+
+def test_random_base_does_not_depend_on_the_callers_rng(tiny_model):
+    """Checkpoints hold only adapters, so a rebuilt random base must be the same base."""
+    import torch
+
+    from axion.config import ModelConfig
+    from axion.model import build_stage3_model
+
+    torch.manual_seed(12345)
+    other = build_stage3_model(ModelConfig(model_size="tiny", pretrained=False, timesteps=1))
+    frozen = {n: p for n, p in tiny_model.named_parameters() if not p.requires_grad}
+    for name, param in other.named_parameters():
+        if not param.requires_grad:
+            assert torch.equal(param, frozen[name]), name
