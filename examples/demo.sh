@@ -20,7 +20,7 @@ if [ -n "${AXION_LPIPS_WEIGHTS:-}" ]; then LPIPS=(--lpips-weights "$AXION_LPIPS_
 "$AXION" stage3 prepare --demo --output-dir "$OUT/tiles" --overwrite
 "$AXION" stage3 train --data-dir "$OUT/tiles" --output-dir "$OUT/checkpoints" \
     --model-size tiny "${PRETRAINED[@]}" "${LPIPS[@]}" \
-    --epochs 3 --timesteps 2 --batch-size 1 --grad-accum 2 --lr 1e-3 --num-workers 0
+    --epochs 10 --timesteps 2 --batch-size 1 --grad-accum 1 --lr 5e-3 --num-workers 0
 "$AXION" stage3 evaluate --checkpoint "$OUT/checkpoints/best_model.pt" \
     --data-dir "$OUT/tiles" --output-dir "$OUT/results" "${LPIPS[@]}"
 "$AXION" stage3 infer --checkpoint "$OUT/checkpoints/best_model.pt" \
