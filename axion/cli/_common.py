@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from axion.config import field_default, field_help
 from axion.errors import AxionError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,3 +61,15 @@ def explicit_flags(ctx: typer.Context, values: Mapping[str, Any]) -> dict[str, A
 def is_interactive() -> bool:
     """Whether live progress bars make sense (a terminal on stdout)."""
     return sys.stdout.isatty()
+
+
+def config_option(section: type, name: str, *decls: str, panel: str, **kwargs: Any) -> Any:
+    """A Typer option whose help (and default, unless given) come from a config model field.
+
+    The config models stay the one source of every default that ``--help`` shows.
+    """
+    flag = "--" + name.replace("_", "-")
+    default = kwargs.pop("default", field_default(section, name))
+    help_text = kwargs.pop("help", field_help(section, name))
+    kwargs.setdefault("show_default", True)
+    return typer.Option(default, *(decls or (flag,)), help=help_text, rich_help_panel=panel, **kwargs)

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from axion.cli._common import console, is_interactive, user_errors
+from axion.cli._common import config_option, console, is_interactive, user_errors
 from axion.cli.app import stage3_app
 from axion.config import (
     DataConfig,
@@ -22,22 +22,11 @@ from axion.config import (
     ModelConfig,
     OtherConfig,
     TrainingConfig,
-    field_default,
-    field_help,
     resolve_config,
 )
 from axion.errors import ConfigError, DataError
 
 _IO, _MODEL, _RUN = "Input and output", "Model", "Run"
-
-
-def config_option(section: type, name: str, *decls: str, panel: str, **kwargs: Any) -> Any:
-    """A Typer option whose help (and default, unless given) come from a config model field."""
-    flag = "--" + name.replace("_", "-")
-    default = kwargs.pop("default", field_default(section, name))
-    help_text = kwargs.pop("help", field_help(section, name))
-    kwargs.setdefault("show_default", True)
-    return typer.Option(default, *(decls or (flag,)), help=help_text, rich_help_panel=panel, **kwargs)
 
 
 def checkpoint_option() -> Any:

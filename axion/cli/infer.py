@@ -14,11 +14,10 @@ from typing import Any
 
 import typer
 
-from axion.cli._common import console, is_interactive, user_errors
+from axion.cli._common import config_option, console, is_interactive, user_errors
 from axion.cli.app import stage3_app
 from axion.cli.evaluate import (
     checkpoint_option,
-    config_option,
     precision_option,
     pretrained_option,
     seed_option,

@@ -8,10 +8,10 @@ are validated by :class:`axion.config.TrainConfig`. A ``--config`` file and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
+from axion.cli._common import config_option as _opt
 from axion.cli._common import explicit_flags, user_errors
 from axion.cli.app import stage3_app
 from axion.config import (
@@ -23,8 +23,6 @@ from axion.config import (
     OtherConfig,
     TrainConfig,
     TrainingConfig,
-    field_default,
-    field_help,
     resolve_config,
 )
 
@@ -36,16 +34,6 @@ _DATA, _MODEL, _TRAIN, _LOSS, _EARLY, _OTHER = (
     "Early stopping",
     "Other",
 )
-
-
-def _opt(section: type, name: str, *decls: str, panel: str, **kwargs: Any) -> Any:
-    """A Typer option whose default and help come from the config model."""
-    flag = "--" + name.replace("_", "-")
-    default = kwargs.pop("default", field_default(section, name))
-    kwargs.setdefault("show_default", True)
-    return typer.Option(
-        default, *(decls or (flag,)), help=field_help(section, name), rich_help_panel=panel, **kwargs
-    )
 
 
 @stage3_app.command()
