@@ -42,7 +42,11 @@ def scene(tmp_path: Path):
 
 
 def _offset_model(s1: np.ndarray, opt_v2: np.ndarray, names: list[str]) -> np.ndarray:
-    offsets = np.array([(hash(n) % 7) * 150.0 for n in names])  # up to 900 reflectance units apart
+    # Each tile is shifted by an amount that grows with its position (names end in _y<row>_x<col>),
+    # so any two neighbouring tiles disagree by hundreds of reflectance units, in every run.
+    offsets = np.array(
+        [20.0 * int(n.rsplit("_x", 1)[1]) + 13.0 * int(n.rsplit("_y", 1)[1].split("_")[0]) for n in names]
+    )
     return opt_v2 + offsets[:, None, None, None]
 
 
