@@ -15,11 +15,10 @@ same proxy in every epoch, every worker and every run, and two tiles differ.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from axion.bands import OPTICAL_STD
+from axion.seeding import stable_seed
 
 BLUR_SIGMA_RANGE: tuple[float, float] = (1.5, 3.0)
 GAIN_SD: float = 0.05
@@ -29,8 +28,7 @@ NOISE_SD: float = 0.02
 
 def tile_seed(name: str, base_seed: int = 0) -> int:
     """A stable 63-bit seed from a tile name and a base seed (independent of ``PYTHONHASHSEED``)."""
-    digest = hashlib.blake2b(f"{base_seed}:{name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
+    return stable_seed(base_seed, "proxy", name)
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:

@@ -22,8 +22,8 @@ from torch import Tensor
 from axion.config import ModelConfig, resolve_config
 from axion.engine.checkpoint import load_checkpoint
 from axion.engine.runtime import PrecisionChoice, accelerator_name, resolve_precision
-from axion.engine.seeding import stable_seed
 from axion.errors import ConfigError, DataError
+from axion.seeding import stable_seed
 
 if TYPE_CHECKING:
     from axion.model.stage3 import Stage3Model

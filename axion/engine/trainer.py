@@ -25,8 +25,8 @@ from axion.engine.early_stopping import EarlyStopping
 from axion.engine.history import MetricsHistory
 from axion.engine.reporter import Reporter
 from axion.engine.sampler import EpochSampler
-from axion.engine.seeding import stable_seed
 from axion.errors import TrainingError
+from axion.seeding import stable_seed
 
 #: Consecutive non-finite losses after which training stops.
 MAX_NONFINITE_IN_A_ROW = 5
@@ -247,7 +247,7 @@ class Stage3Trainer:
                         # Mean over the cycle's micro-batches, so a short last cycle is not down-weighted.
                         self.fabric.backward(loss / cycle_len)
                         self.state.nonfinite_in_a_row = 0
-                        sums.add({k: v for k, v in terms.items()})
+                        sums.add(terms)
                     else:
                         skipped += 1
                         cycle_skip = True

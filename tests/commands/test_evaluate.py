@@ -71,8 +71,8 @@ def test_rebuilt_model_reproduces_training_validation(checkpoint: Path, tiles_di
     from axion.data.dataset import TileDataset, collate_tiles
     from axion.engine.checkpoint import load_checkpoint
     from axion.engine.predict import load_predictor, predict
-    from axion.engine.seeding import stable_seed
     from axion.metrics import sar_agreement
+    from axion.seeding import stable_seed
 
     state = load_checkpoint(checkpoint)
     predictor = load_predictor(checkpoint, state=state)

@@ -18,8 +18,8 @@ from axion.engine.early_stopping import EarlyStopping
 from axion.engine.runtime import resolve_precision
 from axion.engine.sampler import EpochSampler
 from axion.engine.schedule import WarmupCosine, warmup_cosine
-from axion.engine.seeding import stable_seed
 from axion.errors import ConfigError, DataError
+from axion.seeding import stable_seed
 
 
 def test_early_stopping_on_a_crafted_sequence() -> None:
