@@ -34,6 +34,8 @@ S2L2A_BANDS: tuple[str, ...] = (
 )  # fmt: skip
 #: Where B2, B3, B4, B8 sit inside S2L2A.
 S2L2A_SLOTS: tuple[int, ...] = (1, 2, 3, 7)
+#: Their S2L2A names (B02, B03, B04, B08): what a tile keeps from a Sentinel-2 product.
+KEPT_S2_BANDS: tuple[str, ...] = tuple(S2L2A_BANDS[i] for i in S2L2A_SLOTS)
 
 #: Pretraining statistics (terratorch's ``standardize=True`` values).
 S2L2A_MEAN: tuple[float, ...] = (
@@ -46,6 +48,8 @@ S2L2A_STD: tuple[float, ...] = (
 )  # fmt: skip
 S1GRD_MEAN: tuple[float, ...] = (-12.599, -20.293)
 S1GRD_STD: tuple[float, ...] = (5.195, 5.890)
+S1RTC_MEAN: tuple[float, ...] = (-10.93, -17.329)
+S1RTC_STD: tuple[float, ...] = (4.391, 4.459)
 
 #: Statistics of the four optical channels we carry, in channel order.
 OPTICAL_MEAN: tuple[float, ...] = tuple(S2L2A_MEAN[i] for i in S2L2A_SLOTS)
@@ -53,3 +57,8 @@ OPTICAL_STD: tuple[float, ...] = tuple(S2L2A_STD[i] for i in S2L2A_SLOTS)
 
 #: Height and width must be multiples of TerraMind's patch size.
 PATCH_SIZE: int = 16
+
+
+def to_reflectance(optical):  # noqa: ANN001, ANN201 - numpy arrays and torch tensors alike
+    """Tile units (reflectance x 10000) -> reflectance."""
+    return optical / REFLECTANCE_SCALE

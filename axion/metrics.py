@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from axion.bands import OPTICAL_BANDS, REFLECTANCE_SCALE
-from axion.losses import GRADIENT_RADIUS, check_shapes, erode, masked_pearson, structure_maps, valid_pixels
+from axion.bands import OPTICAL_BANDS, to_reflectance
+from axion.masked import check_shapes, erode, masked_pearson, valid_pixels
+from axion.structure import GRADIENT_RADIUS, structure_maps
 
 if TYPE_CHECKING:
     from axion.perceptual import PerceptualLoss
@@ -55,7 +56,7 @@ def sar_agreement(optical: Tensor, s1: Tensor, mask: Tensor) -> Tensor:
 
 
 def _reflectance01(optical: Tensor) -> Tensor:
-    return (optical.double() / REFLECTANCE_SCALE).clamp(0.0, 1.0)
+    return to_reflectance(optical.double()).clamp(0.0, 1.0)
 
 
 def _band_means(x: Tensor, valid: Tensor) -> Tensor:

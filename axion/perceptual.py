@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from axion.bands import RGB_INDICES
 from axion.errors import WeightsError
-from axion.losses import check_shapes, in_fp32, masked_mean, valid_pixels
+from axion.masked import check_shapes, in_fp32, masked_mean, valid_pixels
 
 if TYPE_CHECKING:
     import lpips

@@ -4,7 +4,8 @@ Prints samples per second, the split of a step (data, forward, backward,
 optimizer, metrics), peak memory, and the ratio of a full engine step (the real
 :class:`~axion.engine.trainer.Stage3Trainer` loop: data, autocast, loss, backward,
 clipping, optimizer, schedule, progress) to a bare model forward + backward,
-all measured in the same run on the same batches.
+all measured in the same run on the same batches. The engine is assembled with
+the same builders as ``axion stage3 train`` (:mod:`axion.engine.fit`).
 
 Usage::
 
@@ -17,6 +18,7 @@ Reads real 224 px S1/S2 scenes from ../shared/data/terramind-examples (``--data`
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import resource
@@ -31,17 +33,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _prepare_tiles(data: Path, out: Path, tile_size: int) -> None:
-    from typer.testing import CliRunner
+    from axion.config import PrepareConfig
+    from axion.data.prepare.api import prepare
 
-    from axion.cli import app
-
-    args = ["stage3", "prepare", "--output-dir", str(out), "--tile-size", str(tile_size)]
-    args += ["--split-ratios", "1,0,0"]
-    for s1 in sorted((data / "S1RTC").glob("*.tif")):
-        args += ["--s1", str(s1), "--s2", str(data / "S2L2A" / s1.name)]
-    result = CliRunner().invoke(app, args)
-    if result.exit_code != 0:
-        raise SystemExit(result.output)
+    pairs = sorted((data / "S1RTC").glob("*.tif"))
+    prepare(
+        PrepareConfig(
+            output_dir=out,
+            tile_size=tile_size,
+            split_ratios="1,0,0",
+            s1=pairs,
+            s2=[data / "S2L2A" / p.name for p in pairs],
+        )
+    )
 
 
 def _timed(fn, sync) -> float:  # noqa: ANN001
@@ -63,55 +67,59 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from torch.utils.data import DataLoader
+    from torch.utils.data import Subset
 
-    from axion.config import LossConfig, ModelConfig, TrainingConfig
-    from axion.data.dataset import TileDataset, collate_tiles
+    from axion.config import TrainConfig
     from axion.engine.checkpoint import CheckpointSaver
-    from axion.engine.early_stopping import EarlyStopping
-    from axion.engine.fit import validation_metrics
+    from axion.engine.fit import RunInputs, build_loaders, build_optimization
     from axion.engine.reporter import Reporter
     from axion.engine.runtime import build_fabric
-    from axion.engine.sampler import EpochSampler
-    from axion.engine.schedule import warmup_cosine
-    from axion.engine.trainer import Stage3Trainer
+    from axion.engine.trainer import RunOutput, Stage3Trainer, validation_metrics
     from axion.losses import Stage3Loss
     from axion.model import build_stage3_model
 
     tmp = Path(tempfile.mkdtemp(prefix="axion-bench-"))
     _prepare_tiles(args.data, tmp / "tiles", args.tile_size)
-    dataset = TileDataset(tmp / "tiles", "train")
     n = args.steps + 1
+    cfg = TrainConfig.model_validate(
+        {
+            "data": {"data_dir": tmp / "tiles", "output_dir": tmp / "run"},
+            "model": {"model_size": args.model_size, "pretrained": False, "timesteps": args.timesteps},
+            "training": {"precision": args.precision, "grad_accum": 1, "epochs": 2},
+            "loss": {"lpips_weight": 0.0},
+            "other": {"num_workers": 0, "max_samples": n},
+        }
+    )
+    from axion.data.dataset import TileDataset
 
-    fabric, precision = build_fabric(TrainingConfig(precision=args.precision))
+    dataset = TileDataset(cfg.data.data_dir, "train", max_samples=n)
+    inputs = RunInputs(train_set=dataset, val_set=dataset, perceptual=None, resume=None)
+
+    fabric, precision = build_fabric(cfg.training)
     cuda = fabric.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    model = build_stage3_model(
-        ModelConfig(model_size=args.model_size, pretrained=False, timesteps=args.timesteps)
-    )
-    loss_fn = Stage3Loss(LossConfig(lpips_weight=0.0)).to(fabric.device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    scheduler = warmup_cosine(optimizer, 0, 1000)
-    module = model
-    model, optimizer = fabric.setup(model, optimizer)
+    model = build_stage3_model(cfg.model)
+    loss_fn = Stage3Loss(cfg.loss).to(fabric.device)
+    loaders = build_loaders(inputs, cfg)
+    optimization = build_optimization(model, cfg.training, math.ceil(len(dataset) / cfg.training.grad_accum))
+    wrapped, optimization.optimizer = fabric.setup(model, optimization.optimizer)
+    optimizer = optimization.optimizer
 
-    sampler = EpochSampler(len(dataset), seed=0)
-    loader = DataLoader(dataset, batch_size=1, sampler=sampler, collate_fn=collate_tiles, num_workers=0)
-    batches = [fabric.to_device(b) for b, _ in zip(loader, range(n), strict=False)]
+    loaders.sampler.set_epoch(0)
+    batches = [fabric.to_device(b) for b in loaders.train]
     while len(batches) < n:
         batches += batches[: n - len(batches)]
 
     # --- the split of a step, measured piece by piece -------------------------------------
     split: dict[str, list[float]] = {k: [] for k in ("data", "forward", "backward", "optimizer", "metrics")}
     bare: list[float] = []
-    it = iter(loader)
+    it = iter(loaders.train)
     for i, batch in enumerate(batches):
         split_data = _timed(lambda: next(it, None), sync)
         holder: dict[str, torch.Tensor] = {}
 
         def forward(batch=batch, holder=holder, i=i) -> None:  # noqa: ANN001
-            out = model(batch["s1"], batch["opt_v2"], seeds=[i])
+            out = wrapped(batch["s1"], batch["opt_v2"], seeds=[i])
             holder["out"] = out
             holder["loss"] = loss_fn(out, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])[
                 "total"
@@ -133,32 +141,14 @@ def main() -> None:
             bare.append(t_fwd + t_bwd)
 
     # --- the real engine loop over the same tiles ------------------------------------------
-    trainer = Stage3Trainer(
-        fabric=fabric,
-        model=model,
-        module=module,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        loss_fn=loss_fn,
-        metrics_fn=validation_metrics,
-        config={},
-        reporter=Reporter(__import__("rich.console").console.Console(quiet=True), live=False),
-        saver=CheckpointSaver(tmp),
-        history=None,
-        seed=0,
-        batch_size=1,
-        grad_accum=1,
-        max_grad_norm=1.0,
-        epochs=1,
-        early_stopping=EarlyStopping(5, 1e-4),
-    )
-    sub = torch.utils.data.Subset(dataset, list(range(min(len(dataset), n))))
-    engine_sampler = EpochSampler(len(sub), seed=0)
-    engine_loader = DataLoader(sub, batch_size=1, sampler=engine_sampler, collate_fn=collate_tiles)
-    engine_sampler.set_epoch(1)
-    trainer._train_epoch(engine_loader, epoch=1)  # warm-up epoch
-    engine_sampler.set_epoch(2)
-    engine_time = _timed(lambda: trainer._train_epoch(engine_loader, epoch=2), sync) / len(sub)
+    output = RunOutput(reporter=Reporter.silent(), saver=CheckpointSaver(tmp))
+    trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
+    sub = Subset(dataset, list(range(min(len(dataset), n))))
+    engine = build_loaders(RunInputs(train_set=sub, val_set=sub, perceptual=None, resume=None), cfg)
+    engine.sampler.set_epoch(1)
+    trainer.train_epoch(engine.train, epoch=1)  # warm-up epoch
+    engine.sampler.set_epoch(2)
+    engine_time = _timed(lambda: trainer.train_epoch(engine.train, epoch=2), sync) / len(sub)
 
     peak = (
         torch.cuda.max_memory_allocated() / 2**30

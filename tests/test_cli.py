@@ -64,3 +64,37 @@ def test_train_bad_flag_is_one_line_exit_2(tmp_path, args: list[str], needle: st
     assert needle in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_bare_command_shows_its_help(command: str) -> None:
+    result = runner.invoke(app, ["stage3", command])
+    assert "Usage:" in result.output and "--help" in result.output
+    assert "error" not in result.output.lower()
+
+
+def test_print_config_shows_resolved_settings(tmp_path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('checkpoint = "best_model.pt"\nbatch_size = 4\n')
+    result = runner.invoke(
+        app,
+        [
+            "stage3",
+            "evaluate",
+            "--config",
+            str(config),
+            "--data-dir",
+            "t",
+            "--output-dir",
+            "r",
+            "--print-config",
+        ],
+        env={"AXION_SEED": "11"},
+    )
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    printed = yaml.safe_load(result.output)
+    assert printed["checkpoint"] == "best_model.pt" and printed["batch_size"] == 4 and printed["seed"] == 11
+    assert printed["data_dir"] == "t" and printed["split"] == "test"
+    assert not (tmp_path / "r").exists()

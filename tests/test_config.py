@@ -85,3 +85,40 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "config.json").read_text())
     assert data["model"]["lora_rank"] == 4 and data["data"]["data_dir"] == "tiles"
     assert TrainConfig.model_validate(data) == cfg
+
+
+def test_every_command_resolves_the_same_way(tmp_path: Path) -> None:
+    from axion.config import EvaluateConfig, InferConfig, PrepareConfig
+
+    shared = tmp_path / "run.yaml"
+    # One file for the whole pipeline: train settings are ignored by evaluate, not refused.
+    shared.write_text("lr: 0.001\nbatch_size: 2\nseed: 7\ncheckpoint: ckpt.pt\n")
+    env = {"AXION_BATCH_SIZE": "3"}
+    cfg = resolve_config(
+        EvaluateConfig, config_file=shared, environ=env, flags={"data_dir": "t", "output_dir": "r"}
+    )
+    assert (cfg.batch_size, cfg.seed, cfg.checkpoint) == (3, 7, Path("ckpt.pt"))
+    infer = resolve_config(InferConfig, config_file=shared, environ={}, flags={"seed": 9})
+    assert (infer.batch_size, infer.seed) == (2, 9)
+    prepare = resolve_config(PrepareConfig, environ={"AXION_TILE_SIZE": "64"}, flags={"demo": True})
+    assert prepare.tile_size == 64 and prepare.demo
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("batchsize: 2\n")
+    with pytest.raises(ConfigError, match="unknown setting 'batchsize'"):
+        resolve_config(EvaluateConfig, config_file=typo, environ={}, flags={})
+    with pytest.raises(ConfigError, match=r"missing required setting checkpoint \(--checkpoint"):
+        resolve_config(EvaluateConfig, environ={}, flags={"data_dir": "t", "output_dir": "r"})
+
+
+def test_a_runs_config_json_configures_evaluate(tmp_path: Path) -> None:
+    from axion.config import EvaluateConfig
+
+    run = resolve_config(TrainConfig, environ={}, flags={**REQUIRED, "seed": 5, "batch_size": 4})
+    write_config_json(run, tmp_path / "config.json")
+    cfg = resolve_config(
+        EvaluateConfig,
+        config_file=tmp_path / "config.json",
+        environ={},
+        flags={"checkpoint": "c.pt", "output_dir": "r"},
+    )
+    assert (cfg.seed, cfg.batch_size, cfg.data_dir) == (5, 4, Path("tiles"))

@@ -13,16 +13,14 @@ from torch import Tensor
 
 from axion.config import LossConfig
 from axion.losses import (
-    FULL_CONFIDENCE_DB,
     LOSS_KEYS,
-    NOISE_FLOOR_DB,
     Stage3Loss,
     cycle_loss,
     identity_loss,
-    sar_confidence,
     sar_consistency_loss,
     spectral_loss,
 )
+from axion.structure import FULL_CONFIDENCE_DB, NOISE_FLOOR_DB, sar_confidence
 
 CROP = 64
 SCENES = ("38D_378R_2_3", "433D_629L_3_1", "637U_59R_1_3")

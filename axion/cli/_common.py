@@ -1,5 +1,8 @@
-"""Pieces every command shares: error handling, explicit-flag detection, consoles.
+"""Pieces every command shares: settings from flags, shared options, error handling, consoles.
 
+A command's flags are declared with :func:`config_option`, so help text and defaults
+come from the command's settings model; :func:`resolve_settings` then builds the
+settings from the flags typed on the command line, ``--config`` and ``AXION_*``.
 Commands import heavy libraries (torch, terratorch) inside their bodies, never at
 module level, so that ``axion --help`` answers in well under two seconds.
 """
@@ -7,27 +10,25 @@ module level, so that ``axion --help`` answers in well under two seconds.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
+from pydantic import BaseModel
 
-from axion.config import field_default, field_help
+from axion.config import field_default, field_help, field_required, flat_fields, resolve_config, settings_yaml
 from axion.errors import AxionError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: Console for results and progress (stdout).
-console = Console(highlight=False)
-#: Console for errors (stderr), never wrapped so an error stays on one line.
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+M = TypeVar("M", bound=BaseModel)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a one-line error and return the ``typer.Exit`` to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True)
+    """Print a one-line error on stderr and return the ``typer.Exit`` to raise."""
+    from axion.console import make_console
+
+    make_console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -47,7 +48,7 @@ def user_errors(func: F) -> F:
 def explicit_flags(ctx: typer.Context, values: Mapping[str, Any]) -> dict[str, Any]:
     """Keep only the values the user typed on the command line.
 
-    Defaults shown in ``--help`` come from the config models; only flags given
+    Defaults shown in ``--help`` come from the settings models; only flags given
     explicitly may override a config file or ``AXION_*`` variable.
     """
     return {
@@ -58,18 +59,70 @@ def explicit_flags(ctx: typer.Context, values: Mapping[str, Any]) -> dict[str, A
     }
 
 
-def is_interactive() -> bool:
-    """Whether live progress bars make sense (a terminal on stdout)."""
-    return sys.stdout.isatty()
-
-
 def config_option(section: type, name: str, *decls: str, panel: str, **kwargs: Any) -> Any:
-    """A Typer option whose help (and default, unless given) come from a config model field.
+    """A Typer option whose help (and default, unless given) come from a settings model field.
 
-    The config models stay the one source of every default that ``--help`` shows.
+    A required field gets no default on the command line (it may come from ``--config``
+    or ``AXION_*``) and its help says so.
     """
     flag = "--" + name.replace("_", "-")
-    default = kwargs.pop("default", field_default(section, name))
     help_text = kwargs.pop("help", field_help(section, name))
+    if field_required(section, name):
+        kwargs.setdefault("show_default", False)
+        help_text += " [required]"
+    default = kwargs.pop("default", field_default(section, name))
     kwargs.setdefault("show_default", True)
     return typer.Option(default, *(decls or (flag,)), help=help_text, rich_help_panel=panel, **kwargs)
+
+
+def config_file_option(panel: str) -> Any:
+    return typer.Option(
+        None,
+        "--config",
+        help="YAML, TOML or JSON file of settings (flat or grouped; other commands' settings are ignored). "
+        "Precedence: defaults < file < AXION_* environment < flags.",
+        rich_help_panel=panel,
+    )
+
+
+def print_config_option(panel: str) -> Any:
+    return typer.Option(
+        False, "--print-config", help="Print the resolved settings as YAML and exit.", rich_help_panel=panel
+    )
+
+
+def resolve_settings(
+    ctx: typer.Context,
+    model: type[M],
+    values: Mapping[str, Any],
+    *,
+    config: Path | None = None,
+    print_config: bool = False,
+    base: Mapping[str, Any] | None = None,
+) -> M:
+    """Settings of a command from its flags (only those typed), ``--config`` and ``AXION_*``.
+
+    With ``print_config`` the resolved settings are printed as YAML and the command exits.
+    """
+    fields = flat_fields(model)
+    flags = explicit_flags(ctx, {k: v for k, v in values.items() if k in fields})
+    settings = resolve_config(model, config_file=config, flags=flags, base=base)
+    if print_config:
+        typer.echo(settings_yaml(settings), nl=False)
+        raise typer.Exit(0)
+    return settings
+
+
+# --- options that evaluate and infer share (from PredictionSettings) ---------------------------
+_MODEL_PANEL = "Model"
+
+
+def prediction_option(name: str, *decls: str, **kwargs: Any) -> Any:
+    """An option of :class:`~axion.config.PredictionSettings` (the checkpoint and how its model runs)."""
+    from axion.config import PredictionSettings
+
+    if name in ("timesteps", "seed"):
+        kwargs.setdefault("show_default", "the checkpoint's")
+    if name in ("pretrained", "weights_dir"):
+        kwargs.setdefault("show_default", "as in training")
+    return config_option(PredictionSettings, name, *decls, panel=kwargs.pop("panel", _MODEL_PANEL), **kwargs)

@@ -1,6 +1,6 @@
 """``axion stage3 train``: fine-tune TerraMind's generator with LoRA.
 
-Every flag of the training guide is here with the guide's default; the values
+Every flag of docs/cli.md is here with its default; the values
 are validated by :class:`axion.config.TrainConfig`. A ``--config`` file and
 ``AXION_*`` variables may set any of them; flags typed on the command line win.
 """
@@ -11,11 +11,10 @@ from pathlib import Path
 
 import typer
 
+from axion.cli._common import config_file_option, print_config_option, resolve_settings, user_errors
 from axion.cli._common import config_option as _opt
-from axion.cli._common import explicit_flags, user_errors
 from axion.cli.app import stage3_app
 from axion.config import (
-    FIELD_SECTION,
     DataConfig,
     EarlyStoppingConfig,
     LossConfig,
@@ -23,7 +22,6 @@ from axion.config import (
     OtherConfig,
     TrainConfig,
     TrainingConfig,
-    resolve_config,
 )
 
 _DATA, _MODEL, _TRAIN, _LOSS, _EARLY, _OTHER = (
@@ -36,14 +34,14 @@ _DATA, _MODEL, _TRAIN, _LOSS, _EARLY, _OTHER = (
 )
 
 
-@stage3_app.command()
+@stage3_app.command(no_args_is_help=True)
 @user_errors
 def train(
     ctx: typer.Context,
     # Data
-    data_dir: Path | None = _opt(DataConfig, "data_dir", panel=_DATA, default=None, show_default=False),
+    data_dir: Path | None = _opt(DataConfig, "data_dir", panel=_DATA),
     stage2_dir: Path | None = _opt(DataConfig, "stage2_dir", panel=_DATA),
-    output_dir: Path | None = _opt(DataConfig, "output_dir", panel=_DATA, default=None, show_default=False),
+    output_dir: Path | None = _opt(DataConfig, "output_dir", panel=_DATA),
     # Model
     timesteps: int = _opt(ModelConfig, "timesteps", panel=_MODEL),
     lora_rank: int = _opt(ModelConfig, "lora_rank", panel=_MODEL),
@@ -79,12 +77,8 @@ def train(
     seed: int = _opt(OtherConfig, "seed", panel=_OTHER),
     resume: Path | None = _opt(OtherConfig, "resume", panel=_OTHER),
     quiet: bool = _opt(OtherConfig, "quiet", panel=_OTHER),
-    config: Path | None = typer.Option(
-        None,
-        "--config",
-        help="YAML or TOML file of settings (flat or grouped). Precedence: file < AXION_* env < flags.",
-        rich_help_panel=_OTHER,
-    ),
+    config: Path | None = config_file_option(_OTHER),
+    print_config: bool = print_config_option(_OTHER),
 ) -> None:
     """Fine-tune TerraMind with LoRA on tiles: SAR + opt_v2 -> opt_v3.
 
@@ -92,15 +86,19 @@ def train(
     TensorBoard logs into --output-dir. Early stopping watches the validation
     SAR agreement.
     """
-    values = {k: v for k, v in locals().items() if k in FIELD_SECTION}
-    flags = explicit_flags(ctx, values)
-    cfg = resolve_config(TrainConfig, config_file=config, flags=flags)
+    values = dict(locals())
+    cfg = resolve_settings(ctx, TrainConfig, values, config=config)
     if cfg.other.resume is not None:
         # A resumed run keeps its own settings unless the user overrides them now.
-        from axion.engine.checkpoint import load_checkpoint
+        from axion.engine.checkpoint import Checkpoint
 
-        saved = load_checkpoint(cfg.other.resume)["config"]
-        cfg = resolve_config(TrainConfig, config_file=config, flags=flags, base=saved)
+        saved = Checkpoint.read_config(cfg.other.resume)
+        cfg = resolve_settings(ctx, TrainConfig, values, config=config, base=saved)
+    if print_config:
+        from axion.config import settings_yaml
+
+        typer.echo(settings_yaml(cfg), nl=False)
+        raise typer.Exit(0)
 
     from axion.engine.fit import run_training
 

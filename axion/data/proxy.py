@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from axion.bands import OPTICAL_STD
-from axion.seeding import stable_seed
+from axion.seeding import Stream, stream_seed
 
 BLUR_SIGMA_RANGE: tuple[float, float] = (1.5, 3.0)
 GAIN_SD: float = 0.05
@@ -28,7 +28,7 @@ NOISE_SD: float = 0.02
 
 def tile_seed(name: str, base_seed: int = 0) -> int:
     """A stable 63-bit seed from a tile name and a base seed (independent of ``PYTHONHASHSEED``)."""
-    return stable_seed(base_seed, "proxy", name)
+    return stream_seed(base_seed, Stream.PROXY, name)
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:

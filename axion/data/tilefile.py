@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from axion.atomic import atomic_path
 
 #: The splits a tile's JSON may name.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -106,26 +107,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write an (uncompressed) NPZ to a temporary name in the same folder, then rename it into place."""
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary name in the same folder, then rename it into place."""
-    tmp = _tmp_path(path)
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write an (uncompressed) NPZ under a temporary name in the same folder, then rename it into place."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)

@@ -1,23 +1,35 @@
-"""Checkpoint files: the guide's keys, atomic writes, safe loading, rotation.
+"""Checkpoint files: the one :class:`Checkpoint` type that train, resume, evaluate, infer and export read.
 
-A checkpoint holds only tensors, numbers, strings and containers of them, so it
-loads with ``torch.load(..., weights_only=True)``: opening one never runs code.
-``model_state_dict`` holds the trainable weights only (LoRA adapters and the
-fusion head); the frozen TerraMind base comes from its pretrained source.
+A checkpoint holds the keys listed in docs/training.md (``epoch``, ``model_state_dict``,
+``optimizer_state_dict``, ``scheduler_state_dict``, ``scaler_state_dict``,
+``train_stats``, ``val_stats``, ``best_sar_agreement``, ``config``) plus one ``axion``
+key with its format tag and a SHA-256 checksum of everything else, verified on
+every read, so a damaged file is refused instead of loading garbage. It holds only
+tensors, numbers, strings and containers of them, so it loads with
+``torch.load(..., weights_only=True)``: opening one never runs code.
+``model_state_dict`` holds the trainable weights only (LoRA adapters and the fusion
+head); the frozen TerraMind base comes from its pretrained source.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import Tensor
 
-from axion.errors import DataError
+from axion.atomic import atomic_path
+from axion.errors import ConfigError, DataError
 
-#: Exactly the keys the training guide lists, in its order.
+if TYPE_CHECKING:
+    from axion.config import ModelConfig
+
+#: The checkpoint keys of docs/training.md, in their order.
 CHECKPOINT_KEYS: tuple[str, ...] = (
     "epoch",
     "model_state_dict",
@@ -29,49 +41,138 @@ CHECKPOINT_KEYS: tuple[str, ...] = (
     "best_sar_agreement",
     "config",
 )
+#: The key of axion's own record: format tag and checksum.
+META_KEY = "axion"
+FORMAT = "axion-stage3-checkpoint/2"
 EPOCH_FILE = "checkpoint_epoch_{epoch}.pt"
 BEST_FILE = "best_model.pt"
 INTERRUPTED_FILE = "checkpoint_interrupted.pt"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pt$")
+#: Model settings the trainable weights depend on: a checkpoint fits only a model with the same values.
+ARCHITECTURE_FIELDS: tuple[str, ...] = ("model_size", "lora_rank", "lora_alpha")
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """Write with ``torch.save`` to a temporary file, flush it to disk, then rename.
+def _feed(digest: Any, obj: Any) -> None:
+    """Feed a nested structure of tensors, containers and plain values into a hash, deterministically."""
+    if isinstance(obj, Tensor):
+        tensor = obj.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        digest.update(b"{")
+        for key in sorted(obj, key=repr):
+            digest.update(repr(key).encode())
+            _feed(digest, obj[key])
+        digest.update(b"}")
+    elif isinstance(obj, list | tuple):
+        digest.update(b"[")
+        for item in obj:
+            _feed(digest, item)
+        digest.update(b"]")
+    else:
+        digest.update(repr(obj).encode())
 
-    A crash at any moment leaves either the old file or the new one, never a
-    torn one; the rename is atomic on POSIX file systems.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+def checksum(state: dict[str, Any]) -> str:
+    """SHA-256 over every key of :data:`CHECKPOINT_KEYS` in a checkpoint dict (tensors by their bytes)."""
+    digest = hashlib.sha256()
+    _feed(digest, {key: state[key] for key in CHECKPOINT_KEYS})
+    return digest.hexdigest()
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only``) and check its keys.
-
-    Raises:
-        DataError: one line naming the file and what is wrong with it.
-    """
-    path = Path(path)
+def _load(path: Path, **kwargs: Any) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, **kwargs)
     except Exception as exc:  # torch raises many types for truncated or foreign files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a readable axion checkpoint ({reason[:160]})") from None
+        raise DataError(f"{path}: not a readable axion checkpoint ({reason})") from None
     if not isinstance(state, dict):
         raise DataError(f"{path}: not an axion checkpoint (expected a dict of {', '.join(CHECKPOINT_KEYS)})")
     missing = [key for key in CHECKPOINT_KEYS if key not in state]
     if missing:
         raise DataError(f"{path}: not an axion checkpoint: missing key(s) {', '.join(missing)}")
+    if not isinstance(state["config"], dict):
+        raise DataError(f"{path}: checkpoint configuration is not a mapping")
     return state
+
+
+@dataclass
+class Checkpoint:
+    """One training checkpoint: the fields of :data:`CHECKPOINT_KEYS` plus where it was read from.
+
+    Build one with :meth:`read` (verified) or from the trainer; :meth:`write` saves it atomically.
+    """
+
+    epoch: int
+    model_state_dict: dict[str, Tensor]
+    config: dict[str, Any]
+    optimizer_state_dict: dict[str, Any] = field(default_factory=dict)
+    scheduler_state_dict: dict[str, Any] = field(default_factory=dict)
+    scaler_state_dict: dict[str, Any] = field(default_factory=dict)
+    train_stats: dict[str, Any] = field(default_factory=dict)
+    val_stats: dict[str, Any] = field(default_factory=dict)
+    best_sar_agreement: float = -math.inf
+    path: Path | None = None
+
+    # --- reading ------------------------------------------------------------------------
+    @classmethod
+    def read(cls, path: Path) -> Checkpoint:
+        """Load a checkpoint safely (``weights_only``), check its keys and verify its checksum.
+
+        Raises:
+            DataError: one line naming the file and what is wrong with it.
+        """
+        path = Path(path)
+        state = _load(path)
+        meta = state.get(META_KEY)
+        if isinstance(meta, dict) and "sha256" in meta and checksum(state) != meta["sha256"]:
+            raise DataError(f"{path}: checkpoint is damaged (its checksum does not match its contents)")
+        return cls(**{key: state[key] for key in CHECKPOINT_KEYS}, path=path)
+
+    @staticmethod
+    def read_config(path: Path) -> dict[str, Any]:
+        """Only the run configuration of a checkpoint (memory-mapped: tensors are not read)."""
+        return _load(Path(path), mmap=True)["config"]
+
+    # --- writing ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The dict that is saved: :data:`CHECKPOINT_KEYS` in order, then axion's record with the checksum."""
+        state: dict[str, Any] = {key: getattr(self, key) for key in CHECKPOINT_KEYS}
+        state[META_KEY] = {"format": FORMAT, "sha256": checksum(state)}
+        return state
+
+    def write(self, path: Path) -> Path:
+        """Save atomically: a temporary file, flushed to disk, renamed over ``path``."""
+        path = Path(path)
+        with atomic_path(path, fsync=True) as tmp:
+            torch.save(self.to_dict(), tmp)
+        self.path = path
+        return path
+
+    # --- what the weights fit -----------------------------------------------------------
+    @property
+    def model_settings(self) -> dict[str, Any]:
+        """The checkpoint's ``model`` settings (the section of its ``config``)."""
+        model = self.config.get("model")
+        if not isinstance(model, dict):
+            raise DataError(f"{self.path}: checkpoint configuration has no 'model' section")
+        return model
+
+    def check_fits(self, model: ModelConfig) -> None:
+        """The trainable weights only fit a model of the same size, LoRA rank and alpha.
+
+        Raises:
+            ConfigError: naming the flag whose value differs from the checkpoint's.
+        """
+        saved = self.model_settings
+        for name in ARCHITECTURE_FIELDS:
+            if name in saved and saved[name] != getattr(model, name):
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{self.path}: checkpoint was trained with {flag} {saved[name]}, not {getattr(model, name)}"
+                )
 
 
 def epoch_checkpoints(directory: Path) -> list[tuple[int, Path]]:
@@ -89,28 +190,22 @@ class CheckpointSaver:
 
     Args:
         directory: the run's output directory.
-        keep_last: keep only the newest N epoch checkpoints (None keeps all, as
-            the guide does). ``best_model.pt`` is never rotated.
+        keep_last: keep only the newest N epoch checkpoints (None keeps all). ``best_model.pt`` is never rotated.
     """
 
     def __init__(self, directory: Path, keep_last: int | None = None) -> None:
         self.directory = Path(directory)
         self.keep_last = keep_last
 
-    def save_epoch(self, state: dict[str, Any]) -> Path:
-        path = self.directory / EPOCH_FILE.format(epoch=state["epoch"])
-        save_atomic(state, path)
+    def save_epoch(self, checkpoint: Checkpoint) -> Path:
+        path = checkpoint.write(self.directory / EPOCH_FILE.format(epoch=checkpoint.epoch))
         if self.keep_last is not None:
             for _, old in epoch_checkpoints(self.directory)[: -self.keep_last]:
                 old.unlink(missing_ok=True)
         return path
 
-    def save_best(self, state: dict[str, Any]) -> Path:
-        path = self.directory / BEST_FILE
-        save_atomic(state, path)
-        return path
+    def save_best(self, checkpoint: Checkpoint) -> Path:
+        return checkpoint.write(self.directory / BEST_FILE)
 
-    def save_interrupted(self, state: dict[str, Any]) -> Path:
-        path = self.directory / INTERRUPTED_FILE
-        save_atomic(state, path)
-        return path
+    def save_interrupted(self, checkpoint: Checkpoint) -> Path:
+        return checkpoint.write(self.directory / INTERRUPTED_FILE)

@@ -1,24 +1,52 @@
-"""``axion stage3 train`` end to end: checks, data, model, loss, loop.
+"""``axion stage3 train`` end to end, assembled from small named builders.
 
-Everything that can fail because of the user's input (output directory, weights,
-tiles) is checked before the model is built or an epoch starts.
+1. :func:`check_run`: everything that can fail because of the user's input (output
+   directory, checkpoint to resume, weights, tiles) is checked before a model is
+   built or an epoch starts.
+2. :func:`build_loaders`, :func:`build_optimization`: the data and the optimizer.
+3. :class:`~axion.engine.trainer.Stage3Trainer` runs the loop.
+
+``benchmarks/train_step.py`` reuses the same builders.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from axion.config import TrainConfig, TrainingConfig, write_config_json
+from axion.engine.checkpoint import BEST_FILE, Checkpoint, CheckpointSaver, epoch_checkpoints
+from axion.errors import DataError
 
-from axion.config import ModelConfig, TrainConfig, write_config_json
-from axion.engine.checkpoint import BEST_FILE, CheckpointSaver, epoch_checkpoints, load_checkpoint
-from axion.errors import ConfigError, DataError
+if TYPE_CHECKING:
+    import torch
 
-#: Settings a checkpoint's adapters depend on: resuming with other values cannot work.
-ARCHITECTURE_FIELDS = ("model_size", "lora_rank", "lora_alpha")
+    from axion.data.dataset import TileDataset
+    from axion.engine.sampler import EpochSampler
+    from axion.engine.trainer import Optimization
+    from axion.perceptual import PerceptualLoss
+
+
+@dataclass
+class RunInputs:
+    """What a run needs before its model is built: the datasets, LPIPS, and the checkpoint to resume."""
+
+    train_set: TileDataset
+    val_set: TileDataset
+    perceptual: PerceptualLoss | None
+    resume: Checkpoint | None
+
+
+@dataclass
+class Loaders:
+    """The training and validation loaders and the training sampler (its epoch sets the order)."""
+
+    train: Any
+    val: Any
+    sampler: EpochSampler
 
 
 def check_output_dir(output_dir: Path, resuming: bool) -> None:
@@ -35,37 +63,18 @@ def check_output_dir(output_dir: Path, resuming: bool) -> None:
         )
 
 
-def check_resume_compatible(ckpt: dict[str, Any], model: ModelConfig, path: Path) -> None:
-    """The adapters in a checkpoint only fit a model of the same size, rank and alpha."""
-    saved = ckpt["config"].get("model", {})
-    for name in ARCHITECTURE_FIELDS:
-        if name in saved and saved[name] != getattr(model, name):
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(
-                f"{path}: checkpoint was trained with {flag} {saved[name]}, not {getattr(model, name)}"
-            )
+def check_run(cfg: TrainConfig) -> RunInputs:
+    """Every check that costs seconds, in order of cost; then the datasets.
 
-
-def validation_metrics(opt_v3, target, s1, mask) -> dict[str, Any]:  # noqa: ANN001 (tensors)
-    """Per-sample SAR agreement, PSNR and SAM of a validation batch."""
-    from axion.metrics import psnr, sam_deg, sar_agreement
-
-    return {
-        "sar_agreement": sar_agreement(opt_v3, s1, mask),
-        "psnr": psnr(opt_v3, target, mask),
-        "sam_deg": sam_deg(opt_v3, target, mask),
-    }
-
-
-def run_training(cfg: TrainConfig) -> None:
-    """Train according to ``cfg`` (the CLI's ``train`` command)."""
+    Raises:
+        AxionError: the first problem found, as one line.
+    """
     out = Path(cfg.data.output_dir)
-    resume = Path(cfg.other.resume) if cfg.other.resume else None
-    check_output_dir(out, resuming=resume is not None)
-    ckpt = None
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        check_resume_compatible(ckpt, cfg.model, resume)
+    resume = None
+    check_output_dir(out, resuming=cfg.other.resume is not None)
+    if cfg.other.resume is not None:
+        resume = Checkpoint.read(cfg.other.resume)
+        resume.check_fits(cfg.model)
 
     # Weights first: a missing file should cost seconds, not a data scan.
     from axion.model import check_weights
@@ -82,49 +91,97 @@ def run_training(cfg: TrainConfig) -> None:
 
     validate_data_dir(Path(cfg.data.data_dir))
     common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples}
-    train_set = TileDataset(cfg.data.data_dir, "train", **common)
-    val_set = TileDataset(cfg.data.data_dir, "val", **common)
+    return RunInputs(
+        train_set=TileDataset(cfg.data.data_dir, "train", **common),
+        val_set=TileDataset(cfg.data.data_dir, "val", **common),
+        perceptual=perceptual,
+        resume=resume,
+    )
+
+
+def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, rank: int = 0) -> Loaders:
+    """Loaders over the run's tiles, sharded over ``world_size`` data-parallel ranks."""
+    from torch.utils.data import DataLoader
+
+    from axion.data.dataset import collate_tiles
+    from axion.engine.runtime import resolve_num_workers
+    from axion.engine.sampler import EpochSampler
+    from axion.seeding import worker_init
+
+    seed = cfg.other.seed
+    shard = {"num_replicas": world_size, "rank": rank}
+    sampler = EpochSampler(len(inputs.train_set), seed=seed, **shard)
+    val_sampler = EpochSampler(len(inputs.val_set), seed=seed, shuffle=False, **shard)
+    common: dict[str, Any] = {
+        "batch_size": cfg.training.batch_size,
+        "collate_fn": collate_tiles,
+        "num_workers": resolve_num_workers(cfg.other.num_workers),
+        "worker_init_fn": worker_init,
+        "persistent_workers": False,
+    }
+    return Loaders(
+        train=DataLoader(inputs.train_set, sampler=sampler, **common),
+        val=DataLoader(inputs.val_set, sampler=val_sampler, **common),
+        sampler=sampler,
+    )
+
+
+def optimizer_steps_per_epoch(batches: int, grad_accum: int) -> int:
+    """Optimizer steps in an epoch of ``batches`` micro-batches (the last, short cycle counts)."""
+    return math.ceil(batches / grad_accum)
+
+
+def build_optimization(
+    model: torch.nn.Module, training: TrainingConfig, steps_per_epoch: int
+) -> Optimization:
+    """AdamW over the trainable weights and a warm-up + cosine schedule over the whole run."""
+    import torch
+
+    from axion.engine.schedule import WarmupCosine
+    from axion.engine.trainer import Optimization
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=training.lr, weight_decay=training.weight_decay)
+    schedule = WarmupCosine(training.warmup_steps, steps_per_epoch * training.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return Optimization(optimizer=optimizer, scheduler=scheduler, schedule=schedule)
+
+
+def run_training(cfg: TrainConfig) -> None:
+    """Train according to ``cfg`` (the CLI's ``train`` command)."""
+    inputs = check_run(cfg)
 
     from axion.engine.runtime import build_fabric
 
     fabric, precision = build_fabric(cfg.training)
-    fabric.launch(_train, cfg, precision, train_set, val_set, perceptual, ckpt)
+    fabric.launch(_train, cfg, precision, inputs)
 
 
-def _train(fabric, cfg, precision, train_set, val_set, perceptual, ckpt) -> None:  # noqa: ANN001
+def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # noqa: ANN001 (Fabric, PrecisionChoice)
     """The part that runs in every data-parallel process."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from axion.data.dataset import collate_tiles
-    from axion.engine.early_stopping import EarlyStopping
+    from axion.console import make_console
     from axion.engine.history import MetricsHistory
     from axion.engine.reporter import Reporter
-    from axion.engine.runtime import resolve_num_workers
-    from axion.engine.sampler import EpochSampler
-    from axion.engine.schedule import warmup_cosine
-    from axion.engine.seeding import seed_everything, worker_init
-    from axion.engine.trainer import Stage3Trainer
+    from axion.engine.trainer import RunOutput, Stage3Trainer
     from axion.losses import Stage3Loss
     from axion.model import build_stage3_model
+    from axion.seeding import seed_everything
 
-    console = Console(highlight=False)
-    live = not cfg.other.quiet and console.is_terminal
-    if not live:
-        console = Console(highlight=False, soft_wrap=True)  # log lines are never wrapped
-    reporter = Reporter(console, live=live, enabled=fabric.is_global_zero)
+    console = make_console()
+    reporter = Reporter(
+        console, live=not cfg.other.quiet and console.is_terminal, enabled=fabric.is_global_zero
+    )
     out = Path(cfg.data.output_dir)
-    seed = cfg.other.seed
-    seed_everything(seed)
+    seed_everything(cfg.other.seed)
 
-    t = cfg.training
+    training = cfg.training
     reporter.info(f"Precision: {precision.label}")
     reporter.info(
-        f"Devices: {fabric.world_size} x {fabric.device.type}; batch size {t.batch_size} x "
-        f"accumulation {t.grad_accum} x devices {fabric.world_size} = effective batch size "
-        f"{t.batch_size * t.grad_accum * fabric.world_size}"
+        f"Devices: {fabric.world_size} x {fabric.device.type}; batch size {training.batch_size} x "
+        f"accumulation {training.grad_accum} x devices {fabric.world_size} = effective batch size "
+        f"{training.batch_size * training.grad_accum * fabric.world_size}"
     )
-    reporter.info(f"Tiles: {len(train_set)} train, {len(val_set)} val ({cfg.data.data_dir})")
+    reporter.info(f"Tiles: {len(inputs.train_set)} train, {len(inputs.val_set)} val ({cfg.data.data_dir})")
     started = time.perf_counter()
     model = build_stage3_model(cfg.model, log=reporter.info)
     trainable, total = model.parameter_counts()
@@ -132,29 +189,13 @@ def _train(fabric, cfg, precision, train_set, val_set, perceptual, ckpt) -> None
         f"Trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f} %) "
         f"[built in {time.perf_counter() - started:.1f} s]"
     )
-    loss_fn = Stage3Loss(cfg.loss, perceptual=perceptual).to(fabric.device)
-
-    workers = resolve_num_workers(cfg.other.num_workers)
-    sampler = EpochSampler(len(train_set), seed=seed, num_replicas=fabric.world_size, rank=fabric.global_rank)
-    val_sampler = EpochSampler(
-        len(val_set), seed=seed, shuffle=False, num_replicas=fabric.world_size, rank=fabric.global_rank
+    loss_fn = Stage3Loss(cfg.loss, perceptual=inputs.perceptual).to(fabric.device)
+    loaders = build_loaders(inputs, cfg, world_size=fabric.world_size, rank=fabric.global_rank)
+    batches = math.ceil(loaders.sampler.per_rank / training.batch_size)
+    optimization = build_optimization(
+        model, training, optimizer_steps_per_epoch(batches, training.grad_accum)
     )
-    loader_args: dict[str, Any] = {
-        "batch_size": t.batch_size,
-        "collate_fn": collate_tiles,
-        "num_workers": workers,
-        "worker_init_fn": worker_init,
-        "persistent_workers": False,
-    }
-    train_loader = DataLoader(train_set, sampler=sampler, **loader_args)
-    val_loader = DataLoader(val_set, sampler=val_sampler, **loader_args)
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-    steps_per_epoch = math.ceil(math.ceil(sampler.per_rank / t.batch_size) / t.grad_accum)
-    scheduler = warmup_cosine(optimizer, t.warmup_steps, steps_per_epoch * t.epochs)
-    module = model
-    model, optimizer = fabric.setup(model, optimizer)
+    wrapped, optimization.optimizer = fabric.setup(model, optimization.optimizer)
 
     if fabric.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
@@ -162,37 +203,20 @@ def _train(fabric, cfg, precision, train_set, val_set, perceptual, ckpt) -> None
     fabric.barrier()
     history = None
     if fabric.is_global_zero:
-        history = MetricsHistory(out, resume_epoch=int(ckpt["epoch"]) if ckpt else None)
+        history = MetricsHistory(out, resume_epoch=inputs.resume.epoch if inputs.resume else None)
 
-    trainer = Stage3Trainer(
-        fabric=fabric,
-        model=model,
-        module=module,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        loss_fn=loss_fn,
-        metrics_fn=validation_metrics,
-        config=cfg.to_json_dict(),
-        reporter=reporter,
-        saver=CheckpointSaver(out, keep_last=t.keep_last),
-        history=history,
-        seed=seed,
-        batch_size=t.batch_size,
-        grad_accum=t.grad_accum,
-        max_grad_norm=t.max_grad_norm,
-        epochs=t.epochs,
-        early_stopping=EarlyStopping(
-            cfg.early_stopping.early_stop_patience, cfg.early_stopping.early_stop_delta
-        ),
+    output = RunOutput(
+        reporter=reporter, saver=CheckpointSaver(out, keep_last=training.keep_last), history=history
     )
-    if ckpt is not None:
-        trainer.restore(ckpt)
+    trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
+    if inputs.resume is not None:
+        trainer.restore(inputs.resume)
         where = f"epoch {trainer.state.epoch}"
         if trainer.state.partial_batches:
             where += f" + {trainer.state.partial_batches} batches"
         reporter.info(f"Resumed from {cfg.other.resume} ({where})")
     try:
-        state = trainer.fit(train_loader, val_loader, sampler)
+        state = trainer.fit(loaders.train, loaders.val, loaders.sampler)
     finally:
         if history is not None:
             history.close()

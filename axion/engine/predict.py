@@ -19,17 +19,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from axion.config import ModelConfig, resolve_config
-from axion.engine.checkpoint import load_checkpoint
+from axion.config import ModelConfig, PredictionSettings, resolve_config
+from axion.engine.checkpoint import Checkpoint
 from axion.engine.runtime import PrecisionChoice, accelerator_name, resolve_precision
-from axion.errors import ConfigError, DataError
-from axion.seeding import stable_seed
+from axion.errors import ConfigError
+from axion.seeding import Stream, stream_seed
 
 if TYPE_CHECKING:
     from axion.model.stage3 import Stage3Model
 
-#: Stream name of the per-tile noise at prediction time (training uses "train" and "val").
-PREDICT_STREAM = "test"
 #: Settings of the frozen base a user may change at prediction time (the rest must match the adapters).
 BASE_OVERRIDES = ("pretrained", "weights_dir")
 _AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
@@ -76,8 +74,8 @@ class Predictor:
 
 
 def tile_seeds(seed: int, names: Sequence[str]) -> list[int]:
-    """``stable_seed(seed, "test", name)`` for each tile name."""
-    return [stable_seed(seed, PREDICT_STREAM, name) for name in names]
+    """The prediction noise seed of each tile name."""
+    return [stream_seed(seed, Stream.PREDICT_NOISE, name) for name in names]
 
 
 def autocast_dtype(precision: PrecisionChoice) -> torch.dtype | None:
@@ -128,26 +126,22 @@ def predict(
     return out[..., :height, :width].float().cpu()
 
 
-def model_config_from(saved: dict[str, Any], overrides: dict[str, Any], path: Path) -> ModelConfig:
+def model_config_from(checkpoint: Checkpoint, overrides: dict[str, Any]) -> ModelConfig:
     """The checkpoint's model settings, with where-the-base-comes-from overrides applied.
 
     Args:
-        saved: the checkpoint's ``config`` dict.
+        checkpoint: the checkpoint whose adapters will be loaded.
         overrides: ``pretrained`` / ``weights_dir`` / ``timesteps`` values given by the user (None: keep).
-        path: the checkpoint (for messages).
     """
-    model = saved.get("model")
-    if not isinstance(model, dict):
-        raise DataError(f"{path}: checkpoint configuration has no 'model' section")
     unknown = sorted(set(overrides) - {*BASE_OVERRIDES, "timesteps"})
     if unknown:
         raise ConfigError(f"cannot override {unknown[0]} of a trained checkpoint")
-    settings = {**model, **{k: v for k, v in overrides.items() if v is not None}}
+    settings = {**checkpoint.model_settings, **{k: v for k, v in overrides.items() if v is not None}}
     return resolve_config(ModelConfig, environ={}, flags=settings)
 
 
 def load_predictor(
-    checkpoint: Path,
+    checkpoint: Checkpoint,
     *,
     timesteps: int | None = None,
     seed: int | None = None,
@@ -155,54 +149,62 @@ def load_predictor(
     pretrained: bool | None = None,
     weights_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
-    state: dict[str, Any] | None = None,
 ) -> Predictor:
-    """Load a checkpoint and rebuild its model, ready for :func:`predict`.
+    """Rebuild a checkpoint's model, ready for :func:`predict`.
 
     Args:
-        checkpoint: ``best_model.pt`` or ``checkpoint_epoch_N.pt`` written by ``axion stage3 train``.
+        checkpoint: read with :meth:`Checkpoint.read` (``best_model.pt`` or ``checkpoint_epoch_N.pt``).
         timesteps: DDIM steps (default: the checkpoint's).
         seed: base seed of the per-tile noise (default: the checkpoint's ``seed``).
         precision: ``auto`` (fp16 on CUDA, bf16 on CPU), ``fp16-mixed``, ``bf16-mixed`` or ``32``.
         pretrained: override whether the frozen base is pretrained (default: as trained).
         weights_dir: where the pretrained TerraMind files are (default: as trained).
         log: receives one-line messages.
-        state: the checkpoint already loaded with :func:`load_checkpoint` (else it is read here).
 
     Raises:
-        DataError: unreadable checkpoint. WeightsError: base weights missing or adapters
-        that do not fit. ConfigError: bad precision or timesteps.
+        WeightsError: base weights missing or adapters that do not fit. ConfigError: bad
+        precision or timesteps.
     """
     say = log or (lambda _message: None)
-    checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint) if state is None else state
-    saved = state["config"]
-    if not isinstance(saved, dict):
-        raise DataError(f"{checkpoint}: checkpoint configuration is not a mapping")
     cfg = model_config_from(
-        saved, {"pretrained": pretrained, "weights_dir": weights_dir, "timesteps": timesteps}, checkpoint
+        checkpoint, {"pretrained": pretrained, "weights_dir": weights_dir, "timesteps": timesteps}
     )
     accelerator = accelerator_name()
     choice = resolve_precision(precision, accelerator)
     from axion.model import build_stage3_model, check_weights
 
     check_weights(cfg)
-    train_seed = int(saved.get("other", {}).get("seed", 0))
+    train_seed = int(checkpoint.config.get("other", {}).get("seed", 0))
     # Without pretrained files the frozen base is rebuilt from the model's fixed seed, so it is
     # the base the adapters were trained on.
     model = build_stage3_model(cfg, log=say)
-    model.load_trainable_state_dict(state["model_state_dict"])
+    model.load_trainable_state_dict(checkpoint.model_state_dict)
     device = torch.device(accelerator)
     model = model.to(device).train(False)
     return Predictor(
         model=model,
-        checkpoint=checkpoint,
-        config=saved,
-        epoch=int(state["epoch"]),
+        checkpoint=Path(checkpoint.path) if checkpoint.path else Path("."),
+        config=checkpoint.config,
+        epoch=int(checkpoint.epoch),
         timesteps=cfg.timesteps,
         seed=train_seed if seed is None else int(seed),
         precision=choice,
         device=device,
+    )
+
+
+def predictor_for(
+    settings: PredictionSettings, checkpoint: Checkpoint, log: Callable[[str], None] | None = None
+) -> Predictor:
+    """:func:`load_predictor` with the prediction settings of a command (evaluate, infer)."""
+    return load_predictor(
+        checkpoint,
+        timesteps=settings.timesteps,
+        seed=settings.seed,
+        precision=settings.precision,
+        pretrained=settings.pretrained,
+        weights_dir=settings.weights_dir,
+        log=log,
     )
 
 

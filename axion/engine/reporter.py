@@ -1,6 +1,6 @@
 """What a training run shows: progress bars, epoch tables, early-stopping messages.
 
-Live mode (a terminal) uses rich progress bars shaped like the guide's
+Live mode (a terminal) uses rich progress bars shaped like tqdm's
 (``Epoch 1: 100% |████| 256/256 [02:15<00:00, 1.89it/s, loss=0.0234]``) and a
 rich table after each epoch. Plain mode (``--quiet`` or output that is not a
 terminal) writes the same information as ordinary log lines.
@@ -80,6 +80,19 @@ class Reporter:
     def __init__(self, console: Console, *, live: bool, enabled: bool = True) -> None:
         self.console, self.live, self.enabled = console, live, enabled
 
+    @classmethod
+    def silent(cls) -> Reporter:
+        """A reporter that prints nothing (library use without a console)."""
+        return cls(Console(quiet=True), live=False, enabled=False)
+
+    @classmethod
+    def for_terminal(cls, *, quiet: bool = False) -> Reporter:
+        """Live bars and tables on a terminal (unless ``quiet``), plain lines anywhere else."""
+        from axion.console import make_console
+
+        console = make_console()
+        return cls(console, live=not quiet and console.is_terminal)
+
     def info(self, message: str) -> None:
         if self.enabled:
             self.console.print(message, markup=False, highlight=False)
@@ -112,7 +125,7 @@ class Reporter:
             yield ProgressHandle(progress, task, None)
 
     def epoch_summary(self, epoch: int, row: dict[str, Any]) -> None:
-        """The guide's epoch summary, as a table (live) or indented lines (plain)."""
+        """The epoch summary, as a table (live) or indented lines (plain)."""
         if not self.enabled:
             return
         lines = [

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from axion.seeding import Stream, stream_seed
+
 
 class EpochSampler(Sampler[int]):
     """Shuffles per epoch, shards across data-parallel ranks, and can skip ahead.
@@ -32,7 +34,7 @@ class EpochSampler(Sampler[int]):
 
     def _indices(self) -> list[int]:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
+            generator = torch.Generator().manual_seed(stream_seed(self.seed, Stream.SHUFFLE, self.epoch))
             order = torch.randperm(self.size, generator=generator).tolist()
         else:
             order = list(range(self.size))

@@ -18,7 +18,6 @@ into place only when complete.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from axion.atomic import atomic_path
 from axion.bands import OPTICAL_BANDS, PATCH_SIZE, S1_KEYS
 from axion.data.prepare.tile import fill_invalid
 from axion.errors import ConfigError, DataError
@@ -218,18 +218,12 @@ def atomic_geotiff(path: Path, profile: dict[str, Any], tags: dict[str, str] | N
     """
     import rasterio
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            for index, band in enumerate(OPTICAL_BANDS, start=1):
-                dst.set_band_description(index, band)
-            if tags:
-                dst.update_tags(**tags)
-            yield dst
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(Path(path)) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        for index, band in enumerate(OPTICAL_BANDS, start=1):
+            dst.set_band_description(index, band)
+        if tags:
+            dst.update_tags(**tags)
+        yield dst
 
 
 def write_tile_geotiff(

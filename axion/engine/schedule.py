@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 
 class WarmupCosine:
     """Multiplier for :class:`torch.optim.lr_scheduler.LambdaLR`.
@@ -25,10 +23,3 @@ class WarmupCosine:
         span = max(1, self.total_steps - self.warmup_steps)
         progress = min(1.0, (step - self.warmup_steps) / span)
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR following :class:`WarmupCosine`."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps))

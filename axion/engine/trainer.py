@@ -1,8 +1,8 @@
 """The training loop: a small class with one hook per kind of step.
 
 :class:`Stage3Trainer` owns the optimisation (accumulation, clipping, the
-schedule, non-finite losses, signals) and calls two hooks, ``training_step``
-and ``validation_step``, which hold what is specific to Stage 3: run the model
+schedule, non-finite losses, signals) and calls two hooks, :meth:`training_step`
+and :meth:`validation_step`, which hold what is specific to Stage 3: run the model
 on a batch and score it. Every epoch it validates, updates early stopping, and
 writes ``checkpoint_epoch_N.pt`` (and ``best_model.pt`` on improvement).
 """
@@ -15,21 +15,43 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from axion.engine.checkpoint import CheckpointSaver
+from axion.engine.checkpoint import Checkpoint, CheckpointSaver
 from axion.engine.early_stopping import EarlyStopping
 from axion.engine.history import MetricsHistory
 from axion.engine.reporter import Reporter
 from axion.engine.sampler import EpochSampler
+from axion.engine.schedule import WarmupCosine
 from axion.errors import TrainingError
-from axion.seeding import stable_seed
+from axion.seeding import Stream, stream_seed
+
+if TYPE_CHECKING:
+    from axion.config import TrainConfig
 
 #: Consecutive non-finite losses after which training stops.
 MAX_NONFINITE_IN_A_ROW = 5
+
+
+@dataclass
+class Optimization:
+    """The optimizer and its learning-rate schedule (``schedule`` is the multiplier inside ``scheduler``)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    schedule: WarmupCosine
+
+
+@dataclass
+class RunOutput:
+    """Where a run reports to: the console, checkpoint files and the metrics history."""
+
+    reporter: Reporter
+    saver: CheckpointSaver
+    history: MetricsHistory | None = None
 
 
 @dataclass
@@ -56,7 +78,7 @@ class _Sums:
             self.sums[key] += float(value.detach().float().sum())
         self.count += batch
 
-    def means(self, fabric) -> dict[str, float]:
+    def means(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
         keys = sorted(self.sums)
         packed = torch.tensor([self.sums[k] for k in keys] + [float(self.count)], dtype=torch.float64)
         if fabric.world_size > 1:
@@ -65,106 +87,106 @@ class _Sums:
         return {k: float(packed[i]) / count for i, k in enumerate(keys)}
 
 
+def validation_metrics(opt_v3: Tensor, target: Tensor, s1: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """Per-sample SAR agreement, PSNR and SAM of a validation batch."""
+    from axion.metrics import psnr, sam_deg, sar_agreement
+
+    return {
+        "sar_agreement": sar_agreement(opt_v3, s1, mask),
+        "psnr": psnr(opt_v3, target, mask),
+        "sam_deg": sam_deg(opt_v3, target, mask),
+    }
+
+
 class Stage3Trainer:
     """Fits the trainable weights of a Stage 3 model.
 
     Args:
         fabric: Lightning Fabric (device, precision, data parallelism).
-        model: the Fabric-wrapped model; ``module`` is the :class:`Stage3Model`.
-        module: the unwrapped model (for its trainable state dict).
-        optimizer: Fabric-wrapped AdamW over the trainable parameters.
-        scheduler: per-optimizer-step LR schedule.
+        model: the Fabric-wrapped :class:`~axion.model.Stage3Model`.
+        optimization: Fabric-wrapped AdamW over the trainable parameters, and its schedule.
         loss_fn: callable returning per-sample loss terms including ``total``.
-        metrics_fn: callable returning per-sample validation metrics.
-        config: the resolved run configuration (a JSON dict, stored in checkpoints).
-        reporter, saver, history: output.
-        seed: the run's seed (noise per tile is derived from it).
-        batch_size: tiles per batch and device (to skip ahead when resuming mid-epoch).
-        grad_accum, max_grad_norm, epochs, early_stopping: loop settings.
+        cfg: the run's settings (loop settings are read from it; stored in checkpoints).
+        output: console, checkpoint saver and metrics history.
     """
 
     def __init__(
         self,
-        *,
         fabric,
         model: torch.nn.Module,
-        module: torch.nn.Module,
-        optimizer,
-        scheduler,
+        optimization: Optimization,
         loss_fn,
-        metrics_fn,
-        config: dict[str, Any],
-        reporter: Reporter,
-        saver: CheckpointSaver,
-        history: MetricsHistory | None,
-        seed: int,
-        batch_size: int,
-        grad_accum: int,
-        max_grad_norm: float,
-        epochs: int,
-        early_stopping: EarlyStopping,
-    ) -> None:
-        self.fabric, self.model, self.module = fabric, model, module
-        self.optimizer, self.scheduler = optimizer, scheduler
-        self.loss_fn, self.metrics_fn = loss_fn, metrics_fn
-        self.config, self.reporter, self.saver, self.history = config, reporter, saver, history
-        self.seed, self.batch_size = seed, batch_size
-        self.grad_accum, self.max_grad_norm = grad_accum, max_grad_norm
-        self.epochs, self.early_stopping = epochs, early_stopping
+        cfg: TrainConfig,
+        output: RunOutput,
+    ) -> None:  # noqa: ANN001 (lightning Fabric, the loss callable)
+        self.fabric, self.model = fabric, model
+        self.optimization = optimization
+        self.optimizer = optimization.optimizer
+        self.loss_fn = loss_fn
+        self.cfg = cfg
+        self.config = cfg.to_json_dict()
+        self.reporter, self.saver, self.history = output.reporter, output.saver, output.history
+        self.seed = cfg.other.seed
+        self.early_stopping = EarlyStopping(
+            cfg.early_stopping.early_stop_patience, cfg.early_stopping.early_stop_delta
+        )
         self.state = LoopState()
         self.stop_requested: str | None = None
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The unwrapped Stage 3 model (for its trainable state dict)."""
+        return getattr(self.model, "module", self.model)
 
     # --- hooks ---------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], epoch: int) -> dict[str, Tensor]:
         """Per-sample loss terms for one batch, with gradients."""
-        seeds = [stable_seed(self.seed, "train", epoch, name) for name in batch["name"]]
+        seeds = [stream_seed(self.seed, Stream.TRAIN_NOISE, epoch, name) for name in batch["name"]]
         opt_v3 = self.model(batch["s1"], batch["opt_v2"], seeds=seeds)
         return self.loss_fn(opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])
 
     @torch.no_grad()
     def validation_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Per-sample loss terms and metrics; the noise is fixed per tile."""
-        seeds = [stable_seed(self.seed, "val", name) for name in batch["name"]]
+        seeds = [stream_seed(self.seed, Stream.VAL_NOISE, name) for name in batch["name"]]
         opt_v3 = self.model(batch["s1"], batch["opt_v2"], seeds=seeds)
         terms = self.loss_fn(opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])
-        return {**terms, **self.metrics_fn(opt_v3, batch["target"], batch["s1"], batch["mask"])}
+        return {**terms, **validation_metrics(opt_v3, batch["target"], batch["s1"], batch["mask"])}
 
     # --- state ---------------------------------------------------------------
-    def checkpoint(self, train_stats: dict[str, Any], val_stats: dict[str, Any]) -> dict[str, Any]:
-        """A checkpoint with exactly the guide's keys."""
+    def checkpoint(self, train_stats: dict[str, Any], val_stats: dict[str, Any]) -> Checkpoint:
+        """A checkpoint of the current state (its keys: docs/training.md)."""
         scaler = getattr(self.fabric.strategy.precision, "scaler", None)
-        val_stats = {**val_stats, "early_stopping": self.early_stopping.state_dict()}
-        train_stats = {
-            **train_stats,
-            "optimizer_steps": self.state.optimizer_steps,
-            "partial_batches": self.state.partial_batches,
-        }
-        return {
-            "epoch": self.state.epoch,
-            "model_state_dict": {k: v.detach().cpu() for k, v in self.module.trainable_state_dict().items()},
-            "optimizer_state_dict": self.optimizer.state_dict(),
-            "scheduler_state_dict": self.scheduler.state_dict(),
-            "scaler_state_dict": scaler.state_dict() if scaler is not None else {},
-            "train_stats": train_stats,
-            "val_stats": val_stats,
-            "best_sar_agreement": float(self.early_stopping.best),
-            "config": self.config,
-        }
+        return Checkpoint(
+            epoch=self.state.epoch,
+            model_state_dict={k: v.detach().cpu() for k, v in self.module.trainable_state_dict().items()},
+            optimizer_state_dict=self.optimizer.state_dict(),
+            scheduler_state_dict=self.optimization.scheduler.state_dict(),
+            scaler_state_dict=scaler.state_dict() if scaler is not None else {},
+            train_stats={
+                **train_stats,
+                "optimizer_steps": self.state.optimizer_steps,
+                "partial_batches": self.state.partial_batches,
+            },
+            val_stats={**val_stats, "early_stopping": self.early_stopping.state_dict()},
+            best_sar_agreement=float(self.early_stopping.best),
+            config=self.config,
+        )
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
+    def restore(self, ckpt: Checkpoint) -> None:
         """Continue from a checkpoint: weights, optimizer, schedule, scaler, loop and early stopping."""
-        self.module.load_trainable_state_dict(ckpt["model_state_dict"])
-        self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
-        horizon = self.scheduler.lr_lambdas[0].total_steps
-        self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
-        self.scheduler.lr_lambdas[0].total_steps = horizon  # --epochs may have grown
+        self.module.load_trainable_state_dict(ckpt.model_state_dict)
+        self.optimizer.load_state_dict(ckpt.optimizer_state_dict)
+        horizon = self.optimization.schedule.total_steps
+        self.optimization.scheduler.load_state_dict(ckpt.scheduler_state_dict)
+        self.optimization.schedule.total_steps = horizon  # --epochs may have grown
         scaler = getattr(self.fabric.strategy.precision, "scaler", None)
-        if scaler is not None and ckpt["scaler_state_dict"]:
-            scaler.load_state_dict(ckpt["scaler_state_dict"])
-        self.early_stopping.load_state_dict(ckpt["val_stats"]["early_stopping"])
-        self.state.epoch = int(ckpt["epoch"])
-        self.state.optimizer_steps = int(ckpt["train_stats"].get("optimizer_steps", 0))
-        self.state.partial_batches = int(ckpt["train_stats"].get("partial_batches", 0))
+        if scaler is not None and ckpt.scaler_state_dict:
+            scaler.load_state_dict(ckpt.scaler_state_dict)
+        self.early_stopping.load_state_dict(ckpt.val_stats["early_stopping"])
+        self.state.epoch = int(ckpt.epoch)
+        self.state.optimizer_steps = int(ckpt.train_stats.get("optimizer_steps", 0))
+        self.state.partial_batches = int(ckpt.train_stats.get("partial_batches", 0))
 
     # --- signals -------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -179,14 +201,14 @@ class Stage3Trainer:
         """Train until ``epochs``, early stopping, or a stop signal."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while self.state.epoch < self.epochs:
+            while self.state.epoch < self.cfg.training.epochs:
                 epoch = self.state.epoch + 1
                 started = time.perf_counter()
                 lr = self.optimizer.param_groups[0][
                     "lr"
-                ]  # the rate this epoch starts with, as the guide shows
-                sampler.set_epoch(epoch, skip=self.state.partial_batches * self.batch_size)
-                train_stats = self._train_epoch(train_loader, epoch)
+                ]  # the rate this epoch starts with, as the epoch summary shows
+                sampler.set_epoch(epoch, skip=self.state.partial_batches * self.cfg.training.batch_size)
+                train_stats = self.train_epoch(train_loader, epoch)
                 if self.stop_requested:
                     path = self.saver.save_interrupted(self.checkpoint(train_stats, {}))
                     self.reporter.info(
@@ -195,7 +217,7 @@ class Stage3Trainer:
                         f"Resume with the same command plus --resume {path}"
                     )
                     return self.state
-                val_stats = self._validate(val_loader, epoch)
+                val_stats = self.validate(val_loader, epoch)
                 self.state.epoch, self.state.partial_batches = epoch, 0
                 improved = self.early_stopping.update(val_stats["sar_agreement"], epoch)
                 row = {
@@ -206,13 +228,13 @@ class Stage3Trainer:
                     **{f"val_{k}": v for k, v in val_stats.items()},
                 }
                 self.reporter.epoch_summary(epoch, row)
-                state = self.checkpoint(train_stats, val_stats)
+                checkpoint = self.checkpoint(train_stats, val_stats)
                 if self.fabric.is_global_zero:
                     if self.history is not None:
                         self.history.append(row)
-                    self.saver.save_epoch(state)
+                    self.saver.save_epoch(checkpoint)
                     if improved:
-                        self.saver.save_best(state)
+                        self.saver.save_best(checkpoint)
                 self.fabric.barrier()
                 if improved:
                     self.reporter.improved(val_stats["sar_agreement"])
@@ -226,7 +248,9 @@ class Stage3Trainer:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def _train_epoch(self, loader: Iterable, epoch: int) -> dict[str, Any]:
+    def train_epoch(self, loader: Iterable, epoch: int) -> dict[str, Any]:
+        """One pass over ``loader`` with accumulation and optimizer steps; returns the epoch's mean loss terms."""
+        training = self.cfg.training
         self.model.eval()  # frozen base, no dropout in adapters: train and eval behave the same
         sums, skipped = _Sums(), 0
         total = len(loader)  # type: ignore[arg-type]
@@ -237,8 +261,8 @@ class Stage3Trainer:
                 batch = self.fabric.to_device(batch)
                 position = done_before + i  # index of this batch within the epoch
                 epoch_len = done_before + total
-                cycle_start = (position // self.grad_accum) * self.grad_accum
-                cycle_len = min(self.grad_accum, epoch_len - cycle_start)  # the last cycle may be short
+                cycle_start = (position // training.grad_accum) * training.grad_accum
+                cycle_len = min(training.grad_accum, epoch_len - cycle_start)  # the last cycle may be short
                 last_in_cycle = position + 1 == cycle_start + cycle_len
                 with self.fabric.no_backward_sync(self.model, enabled=not last_in_cycle):
                     terms = self.training_step(batch, epoch)
@@ -259,10 +283,12 @@ class Stage3Trainer:
                             )
                 if last_in_cycle:
                     if not cycle_skip:
-                        self.fabric.clip_gradients(self.model, self.optimizer, max_norm=self.max_grad_norm)
+                        self.fabric.clip_gradients(
+                            self.model, self.optimizer, max_norm=training.max_grad_norm
+                        )
                         self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
-                    self.scheduler.step()
+                    self.optimization.scheduler.step()
                     self.state.optimizer_steps += 1
                     cycle_skip = False
                 bar.advance(loss=float(loss.detach()))
@@ -270,14 +296,11 @@ class Stage3Trainer:
                 if self.stop_requested and last_in_cycle:
                     break
         stats = sums.means(self.fabric)
-        return {
-            "loss": stats.pop("total", math.nan),
-            **stats,
-            "skipped_steps": skipped,
-        }
+        return {"loss": stats.pop("total", math.nan), **stats, "skipped_steps": skipped}
 
     @torch.no_grad()
-    def _validate(self, loader: Iterable, epoch: int) -> dict[str, float]:
+    def validate(self, loader: Iterable, epoch: int) -> dict[str, float]:
+        """Mean loss terms and metrics over the validation loader."""
         sums = _Sums()
         with self.reporter.bar(f"Validation {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
             for batch in loader:

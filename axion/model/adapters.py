@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from axion.atomic import atomic_path
 from axion.errors import WeightsError
 from axion.model.lora import merge_lora, unmerge_lora
 from axion.model.stage3 import ADAPTER_FORMAT, Stage3Model
@@ -27,9 +28,8 @@ def save_adapters(model: Stage3Model, path: str | Path) -> Path:
 
     path = Path(path)
     tensors = {name: t.contiguous().cpu() for name, t in model.trainable_state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(model.adapter_metadata())})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(model.adapter_metadata())})
     return path
 
 

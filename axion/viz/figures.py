@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from axion.bands import RGB_INDICES
+from axion.atomic import atomic_path
+from axion.bands import RGB_INDICES, to_reflectance
 from axion.viz.results import METRICS
 
 #: Percentiles of the shared true-colour stretch (taken from the ground truth).
@@ -30,10 +31,11 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path, dpi: int) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    _pyplot().close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    finally:
+        _pyplot().close(fig)
     return path
 
 
@@ -62,11 +64,11 @@ def sar_edges(s1: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """(H, W) SAR gradient magnitude: the map SAR agreement compares against (smoothed, Sobel)."""
     import torch
 
-    from axion.losses import gradient_magnitude, masked_smooth, sar_intensity
+    from axion.structure import sar_edges as edges
 
     s1_t = torch.from_numpy(s1[None].astype(np.float64))
     valid_t = torch.from_numpy(valid[None, None])
-    return gradient_magnitude(masked_smooth(sar_intensity(s1_t), valid_t))[0, 0].numpy()
+    return edges(s1_t, valid_t)[0, 0].numpy()
 
 
 def _title(name: str, row: Mapping[str, Any] | None) -> str:
@@ -88,7 +90,7 @@ def tile_panel(
     s1, opt_v2, opt_v3, target = (arrays[k].astype(np.float64) for k in ("s1", "opt_v2", "opt_v3", "target"))
     valid = arrays["mask"].astype(bool)
     low, high = stretch_limits(target, valid)
-    error = np.abs(opt_v3 - target).mean(axis=0) / 10000.0
+    error = to_reflectance(np.abs(opt_v3 - target).mean(axis=0))
     edges = sar_edges(s1, valid)
     fig, axes = plt.subplots(2, 3, figsize=(13, 9))
     axes[0, 0].imshow(sar_false_colour(s1, valid))

@@ -13,11 +13,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from axion.atomic import atomic_path, write_json_atomic
 from axion.errors import DataError
 
 SUMMARY_FILE = "summary.json"
@@ -54,14 +56,26 @@ def describe(values: Sequence[float]) -> dict[str, float | None]:
 
 def write_per_tile_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """Write the per-tile rows (all rows share the first row's columns) atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
     columns = list(rows[0]) if rows else ["name"]
-    with tmp.open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    tmp.replace(path)
+
+
+def write_results(
+    directory: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], staged_tiles: Path
+) -> None:
+    """Commit an evaluation: the staged tile arrays become ``tiles/``, then the CSV, then the summary.
+
+    The summary is written last, so a directory with a ``summary.json`` is complete.
+    """
+    tiles_dir = directory / TILES_DIR
+    shutil.rmtree(tiles_dir, ignore_errors=True)
+    staged_tiles.replace(tiles_dir)
+    write_per_tile_csv(directory / PER_TILE_FILE, rows)
+    write_json_atomic(directory / SUMMARY_FILE, dict(summary))
 
 
 def read_per_tile_csv(path: Path) -> list[dict[str, Any]]:

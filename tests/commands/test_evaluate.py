@@ -69,17 +69,17 @@ def test_missing_checkpoint_is_one_line(tiles_dir: Path, tmp_path: Path) -> None
 def test_rebuilt_model_reproduces_training_validation(checkpoint: Path, tiles_dir: Path) -> None:
     """The checkpoint alone (config + trainable weights + seed) rebuilds the model training validated."""
     from axion.data.dataset import TileDataset, collate_tiles
-    from axion.engine.checkpoint import load_checkpoint
+    from axion.engine.checkpoint import Checkpoint
     from axion.engine.predict import load_predictor, predict
     from axion.metrics import sar_agreement
-    from axion.seeding import stable_seed
+    from axion.seeding import Stream, stream_seed
 
-    state = load_checkpoint(checkpoint)
-    predictor = load_predictor(checkpoint, state=state)
+    state = Checkpoint.read(checkpoint)
+    predictor = load_predictor(state)
     val = TileDataset(tiles_dir, "val", max_samples=1)
     batch = collate_tiles([val[0]])
-    seed = state["config"]["other"]["seed"]
-    seeds = [stable_seed(seed, "val", name) for name in batch["name"]]
+    seed = state.config["other"]["seed"]
+    seeds = [stream_seed(seed, Stream.VAL_NOISE, name) for name in batch["name"]]
     opt_v3 = predict(predictor.model, batch, seeds, predictor.timesteps, precision=predictor.precision)
     measured = float(sar_agreement(opt_v3, batch["s1"], batch["mask"]).mean())
-    assert measured == pytest.approx(state["val_stats"]["sar_agreement"], abs=2e-3)
+    assert measured == pytest.approx(state.val_stats["sar_agreement"], abs=2e-3)

@@ -93,7 +93,7 @@ def test_check_passes_a_good_directory(tmp_path: Path, prepare_cli):
         (["--demo", "-o", "{out}", "--split-ratios", "0.8,0.2"], ["--split-ratios", "3 numbers"]),
         (["--demo", "-o", "{out}", "--max-nodata", "1.5"], ["--max-nodata"]),
         (["--demo", "-o", "{out}", "--tile-size", "64"], ["--tile-size", "scenes only"]),
-        (["--s1", "{s1}", "--s2", "{s2}", "-o", "{out}", "--tile-size", "0"], ["--tile-size 0"]),
+        (["--s1", "{s1}", "--s2", "{s2}", "-o", "{out}", "--tile-size", "0"], ["--tile-size", "= 0"]),
         (["--s1", "{s1}", "--s2", "{s2}", "-o", "{out}", "--s1-units", "amplitude"], ["--s1-units"]),
         (["--s1", "{s1}", "--s2", "{s2}", "-o", "{out}", "--s2-bands", "B2,B3,B4"], ["13 bands", "names 3"]),
         (["--s1", "{s1}", "--s2", "{s2}", "-o", "{out}", "--s2-bands", "B2,X9"], ["--s2-bands", "X9"]),

@@ -7,17 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from axion.engine.checkpoint import (
-    CHECKPOINT_KEYS,
-    CheckpointSaver,
-    epoch_checkpoints,
-    load_checkpoint,
-    save_atomic,
-)
+from axion.atomic import atomic_path
+from axion.engine.checkpoint import CHECKPOINT_KEYS, META_KEY, Checkpoint, CheckpointSaver, epoch_checkpoints
 from axion.engine.early_stopping import EarlyStopping
 from axion.engine.runtime import resolve_precision
 from axion.engine.sampler import EpochSampler
-from axion.engine.schedule import WarmupCosine, warmup_cosine
+from axion.engine.schedule import WarmupCosine
 from axion.errors import ConfigError, DataError
 from axion.seeding import stable_seed
 
@@ -58,11 +53,11 @@ def test_warmup_then_cosine() -> None:
 
 def test_scheduler_state_is_plain_data(tmp_path: Path) -> None:
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
-    sched = warmup_cosine(opt, 2, 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(2, 10))
     for _ in range(3):
         opt.step()
         sched.step()
-    save_atomic({"s": sched.state_dict()}, tmp_path / "s.pt")
+    torch.save({"s": sched.state_dict()}, tmp_path / "s.pt")
     restored = torch.load(tmp_path / "s.pt", weights_only=True)["s"]
     assert restored["last_epoch"] == 3
 
@@ -93,18 +88,15 @@ def test_stable_seed() -> None:
     assert 0 <= stable_seed("x") < 2**63
 
 
-def _state(epoch: int) -> dict:
-    return {
-        "epoch": epoch,
-        "model_state_dict": {"w": torch.ones(2) * epoch},
-        "optimizer_state_dict": {},
-        "scheduler_state_dict": {},
-        "scaler_state_dict": {},
-        "train_stats": {"loss": 0.1},
-        "val_stats": {"sar_agreement": 0.5},
-        "best_sar_agreement": 0.5,
-        "config": {"model": {}},
-    }
+def _state(epoch: int) -> Checkpoint:
+    return Checkpoint(
+        epoch=epoch,
+        model_state_dict={"w": torch.ones(2) * epoch},
+        train_stats={"loss": 0.1},
+        val_stats={"sar_agreement": 0.5},
+        best_sar_agreement=0.5,
+        config={"model": {}},
+    )
 
 
 def test_checkpoint_saver_rotation_and_weights_only_load(tmp_path: Path) -> None:
@@ -113,41 +105,42 @@ def test_checkpoint_saver_rotation_and_weights_only_load(tmp_path: Path) -> None
         saver.save_epoch(_state(epoch))
     saver.save_best(_state(2))
     assert [e for e, _ in epoch_checkpoints(tmp_path)] == [2, 3]
-    loaded = load_checkpoint(tmp_path / "checkpoint_epoch_3.pt")
-    assert tuple(loaded) == CHECKPOINT_KEYS
-    assert torch.equal(loaded["model_state_dict"]["w"], torch.full((2,), 3.0))
-    assert load_checkpoint(tmp_path / "best_model.pt")["epoch"] == 2
-    assert not list(tmp_path.glob(".*tmp"))
+    raw = torch.load(tmp_path / "checkpoint_epoch_3.pt", weights_only=True)
+    assert tuple(raw) == (*CHECKPOINT_KEYS, META_KEY)
+    loaded = Checkpoint.read(tmp_path / "checkpoint_epoch_3.pt")
+    assert torch.equal(loaded.model_state_dict["w"], torch.full((2,), 3.0))
+    assert Checkpoint.read(tmp_path / "best_model.pt").epoch == 2
+    assert not list(tmp_path.glob(".*tmp*"))
 
 
 def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint_epoch_1.pt"
-    save_atomic(_state(1), path)
+    _state(1).write(path)
     before = path.read_bytes()
 
     class Unpicklable:
         def __reduce__(self):
             raise RuntimeError("disk full")
 
-    with pytest.raises(RuntimeError):
-        save_atomic({"bad": Unpicklable()}, path)
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        torch.save({"bad": Unpicklable()}, tmp)
     assert path.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name != path.name]
 
 
 def test_load_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="checkpoint not found"):
-        load_checkpoint(tmp_path / "none.pt")
+        Checkpoint.read(tmp_path / "none.pt")
     good = tmp_path / "good.pt"
-    save_atomic(_state(1), good)
+    _state(1).write(good)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:100])
     with pytest.raises(DataError, match="truncated.pt: not a readable axion checkpoint"):
-        load_checkpoint(truncated)
+        Checkpoint.read(truncated)
     partial = tmp_path / "partial.pt"
     torch.save({"epoch": 1}, partial)
     with pytest.raises(DataError, match="missing key\\(s\\) model_state_dict"):
-        load_checkpoint(partial)
+        Checkpoint.read(partial)
 
 
 def test_precision_resolution() -> None:

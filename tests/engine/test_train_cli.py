@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from axion.cli import app
-from axion.engine.checkpoint import CHECKPOINT_KEYS, load_checkpoint
+from axion.engine.checkpoint import CHECKPOINT_KEYS, META_KEY, Checkpoint
 
 from .conftest import FAST
 
@@ -46,8 +46,9 @@ def test_run_writes_every_file_with_every_key(three_epochs: tuple[Path, str]) ->
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["model_size"] == "tiny" and config["training"]["grad_accum"] == 2
 
-    ckpt = load_checkpoint(out / "checkpoint_epoch_3.pt")
-    assert tuple(ckpt) == CHECKPOINT_KEYS
+    raw = torch.load(out / "checkpoint_epoch_3.pt", weights_only=True)
+    assert tuple(raw) == (*CHECKPOINT_KEYS, META_KEY)
+    ckpt = raw
     assert ckpt["epoch"] == 3 and ckpt["config"] == config
     # Trainable weights only: LoRA adapters and the head, nothing of the frozen base.
     names = list(ckpt["model_state_dict"])
@@ -72,16 +73,16 @@ def test_run_writes_every_file_with_every_key(three_epochs: tuple[Path, str]) ->
 def test_accumulation_remainder_is_flushed(three_epochs: tuple[Path, str]) -> None:
     out, _ = three_epochs
     # 3 batches with accumulation 2: one full cycle and one cycle of one batch, each epoch.
-    ckpt = load_checkpoint(out / "checkpoint_epoch_1.pt")
-    assert ckpt["train_stats"]["optimizer_steps"] == 2
-    assert ckpt["scheduler_state_dict"]["last_epoch"] == 2
-    assert load_checkpoint(out / "checkpoint_epoch_3.pt")["train_stats"]["optimizer_steps"] == 6
+    ckpt = Checkpoint.read(out / "checkpoint_epoch_1.pt")
+    assert ckpt.train_stats["optimizer_steps"] == 2
+    assert ckpt.scheduler_state_dict["last_epoch"] == 2
+    assert Checkpoint.read(out / "checkpoint_epoch_3.pt").train_stats["optimizer_steps"] == 6
 
 
 def test_training_changes_the_weights(three_epochs: tuple[Path, str]) -> None:
     out, _ = three_epochs
-    first = load_checkpoint(out / "checkpoint_epoch_1.pt")["model_state_dict"]
-    last = load_checkpoint(out / "checkpoint_epoch_3.pt")["model_state_dict"]
+    first = Checkpoint.read(out / "checkpoint_epoch_1.pt").model_state_dict
+    last = Checkpoint.read(out / "checkpoint_epoch_3.pt").model_state_dict
     # With random TerraMind weights the UNet's output conv is zero, which blocks every gradient
     # into the adapters (tests/model covers them with that conv made non-zero); the fusion head
     # always learns.
@@ -96,12 +97,12 @@ def test_resume_gives_the_same_weights(
     resumed = tmp_path / "b"
     output = train(tiles_64, resumed, "--resume", str(out / "checkpoint_epoch_2.pt"))
     assert "Resumed from" in output
-    expected = load_checkpoint(out / "checkpoint_epoch_3.pt")
-    got = load_checkpoint(resumed / "checkpoint_epoch_3.pt")
-    assert got["config"]["training"]["grad_accum"] == 2  # settings come from the checkpoint
-    for name, tensor in expected["model_state_dict"].items():
-        torch.testing.assert_close(got["model_state_dict"][name], tensor, rtol=1e-5, atol=1e-6)
-    assert got["best_sar_agreement"] == pytest.approx(expected["best_sar_agreement"], abs=1e-6)
+    expected = Checkpoint.read(out / "checkpoint_epoch_3.pt")
+    got = Checkpoint.read(resumed / "checkpoint_epoch_3.pt")
+    assert got.config["training"]["grad_accum"] == 2  # settings come from the checkpoint
+    for name, tensor in expected.model_state_dict.items():
+        torch.testing.assert_close(got.model_state_dict[name], tensor, rtol=1e-5, atol=1e-6)
+    assert got.best_sar_agreement == pytest.approx(expected.best_sar_agreement, abs=1e-6)
     assert not (resumed / "checkpoint_epoch_1.pt").exists()
 
 
@@ -188,11 +189,11 @@ def test_sigterm_writes_a_checkpoint_and_resumes(tiles_64: Path, tmp_path: Path)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
     assert "SIGTERM received" in output and "--resume" in output
-    ckpt = load_checkpoint(out / "checkpoint_interrupted.pt")
-    assert ckpt["train_stats"]["partial_batches"] >= 1
+    ckpt = Checkpoint.read(out / "checkpoint_interrupted.pt")
+    assert ckpt.train_stats["partial_batches"] >= 1
     output = train(tiles_64, out, "--resume", str(out / "checkpoint_interrupted.pt"))
     assert "Resumed from" in output
-    assert load_checkpoint(out / "checkpoint_epoch_2.pt")["epoch"] == 2
+    assert Checkpoint.read(out / "checkpoint_epoch_2.pt").epoch == 2
 
 
 @pytest.mark.slow
@@ -205,12 +206,13 @@ def test_sigkill_leaves_loadable_checkpoints(tiles_64: Path, tmp_path: Path) -> 
     checkpoints = sorted(out.glob("*.pt"))
     assert checkpoints
     for path in checkpoints:
-        assert tuple(load_checkpoint(path)) == CHECKPOINT_KEYS
-    last = max(load_checkpoint(p)["epoch"] for p in out.glob("checkpoint_epoch_*.pt"))
+        assert tuple(torch.load(path, weights_only=True)) == (*CHECKPOINT_KEYS, META_KEY)
+        Checkpoint.read(path)
+    last = max(Checkpoint.read(p).epoch for p in out.glob("checkpoint_epoch_*.pt"))
     output = train(
         tiles_64, out, "--resume", str(out / f"checkpoint_epoch_{last}.pt"), "--epochs", str(last + 1)
     )
-    assert load_checkpoint(out / f"checkpoint_epoch_{last + 1}.pt")["epoch"] == last + 1
+    assert Checkpoint.read(out / f"checkpoint_epoch_{last + 1}.pt").epoch == last + 1
     assert "Resumed from" in output
 
 
@@ -221,5 +223,5 @@ def test_two_process_ddp_on_cpu(tiles_64: Path, tmp_path: Path) -> None:
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
     assert "Devices: 2 x cpu" in output
-    ckpt = load_checkpoint(out / "checkpoint_epoch_1.pt")
-    assert ckpt["epoch"] == 1 and ckpt["train_stats"]["optimizer_steps"] == 1
+    ckpt = Checkpoint.read(out / "checkpoint_epoch_1.pt")
+    assert ckpt.epoch == 1 and ckpt.train_stats["optimizer_steps"] == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from axion.bands import S2L2A_BANDS
+from axion.bands import KEPT_S2_BANDS, S2L2A_BANDS
 
 #: The 12-band L2A order (no B10), as TerraMind uses it.
 L2A_ORDER: tuple[str, ...] = S2L2A_BANDS
@@ -14,7 +14,7 @@ L1C_ORDER: tuple[str, ...] = L2A_ORDER[:10] + ("B10",) + L2A_ORDER[10:]
 #: Default band order by band count; any other count needs ``--s2-bands``.
 DEFAULT_ORDERS: dict[int, tuple[str, ...]] = {12: L2A_ORDER, 13: L1C_ORDER}
 #: The bands a tile keeps, in tile order.
-WANTED: tuple[str, ...] = ("B02", "B03", "B04", "B08")
+WANTED: tuple[str, ...] = KEPT_S2_BANDS
 
 _BAND = re.compile(r"^B?(\d{1,2})(A?)$")
 

@@ -13,8 +13,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from axion.atomic import write_json_atomic
 from axion.data.prepare.tile import PreparedTile
-from axion.data.tilefile import OPT_V2_KEY, SPLITS, write_json_atomic, write_npz_atomic
+from axion.data.tilefile import OPT_V2_KEY, SPLITS, write_npz_atomic
 from axion.errors import DataError
 
 #: Folder of real Stage 2 inputs (from a cloudy S2), laid out as ``--stage2-dir`` expects.

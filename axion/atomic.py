@@ -1,0 +1,93 @@
+"""Atomic file writes: write beside the target under a temporary name, flush, rename.
+
+A crash at any moment leaves either the old file or the new one, never a torn one
+(the rename is atomic on POSIX file systems). Temporary names carry the writer's
+process id (``.<name>.<pid>.tmp<suffix>``), so leftovers of a dead process can be
+recognised and removed (:func:`remove_stale_temporaries`), and they keep the target's
+suffix, so writers that pick a format from the extension (matplotlib) still work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(\.[^.]*)?$")
+
+
+def temporary_path(path: Path) -> Path:
+    """The temporary name this process writes ``path`` under."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: Path, *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on failure it is removed.
+
+    Args:
+        path: the file to write.
+        fsync: flush the file to disk before the rename (checkpoints: survive a power cut).
+    """
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        if fsync:
+            _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write an object as indented JSON atomically (non-finite numbers are refused, not written as NaN)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_temporaries(directory: Path) -> list[Path]:
+    """Temporary files in ``directory`` left by processes that are no longer running."""
+    if not Path(directory).is_dir():
+        return []
+    found = []
+    for path in Path(directory).iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and int(match["pid"]) != os.getpid() and not _alive(int(match["pid"])):
+            found.append(path)
+    return sorted(found)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary files of dead processes in ``directory``; returns what was removed."""
+    removed = stale_temporaries(directory)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed

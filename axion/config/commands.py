@@ -1,0 +1,197 @@
+"""Settings of ``prepare``, ``evaluate``, ``infer`` and ``visualize`` (``train``'s live in :mod:`.train`).
+
+Each is one flat pydantic model; the command line, a ``--config`` file and
+``AXION_*`` variables all fill it through :func:`axion.config.resolve_config`.
+Settings of evaluate and infer left at ``None`` take the checkpoint's value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from axion.config.base import Settings
+from axion.config.fields import Precision, Workers
+
+
+class PrepareConfig(Settings):
+    """Real Sentinel-1/Sentinel-2 data in, tiles out."""
+
+    output_dir: Path | None = Field(
+        None, description="Where tiles go: <output-dir>/{train,val,test}/<name>.npz + .json."
+    )
+    check: Path | None = Field(
+        None,
+        description="Only check the tiles below this directory: list every bad tile and why; exit 2 if any.",
+    )
+    demo: bool = Field(
+        False,
+        description="Write the 6 real BigEarthNet example pairs shipped in bigearthnet-common (120x120 px).",
+    )
+    bigearthnet_s1: Path | None = Field(
+        None, description="BigEarthNet-MM S1 root: patch folders with *_VV.tif, *_VH.tif (dB) and a JSON."
+    )
+    bigearthnet_s2: Path | None = Field(
+        None,
+        description="BigEarthNet-MM S2 root: L2A patch folders with *_B02.tif ... (reflectance x 10000).",
+    )
+    s1: list[Path] = Field(
+        default_factory=list,
+        description="S1 scene GeoTIFF, bands VV, VH (repeat with --s2 for several scenes).",
+    )
+    s2: list[Path] = Field(
+        default_factory=list,
+        description="S2 scene GeoTIFF (L2A or L1C, reflectance x 10000); defines the tile grid.",
+    )
+    s2_cloudy: list[Path] = Field(
+        default_factory=list,
+        description="Cloudy S2 of the same scene (one per --s2): written as real opt_v2 to <output-dir>/stage2/.",
+    )
+    s1_units: Literal["db", "linear"] = Field(
+        "db", description="Units of the S1 scene: db, or linear power (converted to dB, floor -50 dB)."
+    )
+    s2_bands: str | None = Field(
+        None,
+        description="Band order of the S2 file, e.g. B1,B2,...,B12. Default by band count: 12 = L2A "
+        "B01..B12 without B10, 13 = L1C B01..B12.",
+    )
+    tile_size: int = Field(
+        256, ge=1, description="Tile height and width in pixels (scenes only; 16-multiples avoid padding)."
+    )
+    stride: int | None = Field(None, ge=1, description="Pixels between tile origins (scenes only).")
+    max_nodata: float = Field(
+        0.1, ge=0.0, le=1.0, description="Skip tiles with more than this fraction (0-1) of invalid pixels."
+    )
+    split_ratios: str = Field(
+        "0.8,0.1,0.1", description="train,val,test fractions of spatial blocks; non-negative, summing to 1."
+    )
+    seed: int = Field(42, ge=0, description="Seed of the split assignment.")
+    block_size: int = Field(
+        4,
+        ge=1,
+        description="Spatial block side in tiles (k x k tiles, or BigEarthNet patches) kept in one split.",
+    )
+    overwrite: bool = Field(
+        False,
+        description="Replace train/, val/, test/, stage2/ and prepare.json of a non-empty output directory.",
+    )
+
+    @field_validator("s1_units", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("split_ratios")
+    @classmethod
+    def _ratios(cls, value: str) -> str:
+        from axion.data.prepare.splits import parse_ratios
+
+        parse_ratios(value)
+        return value
+
+    @field_validator("s2_bands")
+    @classmethod
+    def _bands(cls, value: str | None) -> str | None:
+        from axion.data.prepare.bandmap import parse_band_list
+
+        if value is not None:
+            parse_band_list(value)
+        return value
+
+
+class PredictionSettings(Settings):
+    """What evaluate and infer share: the checkpoint and how its model runs."""
+
+    checkpoint: Path = Field(
+        description="Checkpoint written by 'axion stage3 train' (best_model.pt or checkpoint_epoch_N.pt)."
+    )
+    timesteps: int | None = Field(None, ge=1, le=1000, description="Number of diffusion (DDIM) timesteps.")
+    seed: int | None = Field(
+        None, ge=0, description="Base seed of the per-tile diffusion noise (seed, 'test', tile name)."
+    )
+    precision: Precision = Field(
+        "auto", description="auto (fp16 on CUDA, bf16 on CPU), fp16-mixed, bf16-mixed or 32."
+    )
+    pretrained: bool | None = Field(None, description="Whether the frozen TerraMind base is pretrained.")
+    weights_dir: Path | None = Field(
+        None, description="Local directory holding the original TerraMind files."
+    )
+    batch_size: int = Field(1, ge=1, description="Tiles per model call.")
+    quiet: bool = Field(False, description="Plain log lines instead of live progress bars and tables.")
+
+
+class EvaluateConfig(PredictionSettings):
+    """Score a checkpoint on a split: opt_v2 (input) against opt_v3 (output)."""
+
+    data_dir: Path = Field(description="Directory of tiles (the split is read from each tile's JSON).")
+    output_dir: Path = Field(description="Results directory: summary.json, per_tile.csv, tiles/<name>.npz.")
+    split: Literal["train", "val", "test"] = Field(
+        "test", description="Split to evaluate: train, val or test."
+    )
+    stage2_dir: Path | None = Field(
+        None,
+        description="Stage 2 outputs <name>.npz (key opt_v2). Without it opt_v2 is the training proxy of the ground truth.",
+    )
+    max_samples: int | None = Field(
+        None, ge=1, description="Evaluate at most this many tiles (the first by name)."
+    )
+    save_arrays: int = Field(
+        32,
+        ge=0,
+        description="Save s1/opt_v2/opt_v3/target/mask arrays of the first N tiles (by name) for 'visualize'; 0: none.",
+    )
+    overwrite: bool = Field(
+        False, description="Replace the results of an earlier evaluation in --output-dir."
+    )
+    lpips_weight: float = Field(
+        0.1,
+        ge=0,
+        description="0 skips the LPIPS metric (no AlexNet weights needed); any other value computes it (unscaled).",
+    )
+    lpips_weights: Path | None = Field(
+        None, description="AlexNet ImageNet weights for LPIPS (else torchvision's cache)."
+    )
+    num_workers: Workers = Field("auto", description="DataLoader workers; auto picks from the CPU count.")
+
+
+class InferConfig(PredictionSettings):
+    """opt_v3 for new tiles (tile mode) or a whole scene (scene mode)."""
+
+    input_dir: Path | None = Field(
+        None, description="Tiles <name>.npz + <name>.json (S1 keys s1_vv, s1_vh in dB; any split or none)."
+    )
+    output_dir: Path | None = Field(
+        None,
+        description="Where <name>.npz (opt_v3) and <name>.tif (georeferenced tiles) go; created if missing.",
+    )
+    stage2_dir: Path | None = Field(
+        None,
+        description="Stage 2 outputs <name>.npz (key opt_v2). Without it the tiles' own S2 bands give the training proxy.",
+    )
+    max_samples: int | None = Field(
+        None, ge=1, description="Infer at most this many tiles (the first by name)."
+    )
+    s1_scene: Path | None = Field(None, description="S1 GeoTIFF: 2 bands, VV and VH in dB.")
+    opt_v2_scene: Path | None = Field(
+        None,
+        description="opt_v2 GeoTIFF: 4 bands B2, B3, B4, B8 (reflectance x 10000), same grid as --s1-scene.",
+    )
+    output_scene: Path | None = Field(None, description="opt_v3 GeoTIFF to write (float32, 4 bands).")
+    tile_size: int = Field(224, description="Scene tile side in pixels (multiple of 16).")
+    overlap: int = Field(
+        32, description="Pixels shared by neighbouring scene tiles, blended with a raised-cosine window."
+    )
+
+
+class VisualizeConfig(Settings):
+    """PNG figures from an ``evaluate`` results directory."""
+
+    results: Path = Field(
+        description="Results directory written by 'axion stage3 evaluate' (summary.json, per_tile.csv)."
+    )
+    output_dir: Path = Field(description="Where the PNG figures go; created if missing.")
+    history: Path | None = Field(None, description="metrics.jsonl of the training run.")
+    max_tiles: int = Field(16, ge=0, description="Draw panels for at most this many tiles (by name).")
+    dpi: int = Field(110, ge=30, le=600, description="Resolution of the PNG files (dots per inch).")

@@ -1,0 +1,118 @@
+"""Settings of ``axion stage3 train``, grouped as docs/cli.md lists its flags.
+
+Sections: data, model, training, loss weights, early stopping, other. The model
+section is also what a checkpoint needs to rebuild its model (``evaluate``,
+``infer``, ``export``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from axion.atomic import write_json_atomic
+from axion.config.base import Settings
+from axion.config.fields import ModelSize, Precision, Workers
+
+
+class DataConfig(Settings):
+    """Where tiles come from and where results go."""
+
+    data_dir: Path = Field(description="Directory containing NPZ tiles (split read from each tile's JSON).")
+    stage2_dir: Path | None = Field(
+        None, description="Directory with Stage 2 outputs: <tile>.npz with key opt_v2 (4, H, W)."
+    )
+    output_dir: Path = Field(description="Output directory for checkpoints, config.json and logs.")
+
+
+class ModelConfig(Settings):
+    """The TerraMind generator and its LoRA adapters."""
+
+    timesteps: int = Field(10, ge=1, le=1000, description="Number of diffusion (DDIM) timesteps.")
+    lora_rank: int = Field(8, ge=1, description="LoRA rank (lower = fewer trainable parameters).")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha scaling factor.")
+    pretrained: bool = Field(
+        True, description="Use pretrained TerraMind weights (Hugging Face cache or --weights-dir)."
+    )
+    model_size: ModelSize = Field("base", description="TerraMind size: tiny, small, base or large.")
+    weights_dir: Path | None = Field(
+        None, description="Local directory holding the original TerraMind files."
+    )
+
+
+class TrainingConfig(Settings):
+    """Optimisation."""
+
+    batch_size: int = Field(1, ge=1, description="Batch size per device (tiles).")
+    grad_accum: int = Field(8, ge=1, description="Gradient accumulation steps.")
+    epochs: int = Field(50, ge=1, description="Number of training epochs.")
+    lr: float = Field(1e-4, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(1e-5, ge=0, description="Weight decay for AdamW.")
+    warmup_steps: int = Field(
+        0, ge=0, description="Linear warm-up length in optimizer steps, then cosine decay."
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold (L2 norm).")
+    precision: Precision = Field(
+        "auto", description="auto (fp16+GradScaler on CUDA, bf16 on CPU), fp16-mixed, bf16-mixed or 32."
+    )
+    devices: int = Field(1, ge=1, description="Number of devices (processes) for data-parallel training.")
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = Field("auto", description="Multi-device strategy.")
+    keep_last: int | None = Field(
+        None, ge=1, description="Keep only the newest N epoch checkpoints (default: keep all)."
+    )
+
+
+class LossConfig(Settings):
+    """Loss weights: Total = a*SAR + b*Cycle + c*Identity + d*LPIPS + e*Spectral."""
+
+    sar_weight: float = Field(1.0, ge=0, description="SAR consistency loss weight (alpha).")
+    cycle_weight: float = Field(0.5, ge=0, description="Cycle loss weight (beta).")
+    identity_weight: float = Field(0.3, ge=0, description="Identity preservation weight (gamma).")
+    lpips_weight: float = Field(
+        0.1, ge=0, description="LPIPS perceptual loss weight (delta); 0 skips building LPIPS."
+    )
+    spectral_weight: float = Field(1.0, ge=0, description="Spectral L1 loss weight (epsilon).")
+    lpips_weights: Path | None = Field(
+        None, description="AlexNet ImageNet weights for LPIPS (else torchvision's cache)."
+    )
+
+
+class EarlyStoppingConfig(Settings):
+    """Stop when validation SAR agreement stops improving."""
+
+    early_stop_patience: int = Field(5, ge=1, description="Validations without improvement before stopping.")
+    early_stop_delta: float = Field(1e-4, ge=0, description="Minimum SAR agreement improvement that counts.")
+
+
+class OtherConfig(Settings):
+    """Everything else."""
+
+    num_workers: Workers = Field("auto", description="DataLoader workers; auto picks from the CPU count.")
+    max_samples: int | None = Field(
+        None, ge=1, description="Use at most this many tiles per split (debugging)."
+    )
+    seed: int = Field(42, ge=0, description="Random seed for reproducibility.")
+    resume: Path | None = Field(None, description="Resume from this checkpoint.")
+    quiet: bool = Field(False, description="Plain log lines instead of live progress bars and tables.")
+
+
+class TrainConfig(Settings):
+    """The full, resolved configuration of a training run."""
+
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    loss: LossConfig = LossConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    other: OtherConfig = OtherConfig()
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (paths as strings), as written to config.json and checkpoints."""
+        return self.model_dump(mode="json")
+
+
+def write_config_json(config: TrainConfig, path: Path) -> None:
+    """Write the resolved configuration next to the run's outputs (atomically)."""
+    write_json_atomic(path, config.to_json_dict())

@@ -1,0 +1,181 @@
+"""``axion stage3 prepare`` as a library call: :func:`prepare` writes tiles, :func:`check` inspects them."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from axion.config import PrepareConfig
+from axion.data.prepare.run import PrepareReport, SplitSettings, TileSource, run_prepare
+from axion.errors import ConfigError
+
+#: Flags that only scenes (--s1/--s2) use.
+SCENE_ONLY = ("tile_size", "stride", "s1_units", "s2_bands")
+
+
+def source_of(settings: PrepareConfig) -> str:
+    """Which source the settings pick: ``check``, ``demo``, ``bigearthnet`` or ``scenes``.
+
+    Raises:
+        ConfigError: no source, several sources, or --check mixed with a source.
+    """
+    scene_mode = bool(settings.s1 or settings.s2 or settings.s2_cloudy)
+    ben_mode = settings.bigearthnet_s1 is not None or settings.bigearthnet_s2 is not None
+    chosen = [
+        name
+        for name, on in (
+            ("--demo", settings.demo),
+            ("--bigearthnet-s1/-s2", ben_mode),
+            ("--s1/--s2", scene_mode),
+        )
+        if on
+    ]
+    if settings.check is not None:
+        if chosen or settings.output_dir is not None:
+            raise ConfigError("--check takes no source and no --output-dir")
+        return "check"
+    if len(chosen) != 1:
+        raise ConfigError(
+            "pick one source: --demo, --bigearthnet-s1/--bigearthnet-s2, or --s1/--s2"
+            + (f" (got {' and '.join(chosen)})" if chosen else "")
+        )
+    if settings.output_dir is None:
+        raise ConfigError("missing --output-dir")
+    return {"--demo": "demo", "--bigearthnet-s1/-s2": "bigearthnet", "--s1/--s2": "scenes"}[chosen[0]]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What ``--check`` found."""
+
+    total: int
+    problems: list[Any]
+
+    @property
+    def bad_files(self) -> int:
+        return len({p.path for p in self.problems})
+
+
+def check(data_dir: Path) -> CheckReport:
+    """Check every tile below ``data_dir`` (see :func:`axion.data.check.check_tiles`)."""
+    from axion.data.check import check_tiles, ensure_dir, tile_paths
+
+    ensure_dir(data_dir)
+    return CheckReport(total=len(tile_paths(data_dir)), problems=check_tiles(data_dir))
+
+
+def prepare(
+    settings: PrepareConfig,
+    on_candidate: Callable[[], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> PrepareReport:
+    """Write tiles from the source the settings pick (not ``--check``: see :func:`check`).
+
+    Args:
+        settings: the command's settings.
+        on_candidate: called once per candidate tile (progress).
+        on_total: called once with the number of candidate tiles, before the first.
+    """
+    from axion.data.prepare.output import check_output_dir
+    from axion.data.prepare.splits import parse_ratios
+
+    source = source_of(settings)
+    if source == "check":
+        raise ConfigError("--check only checks tiles; call check() instead")
+    output_dir = Path(settings.output_dir)  # type: ignore[arg-type]
+    splits = SplitSettings(ratios=parse_ratios(settings.split_ratios), seed=settings.seed)
+    manifest: dict[str, Any] = {"max_nodata": settings.max_nodata, "block_size": settings.block_size}
+    check_output_dir(output_dir, settings.overwrite)
+    if source == "scenes":
+        sources, record = _scene_sources(settings)
+        return _run(sources, output_dir, splits, settings, {**manifest, **record}, on_candidate, on_total)
+    if source == "demo":
+        from axion.data.prepare.bigearthnet import DEMO_PACKAGE, extracted_demo
+
+        record = {**manifest, "source": f"demo: BigEarthNet-MM examples from {DEMO_PACKAGE}"}
+        with (
+            tempfile.TemporaryDirectory(prefix="axion-demo-") as tmp,
+            extracted_demo(Path(tmp)) as (s1_root, s2_root),
+        ):
+            sources = _bigearthnet(s1_root, s2_root, settings)
+            return _run(sources, output_dir, splits, settings, record, on_candidate, on_total)
+    if settings.bigearthnet_s1 is None or settings.bigearthnet_s2 is None:
+        raise ConfigError("BigEarthNet needs both --bigearthnet-s1 and --bigearthnet-s2")
+    record = {
+        **manifest,
+        "source": {
+            "bigearthnet_s1": str(settings.bigearthnet_s1),
+            "bigearthnet_s2": str(settings.bigearthnet_s2),
+        },
+    }
+    sources = _bigearthnet(settings.bigearthnet_s1, settings.bigearthnet_s2, settings)
+    return _run(sources, output_dir, splits, settings, record, on_candidate, on_total)
+
+
+def _run(
+    sources: list[TileSource],
+    output_dir: Path,
+    splits: SplitSettings,
+    settings: PrepareConfig,
+    manifest: dict[str, Any],
+    on_candidate: Callable[[], None] | None,
+    on_total: Callable[[int], None] | None,
+) -> PrepareReport:
+    if on_total is not None:
+        on_total(sum(source.total for source in sources))
+    return run_prepare(
+        sources,
+        output_dir,
+        splits,
+        overwrite=settings.overwrite,
+        manifest=manifest,
+        on_candidate=on_candidate,
+    )
+
+
+def _bigearthnet(s1_root: Path, s2_root: Path, settings: PrepareConfig) -> list[TileSource]:
+    from axion.data.prepare.bigearthnet import BigEarthNetSource
+
+    return [
+        BigEarthNetSource(s1_root, s2_root, max_nodata=settings.max_nodata, block_size=settings.block_size)
+    ]
+
+
+def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str, Any]]:
+    from axion.data.prepare.bandmap import parse_band_list
+    from axion.data.prepare.scene import SceneOptions, ScenePair, SceneSource
+
+    s1, s2, s2_cloudy = settings.s1, settings.s2, settings.s2_cloudy
+    if len(s1) != len(s2):
+        raise ConfigError(f"give one --s1 per --s2 (got {len(s1)} --s1 and {len(s2)} --s2)")
+    if s2_cloudy and len(s2_cloudy) != len(s2):
+        raise ConfigError(f"give one --s2-cloudy per --s2 (got {len(s2_cloudy)} and {len(s2)})")
+    stride = settings.tile_size if settings.stride is None else settings.stride
+    bands = parse_band_list(settings.s2_bands) if settings.s2_bands is not None else None
+    options = SceneOptions(
+        tile_size=settings.tile_size,
+        stride=stride,
+        max_nodata=settings.max_nodata,
+        s1_linear=settings.s1_units == "linear",
+        s2_bands=bands,
+        block_size=settings.block_size,
+    )
+    cloudy: list[Path | None] = list(s2_cloudy) if s2_cloudy else [None] * len(s2)
+    sources: list[TileSource] = [
+        SceneSource(ScenePair(a, b, c), options) for a, b, c in zip(s1, s2, cloudy, strict=True)
+    ]
+    record = {
+        "source": {
+            "s1": [str(p) for p in s1],
+            "s2": [str(p) for p in s2],
+            "s2_cloudy": [str(p) for p in s2_cloudy],
+        },
+        "tile_size": settings.tile_size,
+        "stride": stride,
+        "s1_units": settings.s1_units,
+        "s2_bands": list(bands) if bands else "by band count",
+    }
+    return sources, record

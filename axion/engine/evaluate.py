@@ -1,0 +1,194 @@
+"""Score a checkpoint on a split: opt_v2 (the input) against opt_v3 (the output), tile by tile.
+
+:func:`evaluate` is what ``axion stage3 evaluate`` runs: checks first (seconds), then
+the model, then the loop. It writes the results directory laid out in
+:mod:`axion.viz.results` and returns the per-tile rows and the summary.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from axion.config import EvaluateConfig
+from axion.engine.checkpoint import Checkpoint
+from axion.engine.reporter import Reporter
+from axion.errors import DataError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from axion.perceptual import PerceptualLoss
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` produced: one row per tile, the summary, and where they were written."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    output_dir: Path
+
+
+def check_results_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuse a file, or earlier results without ``overwrite``, before any work."""
+    from axion.viz.results import SUMMARY_FILE
+
+    if output_dir.exists() and not output_dir.is_dir():
+        raise DataError(f"{output_dir}: output directory is a file")
+    if (output_dir / SUMMARY_FILE).exists() and not overwrite:
+        raise DataError(
+            f"{output_dir}: already holds evaluation results ({SUMMARY_FILE}); use --overwrite or another --output-dir"
+        )
+
+
+def score(
+    opt_v2: Tensor,
+    opt_v3: Tensor,
+    target: Tensor,
+    s1: Tensor,
+    mask: Tensor,
+    perceptual: PerceptualLoss | None,
+) -> dict[str, dict[str, Tensor]]:
+    """Per-sample metrics of the input and the output, and the ground truth's own SAR agreement."""
+    from axion.metrics import image_metrics, sar_agreement
+
+    return {
+        "opt_v2": {
+            **image_metrics(opt_v2, target, mask, perceptual),
+            "sar_agreement": sar_agreement(opt_v2, s1, mask),
+        },
+        "opt_v3": {
+            **image_metrics(opt_v3, target, mask, perceptual),
+            "sar_agreement": sar_agreement(opt_v3, s1, mask),
+        },
+        "target": {"sar_agreement": sar_agreement(target, s1, mask)},
+    }
+
+
+def tile_rows(
+    scores: dict[str, dict[str, Tensor]], names: list[str], sizes: dict[str, tuple[int, int]]
+) -> list[dict]:
+    """One row per tile: its size, every metric of opt_v2 and opt_v3, the ground truth's SAR agreement."""
+    from axion.viz.results import METRICS
+
+    keys = [k for k in METRICS if k in scores["opt_v3"]] + sorted(
+        k for k in scores["opt_v3"] if k not in METRICS
+    )
+    rows = []
+    for i, name in enumerate(names):
+        h, w = sizes[name]
+        row: dict[str, Any] = {"name": name, "height": h, "width": w}
+        for key in keys:
+            for src in ("opt_v2", "opt_v3"):
+                row[f"{src}_{key}"] = float(scores[src][key][i])
+        row["target_sar_agreement"] = float(scores["target"]["sar_agreement"][i])
+        rows.append(row)
+    return rows
+
+
+def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Evaluation:
+    """Evaluate a checkpoint on ``settings.split`` and write the results directory.
+
+    Raises:
+        AxionError: bad input (checkpoint, tiles, weights, output directory), before any slow work.
+    """
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    from axion.data.check import validate_data_dir
+    from axion.data.dataset import TileDataset, collate_tiles
+    from axion.engine.predict import predictor_for, size_batches
+    from axion.engine.runtime import resolve_num_workers
+    from axion.viz.results import TILES_DIR, summarise, write_results
+
+    reporter = reporter or Reporter.silent()
+    output_dir = Path(settings.output_dir)
+    check_results_dir(output_dir, settings.overwrite)
+    checkpoint = Checkpoint.read(settings.checkpoint)
+    perceptual = None
+    if settings.lpips_weight > 0:
+        from axion.perceptual import build_perceptual_loss
+
+        perceptual = build_perceptual_loss(settings.lpips_weights)
+    validate_data_dir(settings.data_dir)
+    dataset = TileDataset(
+        settings.data_dir, settings.split, stage2_dir=settings.stage2_dir, max_samples=settings.max_samples
+    )
+    source = (
+        f"Stage 2 outputs in {settings.stage2_dir}"
+        if settings.stage2_dir
+        else "proxy of the ground truth (no --stage2-dir)"
+    )
+    reporter.info(f"Tiles: {len(dataset)} {settings.split} tiles from {settings.data_dir}; opt_v2: {source}")
+
+    predictor = predictor_for(settings, checkpoint, log=reporter.info)
+    reporter.info(
+        f"Checkpoint: {settings.checkpoint} (epoch {predictor.epoch}); timesteps {predictor.timesteps}, "
+        f"seed {predictor.seed}, {predictor.precision.label}"
+    )
+    batches = size_batches([(t.height, t.width) for t in dataset.tiles], settings.batch_size)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches,
+        collate_fn=collate_tiles,
+        num_workers=resolve_num_workers(settings.num_workers),
+    )
+    sizes = {t.name: (t.height, t.width) for t in dataset.tiles}
+    keep = set(dataset.names[: settings.save_arrays])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = output_dir / f".{TILES_DIR}-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    try:
+        with reporter.bar("Evaluate", len(batches)) as bar:
+            for batch in loader:
+                opt_v3 = predictor(batch["s1"], batch["opt_v2"], batch["name"])
+                s1, opt_v2, target, mask = batch["s1"], batch["opt_v2"], batch["target"], batch["mask"]
+                scores = score(opt_v2, opt_v3, target, s1, mask, perceptual)
+                rows += tile_rows(scores, batch["name"], sizes)
+                for i, name in enumerate(batch["name"]):
+                    if name not in keep:
+                        continue
+                    h, w = sizes[name]
+                    arrays = {"s1": s1[i], "opt_v2": opt_v2[i], "opt_v3": opt_v3[i], "target": target[i]}
+                    np.savez_compressed(
+                        staging / f"{name}.npz",
+                        **{k: v[:, :h, :w].numpy().astype(np.float32) for k, v in arrays.items()},
+                        mask=(mask[i, 0, :h, :w] > 0).numpy().astype(np.uint8),
+                    )
+                bar.advance(sar_agr=float(scores["opt_v3"]["sar_agreement"].mean()))
+        rows.sort(key=lambda r: r["name"])
+        metric_keys = [c.removeprefix("opt_v3_") for c in rows[0] if c.startswith("opt_v3_")]
+        summary = {
+            "checkpoint": str(Path(settings.checkpoint).resolve()),
+            "run_dir": str(Path(settings.checkpoint).resolve().parent),
+            "epoch": predictor.epoch,
+            "data_dir": str(Path(settings.data_dir).resolve()),
+            "split": settings.split,
+            "stage2_dir": str(Path(settings.stage2_dir).resolve()) if settings.stage2_dir else None,
+            "opt_v2_source": "stage2" if settings.stage2_dir else "proxy",
+            "tiles": len(rows),
+            "timesteps": predictor.timesteps,
+            "seed": predictor.seed,
+            "precision": predictor.precision.fabric,
+            "lpips": perceptual is not None,
+            "units": _units(),
+            "metrics": summarise(rows, metric_keys),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        write_results(output_dir, rows, summary, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return Evaluation(rows=rows, summary=summary, output_dir=output_dir)
+
+
+def _units() -> dict[str, str]:
+    from axion.viz.results import METRICS
+
+    return {k: unit for k, (_, unit, _) in METRICS.items()}
