@@ -62,3 +62,11 @@ PATCH_SIZE: int = 16
 def to_reflectance(optical):  # noqa: ANN001, ANN201 - numpy arrays and torch tensors alike
     """Tile units (reflectance x 10000) -> reflectance."""
     return optical / REFLECTANCE_SCALE
+
+
+# --- Spectral description of the optical channels (STAC eo:bands) --------------
+#: Common names of B2, B3, B4, B8 (STAC ``eo:common_name``).
+OPTICAL_COMMON_NAMES: tuple[str, ...] = ("blue", "green", "red", "nir")
+#: Sentinel-2 centre wavelengths and full widths at half maximum of B2, B3, B4, B8, micrometres.
+OPTICAL_WAVELENGTHS_UM: tuple[float, ...] = (0.49, 0.56, 0.665, 0.842)
+OPTICAL_FWHM_UM: tuple[float, ...] = (0.098, 0.045, 0.038, 0.145)

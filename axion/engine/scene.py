@@ -1,45 +1,71 @@
-"""Whole-scene inference: overlapping tiles, raised-cosine blending, strip-wise GeoTIFF I/O.
+"""Whole-scene inference: overlapping tiles on opt_v2's grid, raised-cosine blending, strip-wise I/O.
 
-A co-registered S1 scene (2 bands, VV and VH in dB) and opt_v2 scene (4 bands, B2,
-B3, B4, B8 in tile units) are cut into square tiles of ``tile_size`` pixels that
-overlap by ``overlap`` pixels (the last row and column are shifted back so they
-end on the scene border). Each prediction is weighted by a separable window that
-is 1 inside the tile and falls off as a raised cosine over the ``overlap`` pixels
-next to every neighbouring tile (no fall-off on the scene border); the output is
-the weighted sum divided by the sum of weights, so neighbouring tiles fade into
-each other without seams.
+The opt_v2 scene (4 bands, B2, B3, B4, B8 in tile units) defines the output grid. The
+S1 scene (2 bands, VV and VH in dB) may have any CRS and resolution: unless it is on
+the very same grid it is reprojected onto opt_v2's grid on the fly, window by window,
+through a bilinear :class:`rasterio.vrt.WarpedVRT` (bilinear in dB). A pixel where
+either input is nodata (or outside the S1 footprint) is nodata in the output.
 
-Memory stays bounded by one strip of tile rows: tiles are read window by window,
-and rows of the output are written (and dropped from the accumulators) as soon as
-no later tile reaches them. The output is written to a temporary file and renamed
-into place only when complete.
+The grid is cut into square tiles of ``tile_size`` pixels that overlap by ``overlap``
+pixels (the last row and column are shifted back so they end on the scene border). Each
+prediction is weighted by a separable window that is 1 inside the tile and falls off as
+a raised cosine over the ``overlap`` pixels next to every neighbouring tile (no fall-off
+on the scene border); the output is the weighted sum divided by the sum of weights, so
+neighbouring tiles fade into each other without seams. With several samples per tile the
+standard deviation is blended the same way, as a variance.
+
+Memory stays bounded by one strip of tile rows (one per process): tiles are read window
+by window, and rows of the output are written (and dropped from the accumulators) as
+soon as no later tile reaches them. Several processes (:class:`Shard`) each predict whole
+strips and the first one blends and writes them in order, so the result does not depend
+on how many processes ran. Outputs are Cloud-Optimized GeoTIFFs (:mod:`axion.engine.cog`),
+renamed into place only when complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from axion.atomic import atomic_path
 from axion.bands import OPTICAL_BANDS, PATCH_SIZE, S1_KEYS
 from axion.data.prepare.tile import fill_invalid
+from axion.engine.cog import OutputDtype, RasterSpec, cog_writer
+from axion.engine.parallel import LocalShard, Shard
 from axion.errors import ConfigError, DataError
 
-#: (s1 (B, 2, T, T) dB, opt_v2 (B, 4, T, T) tile units, tile names) -> opt_v3 (B, 4, T, T).
-PredictFn = Callable[[np.ndarray, np.ndarray, list[str]], np.ndarray]
-#: Block size of tiled output GeoTIFFs (pixels).
-BLOCK_SIZE = 256
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model gives for a batch of tiles: opt_v3 and, with several samples, its spread.
+
+    Attributes:
+        mean: (B, 4, T, T) tile units.
+        std: (B, 4, T, T) tile units, or None for a single sample.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray | None = None
+
+
+#: (s1 (B, 2, T, T) dB, opt_v2 (B, 4, T, T) tile units, tile names) -> opt_v3 (B, 4, T, T) or a Prediction.
+PredictFn = Callable[[np.ndarray, np.ndarray, list[str]], "np.ndarray | Prediction"]
 
 
 @dataclass(frozen=True)
 class SceneInfo:
-    """Two validated, co-registered input scenes."""
+    """Two validated input scenes; the output grid is opt_v2's.
+
+    Attributes:
+        s1, opt_v2: the input files.
+        height, width, crs, transform: opt_v2's grid (``crs`` may be None).
+        s1_reprojected: True when S1 is resampled onto that grid (it is on another one).
+    """
 
     s1: Path
     opt_v2: Path
@@ -47,8 +73,29 @@ class SceneInfo:
     width: int
     crs: Any  # rasterio CRS or None
     transform: Any  # affine.Affine
-    s1_nodata: float | None
-    opt_nodata: float | None
+    s1_reprojected: bool = False
+
+
+@dataclass(frozen=True)
+class SceneOutputs:
+    """The files of one output scene: opt_v3, its standard deviation, and the STAC Item."""
+
+    tif: Path
+    std: Path
+    item: Path
+
+    @classmethod
+    def beside(cls, output: Path) -> SceneOutputs:
+        """``<stem>.tif``, ``<stem>_std.tif`` and ``<stem>.json`` in the output's folder."""
+        output = Path(output)
+        return cls(
+            tif=output,
+            std=output.with_name(f"{output.stem}_std{output.suffix}"),
+            item=output.with_suffix(".json"),
+        )
+
+    def existing(self) -> list[Path]:
+        return [path for path in (self.tif, self.std, self.item) if path.exists()]
 
 
 @dataclass(frozen=True)
@@ -131,13 +178,50 @@ def _open(path: Path, what: str) -> Any:
         raise DataError(f"{path}: {what} is not a readable raster ({reason})") from None
 
 
-def validate_scene(s1_path: Path, opt_path: Path, output: Path) -> SceneInfo:
-    """Check both scenes and the output path before anything is written.
+def _check_overlap(s1: Any, opt: Any, s1_path: Path) -> None:
+    """S1 on another grid must have a CRS and cover some of opt_v2's footprint."""
+    from rasterio.warp import transform_bounds
+
+    if s1.crs is None or opt.crs is None:
+        which = "S1 scene" if s1.crs is None else f"opt_v2 scene {opt.name}"
+        raise DataError(
+            f"{s1_path}: S1 scene is on another pixel grid than the opt_v2 scene and the {which} has no CRS "
+            "to reproject with"
+        )
+    left, bottom, right, top = transform_bounds(s1.crs, opt.crs, *s1.bounds, densify_pts=21)
+    o = opt.bounds
+    if left >= o.right or right <= o.left or bottom >= o.top or top <= o.bottom:
+        raise DataError(f"{s1_path}: S1 scene does not overlap the opt_v2 scene {opt.name}")
+
+
+def _check_outputs(outputs: SceneOutputs, inputs: tuple[Path, Path], overwrite: bool) -> None:
+    output = outputs.tif
+    if output.suffix.lower() not in {".tif", ".tiff"}:
+        raise DataError(f"{output}: output scene must be a .tif or .tiff file")
+    resolved = {path.resolve() for path in inputs}
+    for path in (outputs.tif, outputs.std, outputs.item):
+        if path.resolve() in resolved:
+            raise DataError(f"{path}: an output of this scene would overwrite an input scene")
+        if path.exists() and not path.is_file():
+            raise DataError(f"{path}: output path exists and is not a file")
+    if not output.parent.is_dir():
+        raise DataError(f"{output.parent}: folder of the output scene does not exist")
+    existing = outputs.existing()
+    if existing and not overwrite:
+        state = "" if outputs.item.exists() else f" from an incomplete run (no {outputs.item.name})"
+        raise DataError(f"{existing[0]}: output scene already exists{state}; use --overwrite to replace it")
+
+
+def validate_scene(s1_path: Path, opt_path: Path, output: Path, *, overwrite: bool = False) -> SceneInfo:
+    """Check both scenes and the output paths before anything is written.
 
     Raises:
-        DataError: a missing or unreadable file, wrong band counts, different sizes,
-            CRS or transforms, or an output path that is an input or has no folder.
+        DataError: a missing or unreadable file, wrong band counts, an S1 scene that cannot be
+            put on opt_v2's grid (no CRS) or does not overlap it, an output that is an input,
+            has no folder, or exists already (without ``overwrite``).
     """
+    from axion.data.prepare.grid import same_grid
+
     s1_path, opt_path, output = Path(s1_path), Path(opt_path), Path(output)
     with _open(s1_path, "S1 scene") as s1, _open(opt_path, "opt_v2 scene") as opt:
         if s1.count != len(S1_KEYS):
@@ -149,90 +233,36 @@ def validate_scene(s1_path: Path, opt_path: Path, output: Path) -> SceneInfo:
                 f"{opt_path}: opt_v2 scene has {opt.count} band(s), expected {len(OPTICAL_BANDS)} "
                 f"({', '.join(OPTICAL_BANDS)})"
             )
-        if (s1.height, s1.width) != (opt.height, opt.width):
-            raise DataError(
-                f"{opt_path}: opt_v2 scene is {opt.height}x{opt.width} px, the S1 scene {s1_path} is "
-                f"{s1.height}x{s1.width} px (scenes must be co-registered)"
-            )
-        if (s1.crs is None) != (opt.crs is None) or (s1.crs is not None and s1.crs != opt.crs):
-            raise DataError(
-                f"{opt_path}: CRS {opt.crs.to_string() if opt.crs else None} differs from the S1 scene's "
-                f"{s1.crs.to_string() if s1.crs else None} ({s1_path}); reproject one onto the other"
-            )
-        tolerance = 0.01 * min(abs(s1.transform.a), abs(s1.transform.e)) or 1e-9
-        if not s1.transform.almost_equals(opt.transform, precision=tolerance):
-            raise DataError(
-                f"{opt_path}: geotransform {tuple(opt.transform)[:6]} differs from the S1 scene's "
-                f"{tuple(s1.transform)[:6]} ({s1_path}); scenes must be co-registered pixel for pixel"
-            )
+        reprojected = not same_grid(s1, opt)
+        if reprojected:
+            _check_overlap(s1, opt, s1_path)
         info = SceneInfo(
             s1=s1_path,
             opt_v2=opt_path,
-            height=s1.height,
-            width=s1.width,
-            crs=s1.crs,
-            transform=s1.transform,
-            s1_nodata=s1.nodata,
-            opt_nodata=opt.nodata,
+            height=opt.height,
+            width=opt.width,
+            crs=opt.crs,
+            transform=opt.transform,
+            s1_reprojected=reprojected,
         )
-    if output.suffix.lower() not in {".tif", ".tiff"}:
-        raise DataError(f"{output}: output scene must be a .tif or .tiff file")
-    resolved = output.resolve()
-    if resolved in {s1_path.resolve(), opt_path.resolve()}:
-        raise DataError(f"{output}: output scene would overwrite an input scene")
-    if output.exists() and not output.is_file():
-        raise DataError(f"{output}: output scene path exists and is not a file")
-    if not output.parent.is_dir():
-        raise DataError(f"{output.parent}: folder of the output scene does not exist")
+    _check_outputs(SceneOutputs.beside(output), (s1_path, opt_path), overwrite)
     return info
 
 
-# --- GeoTIFF output -----------------------------------------------------------------------------
-def geotiff_profile(height: int, width: int, crs: Any, transform: Any) -> dict[str, Any]:
-    """Profile of a float32 four-band opt_v3 GeoTIFF (NaN marks pixels without a valid input)."""
-    profile: dict[str, Any] = {
-        "driver": "GTiff",
-        "height": height,
-        "width": width,
-        "count": len(OPTICAL_BANDS),
-        "dtype": "float32",
-        "nodata": float("nan"),
-        "compress": "deflate",
-        "predictor": 3,
-        "BIGTIFF": "IF_SAFER",
-    }
-    if height >= BLOCK_SIZE and width >= BLOCK_SIZE:
-        profile.update(tiled=True, blockxsize=BLOCK_SIZE, blockysize=BLOCK_SIZE)
-    if crs is not None:
-        profile["crs"] = crs
-    if transform is not None:
-        profile["transform"] = transform
-    return profile
-
-
-@contextmanager
-def atomic_geotiff(path: Path, profile: dict[str, Any], tags: dict[str, str] | None = None) -> Iterator[Any]:
-    """Open a temporary GeoTIFF beside ``path``; rename it to ``path`` only if the block succeeds.
-
-    Band descriptions are the optical band names (B2, B3, B4, B8).
-    """
+@contextlib.contextmanager
+def scene_readers(info: SceneInfo) -> Iterator[tuple[Any, Any]]:
+    """(S1 on opt_v2's grid, opt_v2): open datasets to read windows from."""
     import rasterio
 
-    with atomic_path(Path(path)) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        for index, band in enumerate(OPTICAL_BANDS, start=1):
-            dst.set_band_description(index, band)
-        if tags:
-            dst.update_tags(**tags)
-        yield dst
+    from axion.data.prepare.grid import on_grid_of
 
-
-def write_tile_geotiff(
-    path: Path, opt_v3: np.ndarray, crs: Any, transform: Any, tags: dict[str, str]
-) -> None:
-    """Write one (4, H, W) tile as a float32 GeoTIFF, atomically."""
-    profile = geotiff_profile(opt_v3.shape[1], opt_v3.shape[2], crs, transform)
-    with atomic_geotiff(path, profile, tags) as dst:
-        dst.write(opt_v3.astype(np.float32))
+    with rasterio.open(info.opt_v2) as opt, rasterio.open(info.s1) as s1_file:
+        try:
+            s1_context = on_grid_of(s1_file, opt, name=str(info.s1))
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        with s1_context as s1:
+            yield s1, opt
 
 
 # --- tiled inference ----------------------------------------------------------------------------
@@ -251,37 +281,173 @@ def _pad(array: np.ndarray, size: int) -> np.ndarray:
     return np.pad(array, ((0, 0), (0, pad_h), (0, pad_w)), mode="symmetric")
 
 
+def _as_prediction(result: np.ndarray | Prediction) -> Prediction:
+    return result if isinstance(result, Prediction) else Prediction(mean=np.asarray(result))
+
+
+def predict_strip(
+    readers: tuple[Any, Any],
+    info: SceneInfo,
+    grid: TileGrid,
+    index: int,
+    predict_fn: PredictFn,
+    *,
+    batch_size: int,
+    with_std: bool,
+    on_tile: Callable[[], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Predict the tiles of tile row ``index``.
+
+    Returns:
+        ``mean`` (and ``std``) (columns, 4, T, T) float32 and ``invalid`` (columns, T, T)
+        uint8, each tile padded to T x T (cropped again when blended).
+    """
+    from rasterio.windows import Window
+
+    s1_src, opt_src = readers
+    size = grid.tile_size
+    row = grid.rows[index]
+    h = min(size, info.height - row)
+    stem = info.s1.stem
+    columns = len(grid.cols)
+    mean = np.zeros((columns, len(OPTICAL_BANDS), size, size), np.float32)
+    std = np.zeros_like(mean) if with_std else None
+    invalid = np.ones((columns, size, size), np.uint8)
+    for start in range(0, columns, batch_size):
+        cols = grid.cols[start : start + batch_size]
+        s1_batch, opt_batch, names = [], [], []
+        for k, col in enumerate(cols):
+            w = min(size, info.width - col)
+            window = Window(col, row, w, h)
+            s1 = s1_src.read(window=window).astype(np.float32)
+            opt = opt_src.read(window=window).astype(np.float32)
+            bad = _invalid(s1, s1_src.nodata) | _invalid(opt, opt_src.nodata)
+            s1_batch.append(_pad(fill_invalid(s1, bad), size))
+            opt_batch.append(_pad(fill_invalid(opt, bad), size))
+            invalid[start + k, :h, :w] = bad
+            names.append(tile_name(stem, row, col))
+        prediction = _as_prediction(predict_fn(np.stack(s1_batch), np.stack(opt_batch), names))
+        if with_std and prediction.std is None:
+            raise ValueError("the model gave no standard deviation, and one is to be written")
+        for k in range(len(cols)):
+            mean[start + k] = prediction.mean[k]
+            if std is not None:
+                std[start + k] = prediction.std[k]  # type: ignore[index]
+            if on_tile is not None:
+                on_tile()
+    strip = {"mean": mean, "invalid": invalid}
+    if std is not None:
+        strip["std"] = std
+    return strip
+
+
+def _empty_strip(grid: TileGrid, with_std: bool) -> dict[str, np.ndarray]:
+    """Zeros shaped like :func:`predict_strip`'s result (every process must gather the same shapes)."""
+    size, columns = grid.tile_size, len(grid.cols)
+    strip = {
+        "mean": np.zeros((columns, len(OPTICAL_BANDS), size, size), np.float32),
+        "invalid": np.ones((columns, size, size), np.uint8),
+    }
+    if with_std:
+        strip["std"] = np.zeros_like(strip["mean"])
+    return strip
+
+
+def strips_in_order(
+    readers: tuple[Any, Any],
+    info: SceneInfo,
+    grid: TileGrid,
+    predict_fn: PredictFn,
+    *,
+    batch_size: int,
+    with_std: bool,
+    shard: Shard,
+    on_tile: Callable[[], None] | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every tile row's predictions, in order; each process predicts every ``world_size``-th row.
+
+    Rows are predicted in rounds of ``world_size`` (one per process) and gathered, so every
+    process sees every row (only the first one uses them).
+    """
+    rows = len(grid.rows)
+    alone = shard.world_size == 1
+    for first in range(0, rows, shard.world_size):
+        mine = first + shard.rank
+        if mine < rows:
+            local = predict_strip(
+                readers,
+                info,
+                grid,
+                mine,
+                predict_fn,
+                batch_size=batch_size,
+                with_std=with_std,
+                on_tile=on_tile if alone else None,
+            )
+        else:  # no row left for this process in the last round: its share of the gather is empty
+            local = _empty_strip(grid, with_std)
+        for rank, strip in enumerate(shard.gather(local)):
+            if first + rank < rows:
+                if not alone and on_tile is not None:
+                    for _ in grid.cols:
+                        on_tile()
+                yield strip
+
+
 class _Strip:
-    """Weighted sums for the output rows ``[top, top + rows)`` of the whole scene width."""
+    """Weighted sums for the output rows ``[top, top + capacity)`` of the whole scene width.
 
-    def __init__(self, width: int) -> None:
+    The buffers are allocated once (``capacity`` = one tile of rows, the most a strip keeps
+    between two tile rows) and the unfinished rows moved to their top after each pop, so
+    memory does not depend on the scene's height and no strip-sized copy is made.
+    """
+
+    def __init__(self, width: int, capacity: int, with_std: bool) -> None:
         self.top, self.width = 0, width
-        self.sums = np.zeros((len(OPTICAL_BANDS), 0, width), np.float64)
-        self.weights = np.zeros((0, width), np.float64)
-        self.invalid = np.zeros((0, width), bool)
+        bands = len(OPTICAL_BANDS)
+        self.sums = np.zeros((bands, capacity, width), np.float64)
+        self.var_sums = np.zeros((bands, capacity, width), np.float64) if with_std else None
+        self.weights = np.zeros((capacity, width), np.float64)
+        self.invalid = np.zeros((capacity, width), bool)
 
-    def extend_to(self, bottom: int) -> None:
-        extra = bottom - (self.top + self.weights.shape[0])
-        if extra > 0:
-            self.sums = np.concatenate([self.sums, np.zeros((self.sums.shape[0], extra, self.width))], axis=1)
-            self.weights = np.concatenate([self.weights, np.zeros((extra, self.width))], axis=0)
-            self.invalid = np.concatenate([self.invalid, np.zeros((extra, self.width), bool)], axis=0)
-
-    def add(self, row: int, col: int, pred: np.ndarray, weight: np.ndarray, invalid: np.ndarray) -> None:
+    def add(
+        self,
+        row: int,
+        col: int,
+        weight: np.ndarray,
+        invalid: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray | None,
+    ) -> None:
         h, w = weight.shape
         rows, cols = slice(row - self.top, row - self.top + h), slice(col, col + w)
-        self.sums[:, rows, cols] += np.where(invalid, 0.0, pred) * weight
+        self.sums[:, rows, cols] += np.where(invalid, 0.0, mean) * weight
+        if self.var_sums is not None and std is not None:
+            self.var_sums[:, rows, cols] += np.where(invalid, 0.0, std.astype(np.float64) ** 2) * weight
         self.weights[rows, cols] += weight
         self.invalid[rows, cols] |= invalid
 
-    def pop(self, bottom: int) -> np.ndarray:
-        """The finished rows ``[top, bottom)`` as float32 (NaN where an input was invalid)."""
+    def pop(self, bottom: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """The finished rows ``[top, bottom)`` (float32): blended mean, standard deviation (or None), invalid."""
         n = bottom - self.top
-        out = self.sums[:, :n] / self.weights[None, :n]
-        out[:, self.invalid[:n]] = np.nan
-        self.sums, self.weights, self.invalid = self.sums[:, n:], self.weights[n:], self.invalid[n:]
+        weights = np.where(self.weights[:n] > 0, self.weights[:n], 1.0)  # 0 only where nothing was added
+        # Divided in place: these rows leave the buffers now.
+        mean = np.divide(self.sums[:, :n], weights, out=self.sums[:, :n]).astype(np.float32)
+        std = None
+        if self.var_sums is not None:
+            variance = np.divide(self.var_sums[:, :n], weights, out=self.var_sums[:, :n])
+            std = np.sqrt(variance, out=variance).astype(np.float32)
+        invalid = self.invalid[:n] | (self.weights[:n] == 0)
+        for buffer in (self.sums, self.var_sums):
+            if buffer is not None:
+                buffer[:, : buffer.shape[1] - n] = buffer[:, n:]
+                buffer[:, buffer.shape[1] - n :] = 0.0
+        self.weights[: self.weights.shape[0] - n] = self.weights[n:]
+        self.weights[self.weights.shape[0] - n :] = 0.0
+        self.invalid[: self.invalid.shape[0] - n] = self.invalid[n:]
+        self.invalid[self.invalid.shape[0] - n :] = False
         self.top = bottom
-        return out.astype(np.float32)
+        return mean, std, invalid
 
 
 def run_scene(
@@ -292,62 +458,89 @@ def run_scene(
     tile_size: int,
     overlap: int,
     batch_size: int = 1,
+    dtype: OutputDtype = "float32",
     tags: dict[str, str] | None = None,
+    std_output: Path | None = None,
+    std_tags: dict[str, str] | None = None,
+    shard: Shard | None = None,
     on_tile: Callable[[], None] | None = None,
 ) -> TileGrid:
-    """Predict a whole scene tile by tile and write the blended opt_v3 GeoTIFF.
+    """Predict a whole scene tile by tile and write the blended opt_v3 COG (and its spread).
 
     Args:
         info: validated inputs (see :func:`validate_scene`).
-        output: the GeoTIFF to write (atomically: nothing is left on failure).
+        output: the COG to write (atomically: nothing is left on failure).
         predict_fn: the model on a batch of tiles.
         tile_size: tile side in pixels (multiple of 16).
         overlap: pixels shared by neighbouring tiles, blended with a raised cosine.
         batch_size: tiles per model call.
-        tags: GeoTIFF metadata to record.
-        on_tile: called after each tile (progress).
+        dtype: sample type of the COGs (see :mod:`axion.engine.cog`).
+        tags: GeoTIFF metadata of ``output``.
+        std_output: where the per-pixel standard deviation goes (``predict_fn`` must give one).
+        std_tags: GeoTIFF metadata of ``std_output``.
+        shard: this process's share of a multi-process run; only rank 0 writes.
+        on_tile: called once per tile (progress).
 
     Returns:
         The tile grid used.
     """
-    import rasterio
-    from rasterio.windows import Window
-
     grid = make_grid(info.height, info.width, tile_size, overlap)
-    stem = info.s1.stem
-    profile = geotiff_profile(info.height, info.width, info.crs, info.transform)
-    strip = _Strip(info.width)
-    with (
-        rasterio.open(info.s1) as s1_src,
-        rasterio.open(info.opt_v2) as opt_src,
-        atomic_geotiff(output, profile, tags) as dst,
-    ):
-        for r, row in enumerate(grid.rows):
-            h = min(tile_size, info.height - row)
-            strip.extend_to(row + h)
-            wy = ramp(tile_size, overlap, r > 0, r < len(grid.rows) - 1)[:h]
-            for start in range(0, len(grid.cols), batch_size):
-                cols = grid.cols[start : start + batch_size]
-                s1_batch, opt_batch, masks, names = [], [], [], []
-                for col in cols:
-                    w = min(tile_size, info.width - col)
-                    window = Window(col, row, w, h)
-                    s1 = s1_src.read(window=window).astype(np.float32)
-                    opt = opt_src.read(window=window).astype(np.float32)
-                    invalid = _invalid(s1, info.s1_nodata) | _invalid(opt, info.opt_nodata)
-                    s1_batch.append(_pad(fill_invalid(s1, invalid), tile_size))
-                    opt_batch.append(_pad(fill_invalid(opt, invalid), tile_size))
-                    masks.append(invalid)
-                    names.append(tile_name(stem, row, col))
-                preds = predict_fn(np.stack(s1_batch), np.stack(opt_batch), names)
-                for k, col in enumerate(cols):
-                    c = start + k
-                    w = masks[k].shape[1]
-                    wx = ramp(tile_size, overlap, c > 0, c < len(grid.cols) - 1)[:w]
-                    strip.add(row, col, preds[k][:, :h, :w], np.outer(wy, wx), masks[k])
-                    if on_tile is not None:
-                        on_tile()
-            done = grid.rows[r + 1] if r + 1 < len(grid.rows) else info.height
-            top = strip.top
-            dst.write(strip.pop(done), window=Window(0, top, info.width, done - top))
+    shard = shard or LocalShard()
+    with_std = std_output is not None
+    geo = {"height": info.height, "width": info.width, "crs": info.crs, "transform": info.transform}
+    with contextlib.ExitStack() as stack:
+        # Writers first, readers last: the readers (and their warp buffers) are closed before
+        # the writers turn their strips into COGs.
+        writer = std_writer = None
+        if shard.rank == 0:
+            writer = stack.enter_context(cog_writer(output, RasterSpec(dtype), tags=tags, **geo))
+            if std_output is not None:
+                spec = RasterSpec(dtype, spread=True)
+                std_writer = stack.enter_context(cog_writer(std_output, spec, tags=std_tags, **geo))
+        readers = stack.enter_context(scene_readers(info))
+        strips = strips_in_order(
+            readers,
+            info,
+            grid,
+            predict_fn,
+            batch_size=batch_size,
+            with_std=with_std,
+            shard=shard,
+            on_tile=on_tile,
+        )
+        if writer is None:  # not the first process: predict and hand the strips over
+            for _ in strips:
+                pass
+        else:
+            _blend(strips, grid, info, writer, std_writer)
     return grid
+
+
+def _blend(
+    strips: Iterator[dict[str, np.ndarray]], grid: TileGrid, info: SceneInfo, writer: Any, std_writer: Any
+) -> None:
+    """Blend the strips in order and write every row as soon as no later tile reaches it."""
+    size, overlap = grid.tile_size, grid.overlap
+    accumulator = _Strip(info.width, size, std_writer is not None)
+    for r, strip in enumerate(strips):
+        row = grid.rows[r]
+        h = min(size, info.height - row)
+        wy = ramp(size, overlap, r > 0, r < len(grid.rows) - 1)[:h]
+        for c, col in enumerate(grid.cols):
+            w = min(size, info.width - col)
+            wx = ramp(size, overlap, c > 0, c < len(grid.cols) - 1)[:w]
+            std = strip["std"][c][:, :h, :w] if "std" in strip else None
+            accumulator.add(
+                row,
+                col,
+                np.outer(wy, wx),
+                strip["invalid"][c][:h, :w].astype(bool),
+                strip["mean"][c][:, :h, :w],
+                std,
+            )
+        done = grid.rows[r + 1] if r + 1 < len(grid.rows) else info.height
+        top = accumulator.top
+        mean, spread, invalid = accumulator.pop(done)
+        writer.write(mean, top, invalid)
+        if std_writer is not None and spread is not None:
+            std_writer.write(spread, top, invalid)

@@ -19,12 +19,31 @@ def same_grid(src: Any, ref: Any) -> bool:
     )
 
 
+def resampling_scales(src: Any, ref: Any) -> dict[str, float]:
+    """GDAL's ``XSCALE`` / ``YSCALE`` warp options: ``ref`` pixels per ``src`` pixel along ``ref``'s axes.
+
+    Measured at the centre of ``ref``. Fixing them makes a warped pixel independent of the
+    window it is read in (GDAL otherwise derives the kernel's width from each window's size),
+    and widens the bilinear kernel when ``src`` is finer than ``ref`` (no aliasing).
+    """
+    from rasterio.warp import transform as warp_points
+
+    cx, cy = ref.width / 2.0, ref.height / 2.0
+    xs, ys = ref.transform @ (np.array([cx, cx + 1.0, cx]), np.array([cy, cy, cy + 1.0]))
+    sx, sy = warp_points(ref.crs, src.crs, list(xs), list(ys))
+    cols, rows = (~src.transform) @ (np.asarray(sx), np.asarray(sy))
+    along_x = float(np.hypot(cols[1] - cols[0], rows[1] - rows[0]))
+    along_y = float(np.hypot(cols[2] - cols[0], rows[2] - rows[0]))
+    return {"XSCALE": 1.0 / along_x, "YSCALE": 1.0 / along_y}
+
+
 @contextlib.contextmanager
 def on_grid_of(src: Any, ref: Any, *, name: str) -> Iterator[Any]:
     """``src`` itself, or a bilinear :class:`rasterio.vrt.WarpedVRT` of it on ``ref``'s grid.
 
     Pixels outside ``src``'s footprint read as NaN. Windows read from the VRT are
-    warped on demand, so a large scene is never loaded whole.
+    warped on demand, so a large scene is never loaded whole, and a pixel reads the same
+    whatever window it is read in (see :func:`resampling_scales`).
 
     Raises:
         ValueError: the grids differ and one of the two has no CRS to reproject with.
@@ -46,5 +65,6 @@ def on_grid_of(src: Any, ref: Any, *, name: str) -> Iterator[Any]:
         resampling=Resampling.bilinear,
         nodata=np.nan,
         dtype="float32",
+        **resampling_scales(src, ref),
     ) as vrt:
         yield vrt
