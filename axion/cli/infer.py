@@ -22,7 +22,7 @@ from axion.cli._common import (
 from axion.cli.app import stage3_app
 from axion.config import InferConfig
 
-_TILES, _SCENE, _RUN = "Tile mode", "Scene mode", "Run"
+_TILES, _SCENE, _OUT, _RUN = "Tile mode", "Scene mode", "Outputs", "Run"
 
 
 def _opt(name: str, panel: str, **kwargs: Any) -> Any:
@@ -37,27 +37,34 @@ def infer(
     input_dir: Path | None = _opt("input_dir", _TILES),
     output_dir: Path | None = _opt("output_dir", _TILES),
     stage2_dir: Path | None = _opt("stage2_dir", _TILES),
+    proxy_from_ground_truth: bool = _opt("proxy_from_ground_truth", _TILES),
     max_samples: int | None = _opt("max_samples", _TILES),
     s1_scene: Path | None = _opt("s1_scene", _SCENE),
     opt_v2_scene: Path | None = _opt("opt_v2_scene", _SCENE),
     output_scene: Path | None = _opt("output_scene", _SCENE),
     tile_size: int = _opt("tile_size", _SCENE),
     overlap: int = _opt("overlap", _SCENE),
+    datetime: str | None = _opt("datetime", _SCENE, show_default="the S1 file's datetime tag"),
+    samples: int = _opt("samples", _OUT),
+    dtype: str = _opt("dtype", _OUT),
+    overwrite: bool = _opt("overwrite", _OUT),
     timesteps: int | None = prediction_option("timesteps"),
     seed: int | None = prediction_option("seed"),
     precision: str = prediction_option("precision"),
     pretrained: bool | None = prediction_option("pretrained", "--pretrained/--no-pretrained"),
     weights_dir: Path | None = prediction_option("weights_dir"),
     batch_size: int = prediction_option("batch_size", panel=_RUN),
+    devices: int = _opt("devices", _RUN),
     quiet: bool = prediction_option("quiet", panel=_RUN),
     config: Path | None = config_file_option(_RUN),
     print_config: bool = print_config_option(_RUN),
 ) -> None:
     """Predict opt_v3 (B2, B3, B4, B8, reflectance x 10000) for new tiles or a whole scene.
 
-    Tile mode: --input-dir and --output-dir. Scene mode: --s1-scene, --opt-v2-scene
-    and --output-scene (tiled with --tile-size and --overlap, read and written strip
-    by strip, so scenes larger than memory work).
+    Tile mode: --input-dir, --output-dir and --stage2-dir. Scene mode: --s1-scene,
+    --opt-v2-scene and --output-scene: S1 is reprojected onto opt_v2's grid, tiled with
+    --tile-size and --overlap, read and written strip by strip (scenes larger than
+    memory work). GeoTIFFs are Cloud-Optimized; a scene gets a STAC Item beside it.
     """
     settings = resolve_settings(ctx, InferConfig, locals(), config=config, print_config=print_config)
 

@@ -49,6 +49,11 @@ class PrepareConfig(Settings):
         default_factory=list,
         description="Cloudy S2 of the same scene (one per --s2): written as real opt_v2 to <output-dir>/stage2/.",
     )
+    opt_v2: list[Path] = Field(
+        default_factory=list,
+        description="Inference-only tiles: an opt_v2 GeoTIFF (B2, B3, B4, B8, reflectance x 10000) per --s1, "
+        "no --s2; written to <output-dir>/stage2/, tiles to <output-dir>/infer/ without ground truth.",
+    )
     s1_units: Literal["db", "linear"] = Field(
         "db", description="Units of the S1 scene: db, or linear power (converted to dB, floor -50 dB)."
     )
@@ -167,22 +172,67 @@ class InferConfig(PredictionSettings):
         description="Where <name>.npz (opt_v3) and <name>.tif (georeferenced tiles) go; created if missing.",
     )
     stage2_dir: Path | None = Field(
-        None,
-        description="Stage 2 outputs <name>.npz (key opt_v2). Without it the tiles' own S2 bands give the training proxy.",
+        None, description="Stage 2 outputs <name>.npz (key opt_v2), one per tile: the opt_v2 of tile mode."
+    )
+    proxy_from_ground_truth: bool = Field(
+        False,
+        description="Tile mode without --stage2-dir: make opt_v2 from each tile's own ground truth (the "
+        "training proxy), to evaluate the pipeline; never for real new data.",
     )
     max_samples: int | None = Field(
         None, ge=1, description="Infer at most this many tiles (the first by name)."
     )
-    s1_scene: Path | None = Field(None, description="S1 GeoTIFF: 2 bands, VV and VH in dB.")
+    s1_scene: Path | None = Field(
+        None, description="S1 GeoTIFF: 2 bands, VV and VH in dB; any CRS and resolution (reprojected)."
+    )
     opt_v2_scene: Path | None = Field(
         None,
-        description="opt_v2 GeoTIFF: 4 bands B2, B3, B4, B8 (reflectance x 10000), same grid as --s1-scene.",
+        description="opt_v2 GeoTIFF: 4 bands B2, B3, B4, B8 (reflectance x 10000); its grid is the output grid.",
     )
-    output_scene: Path | None = Field(None, description="opt_v3 GeoTIFF to write (float32, 4 bands).")
+    output_scene: Path | None = Field(
+        None,
+        description="opt_v3 Cloud-Optimized GeoTIFF to write; a STAC Item <stem>.json goes beside it.",
+    )
     tile_size: int = Field(224, description="Scene tile side in pixels (multiple of 16).")
     overlap: int = Field(
         32, description="Pixels shared by neighbouring scene tiles, blended with a raised-cosine window."
     )
+    samples: int = Field(
+        1,
+        ge=1,
+        description="Seeded generations per tile: opt_v3 is their mean; with 2 or more, their per-pixel "
+        "standard deviation is written too (<stem>_std.tif). Costs N x the time.",
+    )
+    dtype: Literal["float32", "uint16"] = Field(
+        "float32",
+        description="GeoTIFF sample type: float32 (reflectance x 10000, nodata NaN) or uint16 (reflectance "
+        "x 10000 rounded, nodata 0, like Sentinel-2 L2A).",
+    )
+    datetime: str | None = Field(
+        None,
+        description="Acquisition time of the S1 scene for the STAC Item (ISO 8601); default: the S1 file's "
+        "datetime tag, else the time of processing.",
+    )
+    devices: int = Field(
+        1,
+        ge=1,
+        description="Processes (GPUs, or CPU processes) sharing the tiles (tile mode) or strips (scene mode).",
+    )
+    overwrite: bool = Field(
+        False, description="Replace the results of an earlier run in --output-dir or at --output-scene."
+    )
+
+    @field_validator("datetime")
+    @classmethod
+    def _iso_datetime(cls, value: str | None) -> str | None:
+        from datetime import datetime
+
+        if value is not None:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError("must be an ISO 8601 date-time, e.g. 2021-07-21T08:40:10Z") from None
+        return value
 
 
 class VisualizeConfig(Settings):

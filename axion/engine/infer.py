@@ -1,18 +1,27 @@
 """opt_v3 for new tiles or a whole scene: what ``axion stage3 infer`` runs.
 
-Tile mode writes ``<name>.npz`` (key ``opt_v3``, (4, H, W) float32, tile units) and,
-for georeferenced tiles, ``<name>.tif`` into the output directory. Scene mode writes
-one blended GeoTIFF (see :mod:`axion.engine.scene`). Every input is checked before
-anything is written, and every file is written to a temporary name first.
+Tile mode writes ``<name>.npz`` (key ``opt_v3``, (4, H, W) float32, tile units, NaN where
+the tile's source pixels were invalid; ``opt_v3_std`` too with ``--samples`` >= 2) and, for
+georeferenced tiles, ``<name>.tif`` (and ``<name>_std.tif``) as Cloud-Optimized GeoTIFFs,
+then ``infer.json`` (the manifest) last. Scene mode writes one blended COG on opt_v2's
+grid (see :mod:`axion.engine.scene`), its standard deviation with ``--samples`` >= 2, and
+a STAC Item ``<stem>.json`` last. A folder or scene without its manifest is from a run
+that did not finish.
+
+Every input and output path is checked before the model is built or anything is
+written; every file is written under a temporary name and renamed. With ``--devices N``
+tiles (tile mode) or strips (scene mode) are shared out over N processes
+(:mod:`axion.engine.parallel`); the outputs are the same as from one process.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from axion.bands import S2_UNITS
 from axion.config import InferConfig
 from axion.engine.checkpoint import Checkpoint
 from axion.engine.reporter import Reporter
@@ -21,7 +30,14 @@ from axion.errors import ConfigError, DataError
 if TYPE_CHECKING:
     import numpy as np
 
+    from axion.engine.parallel import Shard
     from axion.engine.predict import Predictor
+    from axion.engine.scene import SceneInfo
+
+#: The manifest of a tile-mode output directory, written when every tile is written.
+MANIFEST = "infer.json"
+#: Where opt_v2 comes from in tile mode: Stage 2 outputs, or the proxy of each tile's ground truth.
+STAGE2, PROXY = "stage2", "proxy-from-ground-truth"
 
 
 @dataclass
@@ -41,7 +57,7 @@ def mode_of(settings: InferConfig) -> str:
     """``tiles`` or ``scene``, from which flags are given.
 
     Raises:
-        ConfigError: a mix of both modes, or a mode with flags missing.
+        ConfigError: a mix of both modes, a mode with flags missing, or a flag of the other mode.
     """
     scene_args = (settings.s1_scene, settings.opt_v2_scene, settings.output_scene)
     if any(a is not None for a in scene_args):
@@ -55,161 +71,428 @@ def mode_of(settings: InferConfig) -> str:
             )
         if any(a is None for a in scene_args):
             raise ConfigError("scene mode needs --s1-scene, --opt-v2-scene and --output-scene")
+        if settings.proxy_from_ground_truth:
+            raise ConfigError(
+                "--proxy-from-ground-truth applies to tile mode only (scenes bring their opt_v2)"
+            )
         return "scene"
     if settings.input_dir is None or settings.output_dir is None:
         raise ConfigError(
             "give --input-dir and --output-dir (tile mode) or --s1-scene, --opt-v2-scene and --output-scene"
         )
+    if settings.datetime is not None:
+        raise ConfigError("--datetime applies to scene mode only (the STAC Item of the scene)")
     return "tiles"
 
 
-def check_tile_inputs(input_dir: Path, output_dir: Path, stage2_dir: Path | None) -> str:
-    """Check the tiles (and their opt_v2 source) and the output folder; return the opt_v2 source.
+# --- output directories ------------------------------------------------------------------------
+def _previous_outputs(output_dir: Path) -> list[str]:
+    """File names an earlier run's manifest lists (none if it has no readable manifest)."""
+    try:
+        names = json.loads((output_dir / MANIFEST).read_text()).get("outputs", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in names if isinstance(name, str) and Path(name).name == name]
+
+
+def check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuse a file, or a folder holding anything, unless ``overwrite``.
 
     Raises:
-        DataError: a bad tile, a tile without S2 bands when no Stage 2 outputs are given,
-            or an output folder that would mix outputs into the inputs.
+        DataError: naming the folder and what it holds.
+    """
+    if output_dir.exists() and not output_dir.is_dir():
+        raise DataError(f"{output_dir}: output directory is a file")
+    if overwrite or not output_dir.is_dir() or not any(output_dir.iterdir()):
+        return
+    if (output_dir / MANIFEST).exists():
+        raise DataError(
+            f"{output_dir}: output directory holds the results of an earlier run ({MANIFEST}); "
+            "use --overwrite to replace them"
+        )
+    raise DataError(
+        f"{output_dir}: output directory is not empty (no {MANIFEST}: an interrupted run, or other files); "
+        "use --overwrite to write into it anyway"
+    )
+
+
+def check_tile_inputs(
+    input_dir: Path,
+    output_dir: Path,
+    stage2_dir: Path | None,
+    *,
+    proxy: bool = False,
+    overwrite: bool = False,
+) -> str:
+    """Check the tiles, their opt_v2 source and the output folder; return the opt_v2 source.
+
+    Raises:
+        ConfigError: no opt_v2 source (neither --stage2-dir nor --proxy-from-ground-truth), or both.
+        DataError: a bad tile, a tile without ground truth for the proxy, or an output folder that
+            holds results or would mix outputs into the inputs.
     """
     from axion.bands import S2_KEYS
     from axion.data.check import validate_data_dir
-    from axion.data.tilefile import find_npz, npz_header, sidecar
+    from axion.data.tilefile import find_npz, npz_header, read_meta, sidecar
 
+    if stage2_dir is not None and proxy:
+        raise ConfigError("give either --stage2-dir or --proxy-from-ground-truth, not both")
+    if stage2_dir is None and not proxy:
+        raise ConfigError(
+            "tile mode needs opt_v2: give Stage 2 outputs with --stage2-dir (or, to evaluate the pipeline on "
+            "tiles with ground truth, --proxy-from-ground-truth)"
+        )
     validate_data_dir(input_dir, require_target=False)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"{output_dir}: output directory is a file")
     for folder, what in ((input_dir, "--input-dir"), (stage2_dir, "--stage2-dir")):
         if folder is not None and (_inside(output_dir, folder) or _inside(folder, output_dir)):
             raise DataError(
                 f"{output_dir}: output directory overlaps {what} {folder}; choose a separate folder"
             )
+    check_output_dir(output_dir, overwrite)
     if stage2_dir is not None:
-        return "stage2"
+        return STAGE2
     for npz in find_npz(input_dir):
         if sidecar(npz).exists():
+            if read_meta(sidecar(npz)).get("ground_truth") is False:
+                raise DataError(f"{npz}: tile has no ground truth for --proxy-from-ground-truth")
             missing = [key for key in S2_KEYS if key not in npz_header(npz)]
             if missing:
                 raise DataError(
-                    f"{npz}: no opt_v2 for this tile: give Stage 2 outputs with --stage2-dir "
-                    f"(the tile has no S2 bands for the proxy: {missing[0]!r} missing)"
+                    f"{npz}: tile has no ground truth for --proxy-from-ground-truth ({missing[0]!r} missing)"
                 )
-    return "proxy"
-
-
-def output_tags(predictor: Predictor, source: str) -> dict[str, str]:
-    """Provenance tags of every GeoTIFF inference writes."""
-    return {
-        "AXION_PRODUCT": "opt_v3",
-        "AXION_UNITS": S2_UNITS,
-        "AXION_CHECKPOINT": str(predictor.checkpoint),
-        "AXION_EPOCH": str(predictor.epoch),
-        "AXION_TIMESTEPS": str(predictor.timesteps),
-        "AXION_SEED": str(predictor.seed),
-        "AXION_OPT_V2": source,
-    }
+    return PROXY
 
 
 def infer(settings: InferConfig, reporter: Reporter | None = None) -> InferResult:
-    """Run tile or scene inference (see :func:`mode_of`)."""
+    """Run tile or scene inference (see :func:`mode_of`), in ``settings.devices`` processes."""
     reporter = reporter or Reporter.silent()
     if mode_of(settings) == "scene":
         return infer_scene(settings, reporter)
     return infer_tiles(settings, reporter)
 
 
+def _check_run(settings: InferConfig) -> Checkpoint:
+    """The checkpoint, and everything the model build would refuse (before any slow work)."""
+    from axion.engine.parallel import check_devices
+    from axion.engine.predict import check_prediction
+
+    checkpoint = Checkpoint.read(settings.checkpoint)
+    check_prediction(settings, checkpoint)
+    check_devices(settings.devices)
+    return checkpoint
+
+
+def _worker_reporter(shard: Shard, reporter: Reporter | None, quiet: bool) -> Reporter:
+    """The caller's reporter in a single process; a terminal one on rank 0 of several, silent elsewhere."""
+    if reporter is not None:
+        return reporter
+    made = Reporter.for_terminal(quiet=quiet)
+    made.enabled = shard.rank == 0
+    return made
+
+
+def _predictor(settings: InferConfig, reporter: Reporter) -> Predictor:
+    from axion.engine.predict import predictor_for
+
+    return predictor_for(settings, Checkpoint.read(settings.checkpoint), log=reporter.info)
+
+
+# --- tile mode ---------------------------------------------------------------------------------
 def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     """opt_v3 for every tile below ``settings.input_dir``."""
-    from axion.data.dataset import TileDataset, collate_tiles
-    from axion.data.tilefile import write_npz_atomic
-    from axion.engine.predict import predictor_for, size_batches
-    from axion.engine.scene import write_tile_geotiff
+    from axion.data.dataset import TileDataset
 
     input_dir, output_dir = Path(settings.input_dir), Path(settings.output_dir)  # type: ignore[arg-type]
-    checkpoint = Checkpoint.read(settings.checkpoint)
-    source = check_tile_inputs(input_dir, output_dir, settings.stage2_dir)
-    dataset = TileDataset(
+    checkpoint = _check_run(settings)
+    source = check_tile_inputs(
+        input_dir,
+        output_dir,
+        settings.stage2_dir,
+        proxy=settings.proxy_from_ground_truth,
+        overwrite=settings.overwrite,
+    )
+    dataset = TileDataset(  # checks every Stage 2 output before anything is written
         input_dir,
         None,
         stage2_dir=settings.stage2_dir,
-        with_target=source == "proxy",
+        with_target=source == PROXY,
         max_samples=settings.max_samples,
     )
-    if source == "stage2":
+    if source == STAGE2:
         reporter.info(f"opt_v2: Stage 2 outputs from {settings.stage2_dir}")
     else:
         reporter.info(
-            "opt_v2: proxy made from each tile's own S2 bands (blur, gain/offset, noise; as in training), "
-            "no --stage2-dir given"
+            "opt_v2: proxy made from each tile's own ground truth (--proxy-from-ground-truth: blur, gain/offset, "
+            "noise, as in training); this evaluates the pipeline, it is not a prediction for new data"
         )
-    predictor = predictor_for(settings, checkpoint, log=reporter.info)
     reporter.info(
-        f"Checkpoint: {settings.checkpoint} (epoch {predictor.epoch}); timesteps {predictor.timesteps}, "
-        f"seed {predictor.seed}, {predictor.precision.label}; {len(dataset)} tiles"
+        f"Checkpoint: {settings.checkpoint} (epoch {checkpoint.epoch}); {len(dataset)} tiles, "
+        f"{settings.samples} sample(s) each, {settings.devices} process(es)"
     )
-    tags = output_tags(predictor, source)
+    previous = _previous_outputs(output_dir) if settings.overwrite else []
     output_dir.mkdir(parents=True, exist_ok=True)
-    result = InferResult()
-    batches = size_batches([(t.height, t.width) for t in dataset.tiles], settings.batch_size)
-    with reporter.bar("Infer", len(batches)) as bar:
-        for indices in batches:
-            batch = collate_tiles([dataset[i] for i in indices])
-            opt_v3 = predictor(batch["s1"], batch["opt_v2"], batch["name"])
-            for k, index in enumerate(indices):
-                tile = dataset.tiles[index]
-                array = opt_v3[k, :, : tile.height, : tile.width].numpy()
-                write_npz_atomic(output_dir / f"{tile.name}.npz", {"opt_v3": array})
-                result.outputs.append(output_dir / f"{tile.name}.npz")
-                georef = tile.georef
-                if georef is not None:
-                    path = output_dir / f"{tile.name}.tif"
-                    write_tile_geotiff(path, array, georef.rasterio_crs(), georef.affine(), tags)
-                    result.outputs.append(path)
-                    result.georeferenced += 1
-            bar.advance()
+    (output_dir / MANIFEST).unlink(missing_ok=True)  # until this run completes, the folder is incomplete
+    single = settings.devices == 1
+    result = _run(settings.devices, _tiles_worker, settings, source, previous, reporter if single else None)
     reporter.info(
-        f"Wrote {len(dataset)} opt_v3 tiles to {output_dir} (.npz; .tif for {result.georeferenced} georeferenced tiles)"
+        f"Wrote {len(dataset)} opt_v3 tiles to {output_dir} (.npz; COG .tif for {result.georeferenced} "
+        f"georeferenced tiles); manifest {output_dir / MANIFEST}"
     )
     return result
 
 
-def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
-    """One blended opt_v3 GeoTIFF for a whole co-registered scene."""
-    import torch
+def _run(devices: int, fn: Any, *args: Any) -> InferResult:
+    from axion.engine.parallel import run_on_devices
 
-    from axion.engine.predict import predictor_for
-    from axion.engine.scene import make_grid, run_scene, validate_scene
+    return run_on_devices(devices, fn, *args)
+
+
+def tile_outputs(name: str, georeferenced: bool, samples: int) -> list[str]:
+    """File names tile mode writes for one tile."""
+    names = [f"{name}.npz"]
+    if georeferenced:
+        names.append(f"{name}.tif")
+        if samples > 1:
+            names.append(f"{name}_std.tif")
+    return names
+
+
+def _tiles_worker(
+    shard: Shard, settings: InferConfig, source: str, previous: list[str], reporter: Reporter | None
+) -> InferResult:
+    """This process's share of the tiles; the first process then writes the manifest."""
+    from axion.data.dataset import TileDataset, collate_tiles
+    from axion.engine.predict import size_batches
+    from axion.engine.provenance import provenance
+
+    reporter = _worker_reporter(shard, reporter, settings.quiet)
+    output_dir = Path(settings.output_dir)  # type: ignore[arg-type]
+    dataset = TileDataset(
+        Path(settings.input_dir),  # type: ignore[arg-type]
+        None,
+        stage2_dir=settings.stage2_dir,
+        with_target=source == PROXY,
+        max_samples=settings.max_samples,
+    )
+    predictor = _predictor(settings, reporter)
+    reporter.info(
+        f"timesteps {predictor.timesteps}, seed {predictor.seed}, {predictor.precision.label}; "
+        f"{shard.world_size} x {predictor.device.type}"
+    )
+    record = provenance(predictor, samples=settings.samples, opt_v2=source)
+    batches = size_batches([(t.height, t.width) for t in dataset.tiles], settings.batch_size)
+    mine = batches[shard.rank :: shard.world_size]
+    with reporter.bar("Infer", len(mine)) as bar:
+        for indices in mine:
+            batch = collate_tiles([dataset[i] for i in indices])
+            mean, std = predictor.samples(batch["s1"], batch["opt_v2"], batch["name"], settings.samples)
+            for k, index in enumerate(indices):
+                tile = dataset.tiles[index]
+                crop = (k, slice(None), slice(None, tile.height), slice(None, tile.width))
+                invalid = batch["mask"][k, 0, : tile.height, : tile.width].numpy() == 0
+                _write_tile(
+                    output_dir,
+                    tile,
+                    mean[crop].numpy(),
+                    None if std is None else std[crop].numpy(),
+                    invalid,
+                    settings,
+                    record,
+                )
+            bar.advance()
+    shard.barrier()
+    result = InferResult()
+    for tile in dataset.tiles:
+        names = tile_outputs(tile.name, tile.georef is not None, settings.samples)
+        result.outputs += [output_dir / name for name in names]
+        result.georeferenced += tile.georef is not None
+    if shard.rank == 0:
+        _finish_tiles(output_dir, result, previous, settings, source, record)
+    return result
+
+
+def _write_tile(
+    output_dir: Path,
+    tile: Any,
+    mean: np.ndarray,
+    std: np.ndarray | None,
+    invalid: np.ndarray,
+    settings: InferConfig,
+    record: dict[str, str],
+) -> None:
+    """One tile's NPZ (NaN where its source pixels were invalid) and, if georeferenced, its COGs."""
+    import numpy as np
+
+    from axion.data.tilefile import write_npz_atomic
+    from axion.engine.cog import RasterSpec, write_cog
+    from axion.engine.provenance import geotiff_tags
+
+    arrays = {"opt_v3": np.where(invalid, np.nan, mean).astype(np.float32)}
+    if std is not None:
+        arrays["opt_v3_std"] = np.where(invalid, np.nan, std).astype(np.float32)
+    write_npz_atomic(output_dir / f"{tile.name}.npz", arrays)
+    georef = tile.georef
+    if georef is None:
+        return
+    geo = {"crs": georef.rasterio_crs(), "transform": georef.affine(), "invalid": invalid}
+    tags = geotiff_tags(record, "opt_v3")
+    write_cog(output_dir / f"{tile.name}.tif", mean, RasterSpec(settings.dtype), tags=tags, **geo)
+    if std is not None:
+        std_tags = geotiff_tags(record, "opt_v3_std")
+        write_cog(
+            output_dir / f"{tile.name}_std.tif", std, RasterSpec(settings.dtype, True), tags=std_tags, **geo
+        )
+
+
+def _finish_tiles(
+    output_dir: Path,
+    result: InferResult,
+    previous: list[str],
+    settings: InferConfig,
+    source: str,
+    record: dict[str, str],
+) -> None:
+    """Remove what an overwritten run wrote and this one did not; then write the manifest."""
+    from axion.atomic import write_json_atomic
+
+    written = {path.name for path in result.outputs}
+    for name in previous:
+        if name not in written:
+            (output_dir / name).unlink(missing_ok=True)
+    manifest = {
+        "mode": "tiles",
+        "complete": True,
+        "finished": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "input_dir": str(Path(settings.input_dir).resolve()),  # type: ignore[arg-type]
+        "stage2_dir": str(Path(settings.stage2_dir).resolve()) if settings.stage2_dir else None,
+        "opt_v2": source,
+        "tiles": len([p for p in result.outputs if p.suffix == ".npz"]),
+        "provenance": record,
+        "settings": settings.model_dump(mode="json"),
+        "outputs": sorted(written),
+    }
+    write_json_atomic(output_dir / MANIFEST, manifest)
+
+
+# --- scene mode --------------------------------------------------------------------------------
+def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
+    """One blended opt_v3 COG (and its STAC Item) on the grid of the opt_v2 scene."""
+    from axion.engine.scene import SceneOutputs, make_grid, validate_scene
+    from axion.engine.stac import acquisition_time
 
     s1_scene, opt_v2_scene = Path(settings.s1_scene), Path(settings.opt_v2_scene)  # type: ignore[arg-type]
-    output_scene = Path(settings.output_scene)  # type: ignore[arg-type]
-    checkpoint = Checkpoint.read(settings.checkpoint)
-    info = validate_scene(s1_scene, opt_v2_scene, output_scene)
+    outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
+    info = validate_scene(s1_scene, opt_v2_scene, outputs.tif, overwrite=settings.overwrite)
     grid = make_grid(info.height, info.width, settings.tile_size, settings.overlap)
+    _check_run(settings)
+    acquired, when = acquisition_time(s1_scene, settings.datetime)
     if info.crs is None:
-        reporter.info(f"note: {s1_scene} has no CRS; {output_scene} gets the same pixel grid without one")
-    predictor = predictor_for(settings, checkpoint, log=reporter.info)
+        reporter.info(f"note: {opt_v2_scene} has no CRS; {outputs.tif} gets the same pixel grid without one")
+    if info.s1_reprojected:
+        reporter.info(f"S1: {s1_scene} reprojected onto the grid of {opt_v2_scene} (bilinear, in dB)")
     reporter.info(
         f"Scene: {info.height}x{info.width} px -> {len(grid.rows)}x{len(grid.cols)} tiles of {settings.tile_size} px, "
-        f"overlap {settings.overlap} px; timesteps {predictor.timesteps}, seed {predictor.seed}, "
-        f"{predictor.precision.label}"
+        f"overlap {settings.overlap} px; {settings.samples} sample(s) per tile, {settings.devices} process(es)"
+    )
+    # Until the new Item is written this scene counts as incomplete; a stale spread goes with it.
+    outputs.item.unlink(missing_ok=True)
+    if settings.samples == 1:
+        outputs.std.unlink(missing_ok=True)
+    single = settings.devices == 1
+    result = _run(
+        settings.devices, _scene_worker, settings, info, (acquired, when), reporter if single else None
+    )
+    reporter.info(f"Wrote {', '.join(str(p) for p in result.outputs)}")
+    return result
+
+
+def _scene_worker(
+    shard: Shard,
+    settings: InferConfig,
+    info: SceneInfo,
+    acquired: tuple[dt.datetime, str],
+    reporter: Reporter | None,
+) -> InferResult:
+    """This process's strips; the first process blends and writes them, then the STAC Item."""
+    import torch
+
+    from axion.engine.provenance import geotiff_tags, provenance
+    from axion.engine.scene import Prediction, SceneOutputs, make_grid, run_scene
+
+    reporter = _worker_reporter(shard, reporter, settings.quiet)
+    outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
+    predictor = _predictor(settings, reporter)
+    reporter.info(
+        f"timesteps {predictor.timesteps}, seed {predictor.seed}, {predictor.precision.label}; "
+        f"{shard.world_size} x {predictor.device.type}"
+    )
+    record = provenance(
+        predictor,
+        samples=settings.samples,
+        opt_v2="scene",
+        s1_scene=info.s1.resolve(),
+        opt_v2_scene=info.opt_v2.resolve(),
+        s1_reprojected="yes" if info.s1_reprojected else "no",
+        tile_size=settings.tile_size,
+        overlap=settings.overlap,
     )
 
-    def predict_fn(s1: np.ndarray, opt_v2: np.ndarray, names: list[str]) -> np.ndarray:
-        return predictor(torch.from_numpy(s1), torch.from_numpy(opt_v2), names).numpy()
+    def predict_fn(s1: np.ndarray, opt_v2: np.ndarray, names: list[str]) -> Prediction:
+        mean, std = predictor.samples(torch.from_numpy(s1), torch.from_numpy(opt_v2), names, settings.samples)
+        return Prediction(mean.numpy(), None if std is None else std.numpy())
 
-    tags: dict[str, Any] = {
-        **output_tags(predictor, "scene"),
-        "AXION_TILE_SIZE": str(settings.tile_size),
-        "AXION_OVERLAP": str(settings.overlap),
-    }
+    sampled = settings.samples > 1
+    grid = make_grid(info.height, info.width, settings.tile_size, settings.overlap)
     with reporter.bar("Scene tiles", len(grid)) as bar:
         run_scene(
             info,
-            output_scene,
+            outputs.tif,
             predict_fn,
             tile_size=settings.tile_size,
             overlap=settings.overlap,
             batch_size=settings.batch_size,
-            tags=tags,
+            dtype=settings.dtype,
+            tags=geotiff_tags(record, "opt_v3"),
+            std_output=outputs.std if sampled else None,
+            std_tags=geotiff_tags(record, "opt_v3_std"),
+            shard=shard,
             on_tile=bar.advance,
         )
-    reporter.info(f"Wrote {output_scene}")
-    return InferResult(outputs=[output_scene], georeferenced=1)
+    written = [outputs.tif, *([outputs.std] if sampled else []), outputs.item]
+    if shard.rank == 0:
+        _write_scene_item(outputs, info, settings, record, acquired)
+    return InferResult(outputs=written, georeferenced=1)
+
+
+def _write_scene_item(
+    outputs: Any,
+    info: SceneInfo,
+    settings: InferConfig,
+    record: dict[str, str],
+    acquired: tuple[dt.datetime, str],
+) -> None:
+    """The STAC Item, last: its presence marks the scene complete."""
+    from axion.engine.cog import RasterSpec
+    from axion.engine.provenance import stac_properties
+    from axion.engine.stac import RasterAsset, scene_item, write_item
+
+    assets = [
+        RasterAsset("opt_v3", outputs.tif, RasterSpec(settings.dtype), "opt_v3: B2, B3, B4, B8", ("data",))
+    ]
+    if settings.samples > 1:
+        title = f"Per-pixel standard deviation of opt_v3 over {settings.samples} samples"
+        assets.append(
+            RasterAsset("opt_v3_std", outputs.std, RasterSpec(settings.dtype, True), title, ("uncertainty",))
+        )
+    moment, source = acquired
+    item = scene_item(
+        outputs.item,
+        assets,
+        crs=info.crs,
+        transform=info.transform,
+        height=info.height,
+        width=info.width,
+        acquired=moment,
+        properties={**stac_properties(record), "axion:datetime_source": source},
+    )
+    write_item(outputs.item, item)

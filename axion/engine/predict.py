@@ -6,7 +6,8 @@ frozen TerraMind base comes from may be overridden), the trainable weights are
 loaded, and batches run without gradients under the chosen autocast precision.
 
 Noise per tile is seeded from ``(seed, "test", name)`` so a tile's output does not
-depend on its batch mates, the batch size or the order of the tiles.
+depend on its batch mates, the batch size or the order of the tiles. Further samples of
+the same tile (``infer --samples N``) add the sample number to that seed.
 """
 
 from __future__ import annotations
@@ -57,25 +58,40 @@ class Predictor:
     precision: PrecisionChoice
     device: torch.device
 
-    def seeds(self, names: Sequence[str]) -> list[int]:
-        """One noise seed per tile name."""
-        return tile_seeds(self.seed, names)
+    def seeds(self, names: Sequence[str], sample: int = 0) -> list[int]:
+        """One noise seed per tile name (for the given sample number)."""
+        return tile_seeds(self.seed, names, sample)
 
-    def __call__(self, s1: Tensor, opt_v2: Tensor, names: Sequence[str]) -> Tensor:
+    def __call__(self, s1: Tensor, opt_v2: Tensor, names: Sequence[str], sample: int = 0) -> Tensor:
         """opt_v3 (B, 4, H, W) float32 on the CPU for a batch of tiles; see :func:`predict`."""
         return predict(
             self.model,
             {"s1": s1, "opt_v2": opt_v2},
-            self.seeds(names),
+            self.seeds(names, sample),
             self.timesteps,
             precision=self.precision,
             device=self.device,
         )
 
+    def samples(
+        self, s1: Tensor, opt_v2: Tensor, names: Sequence[str], count: int
+    ) -> tuple[Tensor, Tensor | None]:
+        """Mean and per-pixel standard deviation of ``count`` seeded generations (B, 4, H, W) each.
 
-def tile_seeds(seed: int, names: Sequence[str]) -> list[int]:
-    """The prediction noise seed of each tile name."""
-    return [stream_seed(seed, Stream.PREDICT_NOISE, name) for name in names]
+        Each generation is clipped at 0 first (reflectance is not negative). The standard
+        deviation is the sample one (divisor ``count - 1``); None for a single generation.
+        """
+        draws = torch.stack([self(s1, opt_v2, names, sample=k).clamp_min(0.0) for k in range(count)])
+        if count == 1:
+            return draws[0], None
+        return draws.mean(dim=0), draws.std(dim=0, correction=1)
+
+
+def tile_seeds(seed: int, names: Sequence[str], sample: int = 0) -> list[int]:
+    """The prediction noise seed of each tile name; sample 0 is the seed evaluate uses."""
+    if sample == 0:
+        return [stream_seed(seed, Stream.PREDICT_NOISE, name) for name in names]
+    return [stream_seed(seed, Stream.PREDICT_NOISE, name, f"sample-{sample}") for name in names]
 
 
 def autocast_dtype(precision: PrecisionChoice) -> torch.dtype | None:
@@ -138,6 +154,27 @@ def model_config_from(checkpoint: Checkpoint, overrides: dict[str, Any]) -> Mode
         raise ConfigError(f"cannot override {unknown[0]} of a trained checkpoint")
     settings = {**checkpoint.model_settings, **{k: v for k, v in overrides.items() if v is not None}}
     return resolve_config(ModelConfig, environ={}, flags=settings)
+
+
+def check_prediction(settings: PredictionSettings, checkpoint: Checkpoint) -> None:
+    """Everything :func:`predictor_for` would refuse, without building the model (fast).
+
+    Raises:
+        ConfigError: a setting the checkpoint cannot run with, or a bad precision.
+        WeightsError: the frozen base's pretrained files are missing.
+    """
+    cfg = model_config_from(
+        checkpoint,
+        {
+            "pretrained": settings.pretrained,
+            "weights_dir": settings.weights_dir,
+            "timesteps": settings.timesteps,
+        },
+    )
+    resolve_precision(settings.precision, accelerator_name())
+    from axion.model import check_weights
+
+    check_weights(cfg)
 
 
 def load_predictor(

@@ -26,15 +26,23 @@ def _read(path: Path):
 def tile_outputs(checkpoint: Path, tiles_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("infer") / "outputs"
     result = run_cli(
-        f"stage3 infer --checkpoint {checkpoint} --input-dir {tiles_dir / 'test'} --output-dir {out} --quiet"
+        f"stage3 infer --checkpoint {checkpoint} --input-dir {tiles_dir / 'test'} --output-dir {out} "
+        "--proxy-from-ground-truth --quiet"
     )
     assert result.exit_code == 0, result.output
-    assert "opt_v2: proxy made from each tile's own S2 bands" in result.output
+    assert "opt_v2: proxy made from each tile's own ground truth (--proxy-from-ground-truth" in result.output
+    assert "not a prediction for new data" in result.output
     return out
 
 
-def test_tiles_get_npz_and_georeferenced_geotiff(tile_outputs: Path, tiles_dir: Path) -> None:
+def test_tiles_get_npz_and_georeferenced_cogs_and_a_manifest(
+    tile_outputs: Path, tiles_dir: Path, checkpoint: Path
+) -> None:
+    import hashlib
+
+    import rasterio
     from rasterio.crs import CRS
+    from rio_cogeo.cogeo import cog_validate
 
     tiles = sorted((tiles_dir / "test").glob("*.npz"))
     assert tiles
@@ -43,13 +51,54 @@ def test_tiles_get_npz_and_georeferenced_geotiff(tile_outputs: Path, tiles_dir: 
             assert npz.files == ["opt_v3"]
             opt_v3 = npz["opt_v3"]
         assert opt_v3.shape == (4, 64, 64) and opt_v3.dtype == np.float32 and np.isfinite(opt_v3).all()
-        pixels, crs, transform, descriptions = _read(tile_outputs / f"{tile.stem}.tif")
+        assert (opt_v3 >= 0).all()
+        tif = tile_outputs / f"{tile.stem}.tif"
+        pixels, crs, transform, descriptions = _read(tif)
         meta = json.loads(tile.with_suffix(".json").read_text())
         assert crs == CRS.from_user_input(meta["crs"])
         assert tuple(transform)[:6] == pytest.approx(meta["transform"])
         assert descriptions == ("B2", "B3", "B4", "B8")
         assert np.array_equal(pixels, opt_v3)
+        assert cog_validate(str(tif), strict=True)[0]
+        with rasterio.open(tif) as src:
+            tags = src.tags()
+        assert tags["AXION_OPT_V2"] == "proxy-from-ground-truth"
+        assert tags["AXION_CHECKPOINT"] == str(checkpoint.resolve())
+        assert tags["AXION_CHECKPOINT_SHA256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    manifest = json.loads((tile_outputs / "infer.json").read_text())
+    assert manifest["complete"] and manifest["opt_v2"] == "proxy-from-ground-truth"
+    assert manifest["tiles"] == len(tiles)
+    assert sorted(manifest["outputs"]) == sorted(
+        p.name for p in tile_outputs.iterdir() if p.name != "infer.json"
+    )
     assert not list(tile_outputs.glob(".*"))  # no temporary files left
+
+
+def test_tile_mode_needs_stage2_outputs_or_an_explicit_proxy(
+    checkpoint: Path, tiles_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = run_cli(
+        f"stage3 infer --checkpoint {checkpoint} --input-dir {tiles_dir / 'test'} --output-dir {out}"
+    )
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "--stage2-dir" in result.output and "--proxy-from-ground-truth" in result.output
+    assert not out.exists()
+
+
+def test_an_output_directory_with_results_is_kept_unless_overwrite(
+    checkpoint: Path, tiles_dir: Path, tile_outputs: Path
+) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in tile_outputs.iterdir()}
+    result = run_cli(
+        f"stage3 infer --checkpoint {checkpoint} --input-dir {tiles_dir / 'test'} --output-dir {tile_outputs} "
+        "--proxy-from-ground-truth"
+    )
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert (
+        "holds the results of an earlier run (infer.json)" in result.output and "--overwrite" in result.output
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in tile_outputs.iterdir()} == before
 
 
 def test_missing_stage2_output_is_one_line_and_writes_nothing(
@@ -88,7 +137,8 @@ def test_mismatched_stage2_output_is_one_line_and_writes_nothing(
 
 def test_output_inside_the_input_is_refused(checkpoint: Path, tiles_dir: Path) -> None:
     result = run_cli(
-        f"stage3 infer --checkpoint {checkpoint} --input-dir {tiles_dir / 'test'} --output-dir {tiles_dir / 'test' / 'o'}"
+        f"stage3 infer --checkpoint {checkpoint} --input-dir {tiles_dir / 'test'} --output-dir {tiles_dir / 'test' / 'o'} "
+        "--proxy-from-ground-truth"
     )
     assert result.exit_code == 2 and "overlaps --input-dir" in result.output
     assert not (tiles_dir / "test" / "o").exists()
@@ -174,7 +224,7 @@ def test_scene_has_no_seams(scene_output: Path) -> None:
         assert ratio < 1.5, f"seam: border jump {ratio:.2f} x the median jump"
 
 
-def test_scene_crs_mismatch_is_one_line_and_writes_nothing(
+def test_scenes_that_do_not_overlap_are_one_line_and_write_nothing(
     checkpoint: Path, scene_files: dict[str, Path], tmp_path: Path
 ) -> None:
     import rasterio
@@ -191,7 +241,7 @@ def test_scene_crs_mismatch_is_one_line_and_writes_nothing(
         f"--output-scene {out} --tile-size {TILE}"
     )
     assert result.exit_code == 2
-    assert "differs from the S1 scene's" in result.output and len(result.output.strip().splitlines()) == 1
+    assert "does not overlap" in result.output and len(result.output.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]
 
 
