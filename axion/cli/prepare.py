@@ -42,6 +42,7 @@ def prepare(
     s1: list[Path] | None = _opt("s1", panel=_SCENES, default=None, show_default=False),
     s2: list[Path] | None = _opt("s2", panel=_SCENES, default=None, show_default=False),
     s2_cloudy: list[Path] | None = _opt("s2_cloudy", panel=_SCENES, default=None, show_default=False),
+    opt_v2: list[Path] | None = _opt("opt_v2", panel=_SCENES, default=None, show_default=False),
     s1_units: str = _opt("s1_units", panel=_SCENES),
     s2_bands: str | None = _opt("s2_bands", panel=_SCENES, show_default="by band count"),
     tile_size: int = _opt("tile_size", panel=_SCENES),
@@ -58,9 +59,12 @@ def prepare(
 
     Sources (pick one): --demo; --bigearthnet-s1 DIR --bigearthnet-s2 DIR; or --s1 FILE --s2 FILE
     (repeatable). Tiles: S1 VV, VH in dB and S2 B2, B3, B4, B8 as L2A reflectance x 10000,
-    with a JSON naming the split and the georeference.
+    with a JSON naming the split and the georeference. --s1 without --s2 (with --opt-v2,
+    or alone) makes tiles for inference only: no ground truth, no split.
     """
-    values = {k: v for k, v in locals().items() if not (k in ("s1", "s2", "s2_cloudy") and v is None)}
+    values = {
+        k: v for k, v in locals().items() if not (k in ("s1", "s2", "s2_cloudy", "opt_v2") and v is None)
+    }
     settings = resolve_settings(ctx, PrepareConfig, values, config=config, print_config=print_config)
 
     from axion.data.prepare.api import SCENE_ONLY, source_of
@@ -114,7 +118,8 @@ def _write(settings: PrepareConfig) -> None:
     for split, count in report.counts.items():
         table.add_row(split, str(count))
     if report.stage2:
-        table.add_row("stage2 (opt_v2 from cloudy S2)", str(report.stage2))
+        what = "opt_v2 scenes" if "infer" in report.counts else "cloudy S2"
+        table.add_row(f"stage2 (opt_v2 from {what})", str(report.stage2))
     for reason, count in report.skipped.most_common():
         table.add_row(f"skipped: {reason}", str(count), style="yellow")
     console.print(table)

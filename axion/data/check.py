@@ -113,11 +113,15 @@ def check_tile(npz: Path, *, require_target: bool = True) -> list[str]:
 
     Args:
         npz: the tile's NPZ; its sidecar JSON sits next to it.
-        require_target: training tiles need the S2 keys and a split; inference tiles need only S1.
+        require_target: training tiles need the S2 keys and a split; inference tiles (also any tile
+            whose JSON says ``"ground_truth": false``) need only S1.
     """
     reasons: list[str] = []
     try:
-        reasons += check_meta(read_meta(sidecar(npz)), require_split=require_target)
+        meta = read_meta(sidecar(npz))
+        # A tile marked "ground_truth": false (prepare --s1 without --s2) is an inference tile.
+        require_target = require_target and meta.get("ground_truth") is not False
+        reasons += check_meta(meta, require_split=require_target)
     except ValueError as exc:
         reasons.append(str(exc))
     reasons += check_arrays(npz, TILE_KEYS if require_target else S1_KEYS)

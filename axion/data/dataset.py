@@ -122,8 +122,10 @@ class TileDataset(Dataset):
                 continue  # not a tile (a Stage 2 output, or reported by --check)
             try:
                 meta = read_meta(sidecar(npz))
-                if self.split is not None and split_of(meta) != self.split:
-                    continue
+                if self.split is not None and (
+                    meta.get("ground_truth") is False or split_of(meta) != self.split
+                ):
+                    continue  # another split, or a tile without ground truth (inference only)
             except ValueError as exc:
                 raise DataError(f"{sidecar(npz)}: {exc}") from None
             if npz.stem in chosen:

@@ -103,7 +103,7 @@ def test_check_passes_a_good_directory(tmp_path: Path, prepare_cli):
         ),
         (["--s1", "{s1}", "--s2", "{missing}", "-o", "{out}"], ["missing.tif", "not found"]),
         (["--s1", "{notatif}", "--s2", "{s2}", "-o", "{out}"], ["notatif.tif", "not a readable GeoTIFF"]),
-        (["--s1", "{s1}", "-o", "{out}"], ["one --s1 per --s2"]),
+        (["--s1", "{s1}", "--s2", "{s2}", "--s1", "{s1}", "-o", "{out}"], ["one --s1 per --s2"]),
         (["-o", "{out}"], ["pick one source"]),
         (["--bigearthnet-s1", "{tmp}", "--bigearthnet-s2", "{tmp}", "-o", "{out}"], ["no BigEarthNet S1"]),
     ],

@@ -22,7 +22,7 @@ def source_of(settings: PrepareConfig) -> str:
     Raises:
         ConfigError: no source, several sources, or --check mixed with a source.
     """
-    scene_mode = bool(settings.s1 or settings.s2 or settings.s2_cloudy)
+    scene_mode = bool(settings.s1 or settings.s2 or settings.s2_cloudy or settings.opt_v2)
     ben_mode = settings.bigearthnet_s1 is not None or settings.bigearthnet_s2 is not None
     chosen = [
         name
@@ -149,6 +149,10 @@ def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str,
     from axion.data.prepare.scene import SceneOptions, ScenePair, SceneSource
 
     s1, s2, s2_cloudy = settings.s1, settings.s2, settings.s2_cloudy
+    if s1 and not s2 and not s2_cloudy:
+        return _inference_sources(settings)
+    if settings.opt_v2:
+        raise ConfigError("--opt-v2 makes tiles for inference only: give it with --s1 alone, not with --s2")
     if len(s1) != len(s2):
         raise ConfigError(f"give one --s1 per --s2 (got {len(s1)} --s1 and {len(s2)} --s2)")
     if s2_cloudy and len(s2_cloudy) != len(s2):
@@ -177,5 +181,36 @@ def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str,
         "stride": stride,
         "s1_units": settings.s1_units,
         "s2_bands": list(bands) if bands else "by band count",
+    }
+    return sources, record
+
+
+def _inference_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str, Any]]:
+    """Tiles without ground truth: ``--s1`` alone, or one ``--opt-v2`` per ``--s1``."""
+    from axion.data.prepare.inference import InferencePair, InferenceSceneSource
+    from axion.data.prepare.scene import SceneOptions
+
+    s1, opt_v2 = settings.s1, settings.opt_v2
+    if opt_v2 and len(opt_v2) != len(s1):
+        raise ConfigError(f"give one --opt-v2 per --s1 (got {len(opt_v2)} --opt-v2 and {len(s1)} --s1)")
+    if settings.s2_bands is not None:
+        raise ConfigError("--s2-bands applies to --s2 scenes; inference-only tiles (--s1 alone) have none")
+    stride = settings.tile_size if settings.stride is None else settings.stride
+    options = SceneOptions(
+        tile_size=settings.tile_size,
+        stride=stride,
+        max_nodata=settings.max_nodata,
+        s1_linear=settings.s1_units == "linear",
+    )
+    pairs: list[Path | None] = list(opt_v2) if opt_v2 else [None] * len(s1)
+    sources: list[TileSource] = [
+        InferenceSceneSource(InferencePair(a, b), options) for a, b in zip(s1, pairs, strict=True)
+    ]
+    record = {
+        "source": {"s1": [str(p) for p in s1], "opt_v2": [str(p) for p in opt_v2]},
+        "ground_truth": False,
+        "tile_size": settings.tile_size,
+        "stride": stride,
+        "s1_units": settings.s1_units,
     }
     return sources, record

@@ -22,8 +22,10 @@ from axion.errors import DataError
 STAGE2_DIR = "stage2"
 #: What prepare did, next to the tiles.
 MANIFEST = "prepare.json"
+#: Folder of inference-only tiles (no ground truth, no split).
+INFER_DIR = "infer"
 #: What ``--overwrite`` replaces inside the output directory.
-OWNED = (*SPLITS, STAGE2_DIR, MANIFEST)
+OWNED = (*SPLITS, INFER_DIR, STAGE2_DIR, MANIFEST)
 
 
 def check_output_dir(path: Path, overwrite: bool) -> None:
@@ -59,7 +61,8 @@ class Staging:
         """Replace what ``--overwrite`` owns, then move the staged tiles into their split folders.
 
         Args:
-            tiles: tile name -> (split, JSON metadata) for every staged tile to keep.
+            tiles: tile name -> (split, JSON metadata) for every staged tile to keep; the split of
+                an inference-only tile is :data:`INFER_DIR` (its folder), which its JSON does not name.
             manifest: written to ``prepare.json``.
         """
         for owned in OWNED:
@@ -72,7 +75,8 @@ class Staging:
             folder = self.output_dir / split
             folder.mkdir(exist_ok=True)
             (self.root / f"{name}.npz").replace(folder / f"{name}.npz")
-            write_json_atomic(folder / f"{name}.json", {"split": split, **meta})
+            record = {"split": split, **meta} if split in SPLITS else meta  # inference tiles have no split
+            write_json_atomic(folder / f"{name}.json", record)
             staged_opt = self.root / STAGE2_DIR / f"{name}.npz"
             if staged_opt.exists():
                 (self.output_dir / STAGE2_DIR).mkdir(exist_ok=True)

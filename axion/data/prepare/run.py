@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from axion.data.prepare.output import STAGE2_DIR, Staging, check_output_dir
+from axion.data.prepare.inference import is_inference_tile
+from axion.data.prepare.output import INFER_DIR, STAGE2_DIR, Staging, check_output_dir
 from axion.data.prepare.splits import assign_blocks, crosses_split
 from axion.data.prepare.tile import PreparedTile, Skipped
 from axion.data.tilefile import SPLITS
@@ -95,19 +96,18 @@ def run_prepare(
         if not kept:
             reasons = "; ".join(f"{n} {reason}" for reason, n in skipped.most_common()) or "no candidates"
             raise DataError(f"no tile to write ({reasons})")
-        assignment = assign_blocks((t.block for t in kept.values()), splits.ratios, splits.seed)
-        final: dict[str, tuple[str, dict[str, Any]]] = {}
-        for name, tile in kept.items():
-            if crosses_split(tile.block, tile.touches, assignment):
-                skipped[OVERLAPS_SPLIT] += 1
-                continue
-            final[name] = (assignment[tile.block], {**tile.meta, "block": tile.block})
-        counts = {split: sum(1 for s, _ in final.values() if s == split) for split in SPLITS}
+        inference = all(is_inference_tile(t.meta) for t in kept.values())
+        if inference:
+            final, counts = _inference_only(kept)
+            split_record: dict[str, Any] = {}
+        else:
+            final = _assign_splits(kept, splits, skipped)
+            counts = {split: sum(1 for s, _ in final.values() if s == split) for split in SPLITS}
+            split_record = {"split_ratios": list(splits.ratios), "seed": splits.seed}
         stage2 = len(with_stage2 & set(final))
         record = {
             **(manifest or {}),
-            "split_ratios": list(splits.ratios),
-            "seed": splits.seed,
+            **split_record,
             "tiles": counts,
             "skipped": dict(skipped),
             "stage2_dir": STAGE2_DIR if stage2 else None,
@@ -116,3 +116,25 @@ def run_prepare(
         return PrepareReport(output_dir=output_dir, counts=counts, skipped=skipped, stage2=stage2)
     finally:
         staging.cleanup()
+
+
+def _assign_splits(
+    kept: dict[str, PreparedTile], splits: SplitSettings, skipped: Counter[str]
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Tile name -> (split, JSON metadata), by spatial block; tiles reaching into another split are dropped."""
+    assignment = assign_blocks((t.block for t in kept.values()), splits.ratios, splits.seed)
+    final: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name, tile in kept.items():
+        if crosses_split(tile.block, tile.touches, assignment):
+            skipped[OVERLAPS_SPLIT] += 1
+            continue
+        final[name] = (assignment[tile.block], {**tile.meta, "block": tile.block})
+    return final
+
+
+def _inference_only(
+    kept: dict[str, PreparedTile],
+) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, int]]:
+    """Tiles without ground truth get no split: they all go to the :data:`INFER_DIR` folder."""
+    final = {name: (INFER_DIR, dict(tile.meta)) for name, tile in kept.items()}
+    return final, {INFER_DIR: len(final)}
