@@ -233,7 +233,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / MANIFEST).unlink(missing_ok=True)  # until this run completes, the folder is incomplete
     single = settings.devices == 1
-    result = _run(settings.devices, _tiles_worker, settings, source, previous, reporter if single else None)
+    result = _run(settings.devices, tiles_worker, settings, source, previous, reporter if single else None)
     reporter.info(
         f"Wrote {len(dataset)} opt_v3 tiles to {output_dir} (.npz; COG .tif for {result.georeferenced} "
         f"georeferenced tiles); manifest {output_dir / MANIFEST}"
@@ -257,7 +257,7 @@ def tile_outputs(name: str, georeferenced: bool, samples: int) -> list[str]:
     return names
 
 
-def _tiles_worker(
+def tiles_worker(
     shard: Shard, settings: InferConfig, source: str, previous: list[str], reporter: Reporter | None
 ) -> InferResult:
     """This process's share of the tiles; the first process then writes the manifest."""
@@ -400,13 +400,13 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
         outputs.std.unlink(missing_ok=True)
     single = settings.devices == 1
     result = _run(
-        settings.devices, _scene_worker, settings, info, (acquired, when), reporter if single else None
+        settings.devices, scene_worker, settings, info, (acquired, when), reporter if single else None
     )
     reporter.info(f"Wrote {', '.join(str(p) for p in result.outputs)}")
     return result
 
 
-def _scene_worker(
+def scene_worker(
     shard: Shard,
     settings: InferConfig,
     info: SceneInfo,

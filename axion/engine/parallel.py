@@ -109,11 +109,22 @@ def run_on_devices(devices: int, fn: Callable[..., T], *args: Any) -> T:
     """
     if devices == 1:
         return fn(LocalShard(), *args)
+    import pickle
+
+    import torch
     from lightning.fabric import Fabric
 
     fabric = Fabric(accelerator=check_devices(devices), devices=devices, strategy="ddp_spawn")
-    return fabric.launch(_in_process, fn, *args)
+    # Pickled here, so Fabric hands the arguments over as they are (it rebuilds the containers
+    # and dataclasses it is given, and frozen ones cannot be rebuilt).
+    return fabric.launch(_in_process, torch.get_num_threads(), pickle.dumps((fn, args)))
 
 
-def _in_process(fabric: Any, fn: Callable[..., T], *args: Any) -> T:
+def _in_process(fabric: Any, threads: int, payload: bytes) -> Any:
+    import pickle
+
+    import torch
+
+    torch.set_num_threads(threads)  # Fabric divides the cores among the processes; keep one process's count
+    fn, args = pickle.loads(payload)
     return fn(FabricShard(fabric), *args)
