@@ -23,8 +23,10 @@ if [ -n "${AXION_LPIPS_WEIGHTS:-}" ]; then LPIPS=(--lpips-weights "$AXION_LPIPS_
     --epochs 10 --timesteps 2 --batch-size 1 --grad-accum 1 --lr 5e-3 --num-workers 0
 "$AXION" stage3 evaluate --checkpoint "$OUT/checkpoints/best_model.pt" \
     --data-dir "$OUT/tiles" --output-dir "$OUT/results" "${LPIPS[@]}"
+# The demo's test tiles have ground truth and no Stage 2 outputs: opt_v2 is the training proxy,
+# asked for explicitly (this evaluates the pipeline; new data brings --stage2-dir or a scene).
 "$AXION" stage3 infer --checkpoint "$OUT/checkpoints/best_model.pt" \
-    --input-dir "$OUT/tiles/test" --output-dir "$OUT/outputs"
+    --input-dir "$OUT/tiles/test" --output-dir "$OUT/outputs" --proxy-from-ground-truth --overwrite
 "$AXION" stage3 visualize --results "$OUT/results" --output-dir "$OUT/visualizations"
 
 echo
