@@ -230,10 +230,18 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
         f"{settings.samples} sample(s) each, {settings.devices} process(es)"
     )
     previous = _previous_outputs(output_dir) if settings.overwrite else []
+    created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / MANIFEST).unlink(missing_ok=True)  # until this run completes, the folder is incomplete
     single = settings.devices == 1
-    result = _run(settings.devices, tiles_worker, settings, source, previous, reporter if single else None)
+    try:
+        result = _run(
+            settings.devices, tiles_worker, settings, source, previous, reporter if single else None
+        )
+    except BaseException:
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()  # a run that wrote nothing leaves no folder behind
+        raise
     reporter.info(
         f"Wrote {len(dataset)} opt_v3 tiles to {output_dir} (.npz; COG .tif for {result.georeferenced} "
         f"georeferenced tiles); manifest {output_dir / MANIFEST}"

@@ -230,3 +230,19 @@ def test_inputs_that_cannot_meet_and_outputs_that_exist_are_refused(pair, tmp_pa
     validate_scene(pair.s1, pair.opt_v2, outputs.tif, overwrite=True)
     with pytest.raises(DataError, match="overwrite an input"):
         validate_scene(pair.s1, pair.opt_v2, pair.opt_v2)
+
+
+def test_the_item_datetime_comes_from_the_flag_then_the_s1_file(terramind_examples: Path, pair) -> None:
+    import datetime as dt
+
+    from axion.engine.stac import acquisition_time
+
+    tagged = (
+        terramind_examples / "S1RTC" / "282D_485L_3_3.tif"
+    )  # carries datetime=2021-07-21T08:40:10.000000000
+    assert acquisition_time(tagged, None) == (dt.datetime(2021, 7, 21, 8, 40, 10, tzinfo=dt.UTC), "s1")
+    given = acquisition_time(tagged, "2020-01-02T03:04:05+01:00")
+    assert given == (dt.datetime(2020, 1, 2, 2, 4, 5, tzinfo=dt.UTC), "given")
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    moment, source = acquisition_time(pair.s1, None)  # no date tag in this file
+    assert source == "processing" and before <= moment <= dt.datetime.now(dt.UTC)
