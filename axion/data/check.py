@@ -20,6 +20,7 @@ from axion.data.tilefile import (
     OPT_V2_KEY,
     VALID_KEY,
     find_npz,
+    is_inference_tile,
     load_arrays,
     npz_header,
     read_meta,
@@ -119,8 +120,7 @@ def check_tile(npz: Path, *, require_target: bool = True) -> list[str]:
     reasons: list[str] = []
     try:
         meta = read_meta(sidecar(npz))
-        # A tile marked "ground_truth": false (prepare --s1 without --s2) is an inference tile.
-        require_target = require_target and meta.get("ground_truth") is not False
+        require_target = require_target and not is_inference_tile(meta)
         reasons += check_meta(meta, require_split=require_target)
     except ValueError as exc:
         reasons.append(str(exc))

@@ -34,6 +34,7 @@ from axion.data.tilefile import (
     SPLITS,
     VALID_KEY,
     find_npz,
+    is_inference_tile,
     load_arrays,
     npz_header,
     read_meta,
@@ -122,9 +123,7 @@ class TileDataset(Dataset):
                 continue  # not a tile (a Stage 2 output, or reported by --check)
             try:
                 meta = read_meta(sidecar(npz))
-                if self.split is not None and (
-                    meta.get("ground_truth") is False or split_of(meta) != self.split
-                ):
+                if self.split is not None and (is_inference_tile(meta) or split_of(meta) != self.split):
                     continue  # another split, or a tile without ground truth (inference only)
             except ValueError as exc:
                 raise DataError(f"{sidecar(npz)}: {exc}") from None

@@ -62,6 +62,15 @@ def split_of(meta: Mapping[str, Any]) -> str:
     return split
 
 
+#: JSON field of a tile without ground truth (``"ground_truth": false``): S1 only, no split.
+GROUND_TRUTH_KEY = "ground_truth"
+
+
+def is_inference_tile(meta: Mapping[str, Any]) -> bool:
+    """Whether a tile's JSON marks it as having no ground truth (written for inference only)."""
+    return meta.get(GROUND_TRUTH_KEY) is False
+
+
 def npz_header(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shape and dtype of every array in an NPZ, read from the headers only (cheap).
 

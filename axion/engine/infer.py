@@ -133,7 +133,7 @@ def check_tile_inputs(
     """
     from axion.bands import S2_KEYS
     from axion.data.check import validate_data_dir
-    from axion.data.tilefile import find_npz, npz_header, read_meta, sidecar
+    from axion.data.tilefile import find_npz, is_inference_tile, npz_header, read_meta, sidecar
 
     if stage2_dir is not None and proxy:
         raise ConfigError("give either --stage2-dir or --proxy-from-ground-truth, not both")
@@ -153,7 +153,7 @@ def check_tile_inputs(
         return STAGE2
     for npz in find_npz(input_dir):
         if sidecar(npz).exists():
-            if read_meta(sidecar(npz)).get("ground_truth") is False:
+            if is_inference_tile(read_meta(sidecar(npz))):
                 raise DataError(f"{npz}: tile has no ground truth for --proxy-from-ground-truth")
             missing = [key for key in S2_KEYS if key not in npz_header(npz)]
             if missing:

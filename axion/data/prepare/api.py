@@ -189,6 +189,7 @@ def _inference_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[
     """Tiles without ground truth: ``--s1`` alone, or one ``--opt-v2`` per ``--s1``."""
     from axion.data.prepare.inference import InferencePair, InferenceSceneSource
     from axion.data.prepare.scene import SceneOptions
+    from axion.data.tilefile import GROUND_TRUTH_KEY
 
     s1, opt_v2 = settings.s1, settings.opt_v2
     if opt_v2 and len(opt_v2) != len(s1):
@@ -208,7 +209,7 @@ def _inference_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[
     ]
     record = {
         "source": {"s1": [str(p) for p in s1], "opt_v2": [str(p) for p in opt_v2]},
-        "ground_truth": False,
+        GROUND_TRUTH_KEY: False,
         "tile_size": settings.tile_size,
         "stride": stride,
         "s1_units": settings.s1_units,

@@ -30,12 +30,9 @@ from axion.data.prepare.tile import (
     s1_invalid,
     s2_invalid,
 )
-from axion.data.tilefile import VALID_KEY
+from axion.data.tilefile import GROUND_TRUTH_KEY, VALID_KEY
 from axion.data.units import linear_to_db
 from axion.errors import DataError
-
-#: JSON field that marks a tile without ground truth (S2 bands).
-GROUND_TRUTH = "ground_truth"
 
 
 @dataclass(frozen=True)
@@ -44,11 +41,6 @@ class InferencePair:
 
     s1: Path
     opt_v2: Path | None = None
-
-
-def is_inference_tile(meta: dict[str, Any]) -> bool:
-    """Whether a tile's JSON marks it as having no ground truth."""
-    return meta.get(GROUND_TRUTH) is False
 
 
 def _check_opt_v2(src: Any, path: Path) -> None:
@@ -129,7 +121,7 @@ class InferenceSceneSource:
             source["opt_v2"] = str(self.pair.opt_v2)
         meta: dict[str, Any] = {
             "name": name,
-            GROUND_TRUTH: False,
+            GROUND_TRUTH_KEY: False,
             "units": {"s1": S1_UNITS},
             "height": size,
             "width": size,

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from axion.data.prepare.inference import is_inference_tile
 from axion.data.prepare.output import INFER_DIR, STAGE2_DIR, Staging, check_output_dir
 from axion.data.prepare.splits import assign_blocks, crosses_split
 from axion.data.prepare.tile import PreparedTile, Skipped
-from axion.data.tilefile import SPLITS
+from axion.data.tilefile import SPLITS, is_inference_tile
 from axion.errors import DataError
 
 #: Skip reason of a tile dropped because its overlapping window reaches another split.
