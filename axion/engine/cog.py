@@ -3,8 +3,8 @@
 Every opt_v3 raster (a tile, a scene, or the per-pixel standard deviation of either) is
 a COG made by GDAL's COG driver: internal 512 px tiles, DEFLATE compression, AVERAGE
 overviews down to one tile. Bands are described B2, B3, B4, B8 and carry the colour
-interpretation blue, green, red, undefined, so GIS software that honours it (GDAL, QGIS)
-draws true colour by default; elsewhere pick bands 3, 2, 1 as red, green, blue.
+interpretation blue, green, red, undefined, for software that picks its display bands from
+it; the true-colour order is bands 3, 2, 1 as red, green, blue.
 
 Pixel values are reflectance x 10000 (tile units) in either sample type; each band
 declares scale 0.0001 and offset 0 with the unit ``reflectance``, so ``value * scale``
