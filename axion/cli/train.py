@@ -49,11 +49,17 @@ def train(
     pretrained: bool = _opt(ModelConfig, "pretrained", "--pretrained/--no-pretrained", panel=_MODEL),
     model_size: str = _opt(ModelConfig, "model_size", panel=_MODEL),
     weights_dir: Path | None = _opt(ModelConfig, "weights_dir", panel=_MODEL),
+    generator: str = _opt(ModelConfig, "generator", panel=_MODEL),
+    s1_product: str = _opt(ModelConfig, "s1_product", panel=_MODEL),
+    token_sampling: str = _opt(ModelConfig, "token_sampling", panel=_MODEL),
+    top_p: float = _opt(ModelConfig, "top_p", panel=_MODEL),
+    grad_steps: int = _opt(ModelConfig, "grad_steps", panel=_MODEL),
     # Training
     batch_size: int = _opt(TrainingConfig, "batch_size", panel=_TRAIN),
     grad_accum: int = _opt(TrainingConfig, "grad_accum", panel=_TRAIN),
     epochs: int = _opt(TrainingConfig, "epochs", panel=_TRAIN),
     lr: float = _opt(TrainingConfig, "lr", panel=_TRAIN),
+    head_lr: float = _opt(TrainingConfig, "head_lr", panel=_TRAIN),
     weight_decay: float = _opt(TrainingConfig, "weight_decay", panel=_TRAIN),
     warmup_steps: int = _opt(TrainingConfig, "warmup_steps", panel=_TRAIN),
     max_grad_norm: float = _opt(TrainingConfig, "max_grad_norm", panel=_TRAIN),
@@ -61,6 +67,8 @@ def train(
     devices: int = _opt(TrainingConfig, "devices", panel=_TRAIN),
     strategy: str = _opt(TrainingConfig, "strategy", panel=_TRAIN),
     keep_last: int | None = _opt(TrainingConfig, "keep_last", panel=_TRAIN),
+    augment: bool = _opt(TrainingConfig, "augment", "--augment/--no-augment", panel=_TRAIN),
+    crop_size: int | None = _opt(TrainingConfig, "crop_size", panel=_TRAIN),
     # Loss weights
     sar_weight: float = _opt(LossConfig, "sar_weight", panel=_LOSS),
     cycle_weight: float = _opt(LossConfig, "cycle_weight", panel=_LOSS),
@@ -71,6 +79,7 @@ def train(
     # Early stopping
     early_stop_patience: int = _opt(EarlyStoppingConfig, "early_stop_patience", panel=_EARLY),
     early_stop_delta: float = _opt(EarlyStoppingConfig, "early_stop_delta", panel=_EARLY),
+    monitor: str = _opt(EarlyStoppingConfig, "monitor", panel=_EARLY),
     # Other
     num_workers: str = _opt(OtherConfig, "num_workers", panel=_OTHER),
     max_samples: int | None = _opt(OtherConfig, "max_samples", panel=_OTHER),
@@ -84,7 +93,7 @@ def train(
 
     Writes config.json, checkpoint_epoch_N.pt, best_model.pt, metrics.jsonl and
     TensorBoard logs into --output-dir. Early stopping watches the validation
-    SAR agreement.
+    SAR agreement (--monitor).
     """
     values = dict(locals())
     cfg = resolve_settings(ctx, TrainConfig, values, config=config)

@@ -8,7 +8,7 @@ every read, so a damaged file is refused instead of loading garbage. It holds on
 tensors, numbers, strings and containers of them, so it loads with
 ``torch.load(..., weights_only=True)``: opening one never runs code.
 ``model_state_dict`` holds the trainable weights only (LoRA adapters and the fusion
-head); the frozen TerraMind base comes from its pretrained source.
+network); the frozen TerraMind base comes from its pretrained source.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ BEST_FILE = "best_model.pt"
 INTERRUPTED_FILE = "checkpoint_interrupted.pt"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pt$")
 #: Model settings the trainable weights depend on: a checkpoint fits only a model with the same values.
-ARCHITECTURE_FIELDS: tuple[str, ...] = ("model_size", "lora_rank", "lora_alpha")
+ARCHITECTURE_FIELDS: tuple[str, ...] = ("generator", "model_size", "lora_rank", "lora_alpha", "s1_product")
 
 
 def _feed(digest: Any, obj: Any) -> None:
@@ -161,7 +161,7 @@ class Checkpoint:
         return model
 
     def check_fits(self, model: ModelConfig) -> None:
-        """The trainable weights only fit a model of the same size, LoRA rank and alpha.
+        """The trainable weights only fit a model of the same generator, size, LoRA rank and alpha, and S1 product.
 
         Raises:
             ConfigError: naming the flag whose value differs from the checkpoint's.

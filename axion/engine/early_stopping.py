@@ -1,19 +1,29 @@
-"""Early stopping on validation SAR agreement (higher is better)."""
+"""Early stopping on a monitored validation score (higher or lower is better)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
+
+#: How each monitor reads on the console, its key in the validation stats, and which way is better.
+MONITORS: dict[str, tuple[str, str, Literal["max", "min"]]] = {
+    "sar_agreement": ("SAR agreement", "sar_agreement", "max"),
+    "psnr": ("validation PSNR", "psnr", "max"),
+    "val_loss": ("validation loss", "loss", "min"),
+}
 
 
 @dataclass
 class EarlyStopping:
     """Counts validations without an improvement larger than ``delta``.
 
+    A non-finite value (a diverged validation) never improves and counts as a miss.
+
     Attributes:
         patience: validations without improvement after which to stop.
-        delta: an improvement must exceed the best value by more than this.
+        delta: an improvement must beat the best value by more than this.
+        mode: ``max`` (higher is better) or ``min``.
         best: best value seen so far.
         best_epoch: epoch of the best value (0: none yet).
         wait: validations since the last improvement.
@@ -21,13 +31,19 @@ class EarlyStopping:
 
     patience: int
     delta: float
-    best: float = -math.inf
+    mode: Literal["max", "min"] = "max"
+    best: float = math.nan
     best_epoch: int = 0
     wait: int = 0
 
+    def __post_init__(self) -> None:
+        if math.isnan(self.best):
+            self.best = -math.inf if self.mode == "max" else math.inf
+
     def update(self, value: float, epoch: int) -> bool:
         """Record one validation; return whether it improved on the best."""
-        if value > self.best + self.delta:
+        better = value > self.best + self.delta if self.mode == "max" else value < self.best - self.delta
+        if math.isfinite(value) and better:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             return True
         self.wait += 1

@@ -86,17 +86,45 @@ def check_run(cfg: TrainConfig) -> RunInputs:
 
         perceptual = build_perceptual_loss(cfg.loss.lpips_weights)
 
+    from axion.data.augment import TrainingDraws
     from axion.data.check import validate_data_dir
     from axion.data.dataset import TileDataset
 
     validate_data_dir(Path(cfg.data.data_dir))
     common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples}
+    draws = TrainingDraws(seed=cfg.other.seed, augment=cfg.training.augment, crop_size=cfg.training.crop_size)
+    train_set = TileDataset(cfg.data.data_dir, "train", draws=draws, **common)
+    val_set = TileDataset(cfg.data.data_dir, "val", **common)
+    check_s1_product([train_set, val_set], cfg.model.s1_product)
     return RunInputs(
-        train_set=TileDataset(cfg.data.data_dir, "train", **common),
-        val_set=TileDataset(cfg.data.data_dir, "val", **common),
+        train_set=train_set,
+        val_set=val_set,
         perceptual=perceptual,
         resume=resume,
     )
+
+
+def check_s1_product(datasets: list[TileDataset], product: str) -> None:
+    """Tiles that record their S1 product must all be of ``product`` (``--s1-product``).
+
+    Raises:
+        DataError: a mix of products, or tiles of another product than the model's.
+    """
+    found: dict[str, str] = {}
+    for dataset in datasets:
+        for tile in dataset.tiles:
+            recorded = tile.meta.get("s1_product")
+            if isinstance(recorded, str):
+                found.setdefault(recorded.lower(), str(tile.path))
+    if len(found) > 1:
+        listed = ", ".join(f"{p} ({path})" for p, path in sorted(found.items()))
+        raise DataError(f"tiles mix Sentinel-1 products: {listed}; train on one product at a time")
+    for recorded, path in found.items():
+        if recorded != product:
+            raise DataError(
+                f"{path}: tile is S1 {recorded.upper()}, the model is set up for {product.upper()}; "
+                f"use --s1-product {recorded}"
+            )
 
 
 def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, rank: int = 0) -> Loaders:
@@ -110,7 +138,7 @@ def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, r
 
     seed = cfg.other.seed
     shard = {"num_replicas": world_size, "rank": rank}
-    sampler = EpochSampler(len(inputs.train_set), seed=seed, **shard)
+    sampler = EpochSampler(len(inputs.train_set), seed=seed, with_epoch=True, **shard)
     val_sampler = EpochSampler(len(inputs.val_set), seed=seed, shuffle=False, **shard)
     common: dict[str, Any] = {
         "batch_size": cfg.training.batch_size,
@@ -134,14 +162,15 @@ def optimizer_steps_per_epoch(batches: int, grad_accum: int) -> int:
 def build_optimization(
     model: torch.nn.Module, training: TrainingConfig, steps_per_epoch: int
 ) -> Optimization:
-    """AdamW over the trainable weights and a warm-up + cosine schedule over the whole run."""
+    """AdamW over the trainable weights (LoRA at ``--lr``, the fusion network at ``--head-lr``) and a
+    warm-up + cosine schedule over the whole run, shared by both groups."""
     import torch
 
     from axion.engine.schedule import WarmupCosine
     from axion.engine.trainer import Optimization
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=training.lr, weight_decay=training.weight_decay)
+    groups = model.parameter_groups(training.lr, training.head_lr)  # type: ignore[operator]
+    optimizer = torch.optim.AdamW(groups, weight_decay=training.weight_decay)
     schedule = WarmupCosine(training.warmup_steps, steps_per_epoch * training.epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return Optimization(optimizer=optimizer, scheduler=scheduler, schedule=schedule)
@@ -223,7 +252,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
     if trainer.stop_requested is None:
         best = trainer.early_stopping
         reporter.info(
-            f"Done: {state.epoch} epochs in {out}. Best SAR agreement {best.best:.6f} at epoch "
+            f"Done: {state.epoch} epochs in {out}. Best {trainer.monitor_label} {best.best:.6f} at epoch "
             f"{best.best_epoch} -> {out / BEST_FILE}"
         )
     last = epoch_checkpoints(out)

@@ -140,6 +140,8 @@ class Reporter:
             for key, name in (("val_psnr", "PSNR (dB)"), ("val_sam_deg", "SAM (deg)"))
             if key in row
         ]
+        if "lr_fusion" in row:
+            extra.append(("Fusion learning rate", f"{row['lr_fusion']:.2e}"))
         if self.live:
             table = Table(title=f"Epoch {epoch} Summary", title_justify="left", show_header=False)
             table.add_column("metric", style="bold")
@@ -152,12 +154,12 @@ class Reporter:
             for name, value in lines + extra:
                 self.console.print(f"  {name}: {value}")
 
-    def improved(self, value: float) -> None:
-        self.info(f"✓ SAR agreement improved to {value:.6f}")
+    def improved(self, label: str, value: float) -> None:
+        self.info(f"✓ {label} improved to {value:.6f}")
 
-    def no_improvement(self, wait: int, patience: int) -> None:
-        self.info(f"No improvement in SAR agreement ({wait}/{patience})")
+    def no_improvement(self, label: str, wait: int, patience: int) -> None:
+        self.info(f"No improvement in {label} ({wait}/{patience})")
 
-    def early_stop(self, best: float, epoch: int) -> None:
+    def early_stop(self, label: str, best: float, epoch: int) -> None:
         self.info("⚠ Early stopping triggered!")
-        self.info(f"  Best SAR agreement: {best:.6f} at epoch {epoch}")
+        self.info(f"  Best {label}: {best:.6f} at epoch {epoch}")

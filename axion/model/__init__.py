@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from axion.model.adapters import load_adapters, merge_adapters, save_adapters, unmerge_adapters
+    from axion.model.fusion import FusionNet
     from axion.model.stage3 import Stage3Model, build_stage3_model, format_parameter_counts
     from axion.model.weights import WeightFiles, check_weights
 
 _WHERE = {
     "build_stage3_model": "axion.model.stage3",
     "Stage3Model": "axion.model.stage3",
+    "FusionNet": "axion.model.fusion",
     "format_parameter_counts": "axion.model.stage3",
     "check_weights": "axion.model.weights",
     "WeightFiles": "axion.model.weights",
@@ -27,6 +29,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "FusionNet",
     "Stage3Model",
     "WeightFiles",
     "build_stage3_model",

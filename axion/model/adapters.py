@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from axion.atomic import atomic_path
+from axion.engine.checkpoint import ARCHITECTURE_FIELDS
 from axion.errors import WeightsError
 from axion.model.lora import merge_lora, unmerge_lora
 from axion.model.stage3 import ADAPTER_FORMAT, Stage3Model
 
 _META_KEY = "axion"
 #: Settings that must agree between an adapter file and the model it is loaded into.
-MUST_MATCH = ("model_size", "lora_rank", "lora_alpha", "target_modules")
+MUST_MATCH = ARCHITECTURE_FIELDS
 
 
 def save_adapters(model: Stage3Model, path: str | Path) -> Path:

@@ -100,7 +100,7 @@ def check_weights(cfg: ModelConfig, *, download: bool = True) -> WeightFiles | N
     """Find the pretrained files, or fail with one clear message.
 
     Args:
-        cfg: the model settings. ``pretrained=False`` needs no files (returns None).
+        cfg: the model settings. ``pretrained=False`` or ``generator="none"`` needs no files (returns None).
         download: when the files are not in the Hugging Face cache, try to download
             them into it (set ``HF_HUB_OFFLINE=1`` to skip the network entirely).
 
@@ -111,7 +111,7 @@ def check_weights(cfg: ModelConfig, *, download: bool = True) -> WeightFiles | N
         WeightsError: a file is missing; the message names the files, their
             repositories and how to provide them.
     """
-    if not cfg.pretrained:
+    if not cfg.pretrained or cfg.generator == "none":
         return None
     if cfg.weights_dir is not None:
         return _from_dir(Path(cfg.weights_dir), cfg.model_size)

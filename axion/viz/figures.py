@@ -32,7 +32,7 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, path: Path, dpi: int) -> Path:
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, keep_suffix=True) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         _pyplot().close(fig)

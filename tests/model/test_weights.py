@@ -98,7 +98,7 @@ def test_adapters_round_trip(tiny_model, wake, tmp_path):
             if p.requires_grad:
                 p.zero_()
     meta = load_adapters(tiny_model, path)
-    assert meta["model_size"] == "tiny" and meta["lora_rank"] == tiny_model.lora_rank
+    assert meta["model_size"] == "tiny" and meta["lora_rank"] == tiny_model.cfg.lora_rank
     assert all(torch.equal(v, trained[k]) for k, v in tiny_model.trainable_state_dict().items())
 
 
