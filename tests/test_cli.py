@@ -13,7 +13,7 @@ from axion import __version__
 from axion.cli import app
 
 runner = CliRunner()
-COMMANDS = ("prepare", "train", "evaluate", "infer", "visualize")
+COMMANDS = ("prepare", "train", "evaluate", "infer", "visualize", "export")
 
 
 def test_version() -> None:

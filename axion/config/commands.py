@@ -105,7 +105,8 @@ class PredictionSettings(Settings):
     """What evaluate and infer share: the checkpoint and how its model runs."""
 
     checkpoint: Path = Field(
-        description="Checkpoint written by 'axion stage3 train' (best_model.pt or checkpoint_epoch_N.pt)."
+        description="Checkpoint written by 'axion stage3 train' (best_model.pt, checkpoint_epoch_N.pt) "
+        "or a folder written by 'axion stage3 export'."
     )
     timesteps: int | None = Field(None, ge=1, le=1000, description="Number of diffusion (DDIM) timesteps.")
     seed: int | None = Field(
@@ -195,3 +196,17 @@ class VisualizeConfig(Settings):
     history: Path | None = Field(None, description="metrics.jsonl of the training run.")
     max_tiles: int = Field(16, ge=0, description="Draw panels for at most this many tiles (by name).")
     dpi: int = Field(110, ge=30, le=600, description="Resolution of the PNG files (dots per inch).")
+
+
+class ExportConfig(Settings):
+    """A checkpoint's trained weights as a shareable folder (peft's layout)."""
+
+    checkpoint: Path = Field(description="Checkpoint written by 'axion stage3 train' (best_model.pt, ...).")
+    output_dir: Path = Field(
+        description="Folder for adapter_config.json, adapter_model.safetensors, fusion.safetensors, axion.json."
+    )
+    merge: bool = Field(
+        False,
+        description="Also write merged_generator.safetensors: the adapted layers with LoRA folded in (no peft needed).",
+    )
+    overwrite: bool = Field(False, description="Replace an earlier export in --output-dir.")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from axion.config import EvaluateConfig
-from axion.engine.checkpoint import Checkpoint
+from axion.engine.export import read_trained
 from axion.engine.reporter import Reporter
 from axion.errors import DataError
 
@@ -108,7 +108,7 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     reporter = reporter or Reporter.silent()
     output_dir = Path(settings.output_dir)
     check_results_dir(output_dir, settings.overwrite)
-    checkpoint = Checkpoint.read(settings.checkpoint)
+    checkpoint = read_trained(settings.checkpoint)
     perceptual = None
     if settings.lpips_weight > 0:
         from axion.perceptual import build_perceptual_loss

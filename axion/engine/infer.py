@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from axion.bands import S2_UNITS
 from axion.config import InferConfig
-from axion.engine.checkpoint import Checkpoint
+from axion.engine.export import read_trained
 from axion.engine.reporter import Reporter
 from axion.errors import ConfigError, DataError
 
@@ -124,7 +124,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     from axion.engine.scene import write_tile_geotiff
 
     input_dir, output_dir = Path(settings.input_dir), Path(settings.output_dir)  # type: ignore[arg-type]
-    checkpoint = Checkpoint.read(settings.checkpoint)
+    checkpoint = read_trained(settings.checkpoint)
     source = check_tile_inputs(input_dir, output_dir, settings.stage2_dir)
     dataset = TileDataset(
         input_dir,
@@ -180,7 +180,7 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
 
     s1_scene, opt_v2_scene = Path(settings.s1_scene), Path(settings.opt_v2_scene)  # type: ignore[arg-type]
     output_scene = Path(settings.output_scene)  # type: ignore[arg-type]
-    checkpoint = Checkpoint.read(settings.checkpoint)
+    checkpoint = read_trained(settings.checkpoint)
     info = validate_scene(s1_scene, opt_v2_scene, output_scene)
     grid = make_grid(info.height, info.width, settings.tile_size, settings.overlap)
     if info.crs is None:

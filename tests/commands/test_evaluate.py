@@ -83,3 +83,20 @@ def test_rebuilt_model_reproduces_training_validation(checkpoint: Path, tiles_di
     opt_v3 = predict(predictor.model, batch, seeds, predictor.timesteps, precision=predictor.precision)
     measured = float(sar_agreement(opt_v3, batch["s1"], batch["mask"]).mean())
     assert measured == pytest.approx(state.val_stats["sar_agreement"], abs=2e-3)
+
+
+def test_an_export_folder_evaluates_like_its_checkpoint(
+    checkpoint: Path, tiles_dir: Path, tmp_path: Path
+) -> None:
+    export = tmp_path / "export"
+    assert run_cli(f"stage3 export --checkpoint {checkpoint} --output-dir {export}").exit_code == 0
+    summaries = []
+    for source, name in ((checkpoint, "from-checkpoint"), (export, "from-export")):
+        result = run_cli(
+            f"stage3 evaluate --checkpoint {source} --data-dir {tiles_dir} --output-dir {tmp_path / name} "
+            "--lpips-weight 0 --num-workers 0 --quiet --save-arrays 0"
+        )
+        assert result.exit_code == 0, result.output
+        summaries.append(json.loads((tmp_path / name / "summary.json").read_text()))
+    assert summaries[0]["metrics"] == summaries[1]["metrics"]
+    assert summaries[0]["seed"] == summaries[1]["seed"] and summaries[0]["epoch"] == summaries[1]["epoch"]
