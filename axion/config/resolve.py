@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from axion.config.base import flat_fields, sections
+from axion.config.base import PROVENANCE_KEY, flat_fields, sections
 from axion.errors import ConfigError
 
 ENV_PREFIX = "AXION_"
@@ -58,6 +58,8 @@ def flatten(data: Mapping[str, Any], source: str, known: Iterable[str], section_
     flat: dict[str, Any] = {}
     for key, value in data.items():
         key = str(key).replace("-", "_")
+        if key == PROVENANCE_KEY:
+            continue
         if key in section_names and isinstance(value, Mapping):
             for sub, sub_value in value.items():
                 flat[str(sub).replace("-", "_")] = sub_value

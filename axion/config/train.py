@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from axion.atomic import write_json_atomic
-from axion.config.base import Settings
+from axion.config.base import PROVENANCE_KEY, Settings
 from axion.config.fields import ModelSize, Precision, Workers
 
 
@@ -148,6 +148,11 @@ class TrainConfig(Settings):
         return self.model_dump(mode="json")
 
 
-def write_config_json(config: TrainConfig, path: Path) -> None:
-    """Write the resolved configuration next to the run's outputs (atomically)."""
-    write_json_atomic(path, config.to_json_dict())
+def write_config_json(config: TrainConfig, path: Path, provenance: dict[str, Any] | None = None) -> None:
+    """Write the resolved configuration next to the run's outputs (atomically).
+
+    ``provenance`` (versions, run identity) goes under the key ``provenance``, which reading
+    the file back as settings ignores.
+    """
+    extra = {PROVENANCE_KEY: provenance} if provenance is not None else {}
+    write_json_atomic(path, {**config.to_json_dict(), **extra})

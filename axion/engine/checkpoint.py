@@ -3,8 +3,9 @@
 A checkpoint holds the keys listed in docs/training.md (``epoch``, ``model_state_dict``,
 ``optimizer_state_dict``, ``scheduler_state_dict``, ``scaler_state_dict``,
 ``train_stats``, ``val_stats``, ``best_sar_agreement``, ``config``) plus one ``axion``
-key with its format tag and a SHA-256 checksum of everything else, verified on
-every read, so a damaged file is refused instead of loading garbage. It holds only
+key with its format tag, the versions and run identity that wrote it, and a SHA-256
+checksum of the other keys, verified on every read, so a damaged file is refused
+instead of loading garbage. It holds only
 tensors, numbers, strings and containers of them, so it loads with
 ``torch.load(..., weights_only=True)``: opening one never runs code.
 ``model_state_dict`` holds the trainable weights only (LoRA adapters and the fusion
@@ -114,6 +115,7 @@ class Checkpoint:
     train_stats: dict[str, Any] = field(default_factory=dict)
     val_stats: dict[str, Any] = field(default_factory=dict)
     best_sar_agreement: float = -math.inf
+    provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     # --- reading ------------------------------------------------------------------------
@@ -129,7 +131,8 @@ class Checkpoint:
         meta = state.get(META_KEY)
         if isinstance(meta, dict) and "sha256" in meta and checksum(state) != meta["sha256"]:
             raise DataError(f"{path}: checkpoint is damaged (its checksum does not match its contents)")
-        return cls(**{key: state[key] for key in CHECKPOINT_KEYS}, path=path)
+        provenance = meta.get("provenance", {}) if isinstance(meta, dict) else {}
+        return cls(**{key: state[key] for key in CHECKPOINT_KEYS}, provenance=provenance, path=path)
 
     @staticmethod
     def read_config(path: Path) -> dict[str, Any]:
@@ -140,7 +143,7 @@ class Checkpoint:
     def to_dict(self) -> dict[str, Any]:
         """The dict that is saved: :data:`CHECKPOINT_KEYS` in order, then axion's record with the checksum."""
         state: dict[str, Any] = {key: getattr(self, key) for key in CHECKPOINT_KEYS}
-        state[META_KEY] = {"format": FORMAT, "sha256": checksum(state)}
+        state[META_KEY] = {"format": FORMAT, "sha256": checksum(state), "provenance": self.provenance}
         return state
 
     def write(self, path: Path) -> Path:

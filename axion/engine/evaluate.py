@@ -103,6 +103,7 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     from axion.data.dataset import TileDataset, collate_tiles
     from axion.engine.predict import predictor_for, size_batches
     from axion.engine.runtime import resolve_num_workers
+    from axion.provenance import provenance
     from axion.viz.results import TILES_DIR, summarise, write_results
 
     reporter = reporter or Reporter.silent()
@@ -181,6 +182,7 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
             "units": _units(),
             "metrics": summarise(rows, metric_keys),
             "seconds": round(time.perf_counter() - started, 2),
+            "provenance": {**provenance(), "checkpoint": checkpoint.provenance},
         }
         write_results(output_dir, rows, summary, staging)
     finally:

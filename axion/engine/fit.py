@@ -194,6 +194,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
     from axion.engine.trainer import RunOutput, Stage3Trainer
     from axion.losses import Stage3Loss
     from axion.model import build_stage3_model
+    from axion.provenance import provenance
     from axion.seeding import seed_everything
 
     console = make_console()
@@ -226,17 +227,17 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
     )
     wrapped, optimization.optimizer = fabric.setup(model, optimization.optimizer)
 
+    record = provenance()
     if fabric.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
-        write_config_json(cfg, out / "config.json")
+        write_config_json(cfg, out / "config.json", record)
     fabric.barrier()
     history = None
     if fabric.is_global_zero:
         history = MetricsHistory(out, resume_epoch=inputs.resume.epoch if inputs.resume else None)
 
-    output = RunOutput(
-        reporter=reporter, saver=CheckpointSaver(out, keep_last=training.keep_last), history=history
-    )
+    saver = CheckpointSaver(out, keep_last=training.keep_last)
+    output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record)
     trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
     if inputs.resume is not None:
         trainer.restore(inputs.resume)

@@ -47,11 +47,13 @@ class Optimization:
 
 @dataclass
 class RunOutput:
-    """Where a run reports to: the console, checkpoint files and the metrics history."""
+    """Where a run reports to: the console, checkpoint files, the metrics history, its provenance."""
 
     reporter: Reporter
     saver: CheckpointSaver
     history: MetricsHistory | None = None
+    #: Versions and run identity, recorded in every checkpoint of the run.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,6 +139,7 @@ class Stage3Trainer:
         self.best_sar_agreement = -math.inf
         self.state = LoopState()
         self.stop_requested: str | None = None
+        self.provenance = output.provenance
 
     @property
     def module(self) -> torch.nn.Module:
@@ -183,6 +186,7 @@ class Stage3Trainer:
             },
             best_sar_agreement=float(self.best_sar_agreement),
             config=self.config,
+            provenance=self.provenance,
         )
 
     def restore(self, ckpt: Checkpoint) -> None:

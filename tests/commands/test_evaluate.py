@@ -28,6 +28,9 @@ def test_writes_summary_csv_and_tile_arrays(evaluation, checkpoint: Path, tiles_
             stats = summary["metrics"][source][key]
             assert stats["count"] == len(test_tiles) and math.isfinite(stats["mean"]), (source, key)
     assert set(summary["metrics"]["target"]) == {"sar_agreement"}
+    # Versions of this evaluation and of the run that wrote the checkpoint.
+    assert summary["provenance"]["versions"]["torch"] and summary["provenance"]["run"]["host"]
+    assert summary["provenance"]["checkpoint"]["versions"]["axion"]
 
     with (out / "per_tile.csv").open() as handle:
         rows = list(csv.DictReader(handle))

@@ -45,9 +45,13 @@ def test_run_writes_every_file_with_every_key(three_epochs: tuple[Path, str]) ->
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["model_size"] == "tiny" and config["training"]["grad_accum"] == 2
+    record = config.pop("provenance")
+    assert set(record["versions"]) == {"axion", "torch", "terratorch", "peft", "python"}
+    assert record["run"]["host"] and record["run"]["started"]
 
     raw = torch.load(out / "checkpoint_epoch_3.pt", weights_only=True)
     assert tuple(raw) == (*CHECKPOINT_KEYS, META_KEY)
+    assert raw[META_KEY]["provenance"] == record  # the same run, the same versions
     ckpt = raw
     assert ckpt["epoch"] == 3 and ckpt["config"] == config
     # Trainable weights only: LoRA adapters and the head, nothing of the frozen base.

@@ -35,9 +35,7 @@ def test_missing_files_in_weights_dir_give_one_clear_error(tmp_path):
     assert "\n" not in message
     for needed in ("TerraMind_v1_small.pt", TOKENIZER_FILE, generator_repo("small"), TOKENIZER_REPO):
         assert needed in message
-    assert (
-        "--weights-dir" in message and "huggingface-cli download" in message and "--no-pretrained" in message
-    )
+    assert "--weights-dir" in message and "hf download" in message and "--no-pretrained" in message
 
 
 def test_missing_files_in_hub_cache_give_the_same_error(tmp_path, monkeypatch):
@@ -46,6 +44,46 @@ def test_missing_files_in_hub_cache_give_the_same_error(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(WeightsError, match="TerraMind_v1_tiny.pt.*not in the Hugging Face cache"):
         check_weights(ModelConfig(model_size="tiny"), download=False)
+
+
+def test_unreachable_hub_fails_at_once_without_retries(tmp_path, monkeypatch):
+    """Offline, one quick reachability check replaces the hub client's retries; the message says
+    which download command the installed huggingface_hub provides."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from axion.model import weights
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    calls = []
+    real = huggingface_hub.hf_hub_download
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs.get("local_files_only", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", recording)
+    monkeypatch.setattr(weights, "hub_reachable", lambda timeout=weights.HUB_TIMEOUT_S: False)
+    with pytest.raises(WeightsError) as err:
+        check_weights(ModelConfig(model_size="tiny"))
+    message = str(err.value)
+    assert (
+        "the hub is unreachable" in message and "hf download ibm-esa-geospatial/TerraMind-1.0-tiny" in message
+    )
+    assert calls and all(calls), "a download was attempted although the hub is unreachable"
+
+
+def test_hf_hub_offline_means_unreachable_without_a_connection(monkeypatch):
+    import socket
+
+    from axion.model.weights import hub_reachable
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a connection was attempted although HF_HUB_OFFLINE is set")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert hub_reachable() is False
 
 
 def _strip_lora(key: str) -> str | None:
