@@ -11,10 +11,11 @@ from pathlib import Path
 
 import typer
 
-from axion.cli._common import config_file_option, print_config_option, resolve_settings, user_errors
+from axion.cli._common import config_file_option, explicit_flags, print_config_option, user_errors
 from axion.cli._common import config_option as _opt
 from axion.cli.app import stage3_app
 from axion.config import (
+    FIELD_SECTION,
     DataConfig,
     EarlyStoppingConfig,
     LossConfig,
@@ -22,7 +23,10 @@ from axion.config import (
     OtherConfig,
     TrainConfig,
     TrainingConfig,
+    resolve_config,
+    settings_yaml,
 )
+from axion.config.resolve import given_settings
 
 _DATA, _MODEL, _TRAIN, _LOSS, _EARLY, _OTHER = (
     "Data",
@@ -95,20 +99,38 @@ def train(
     TensorBoard logs into --output-dir. Early stopping watches the validation
     SAR agreement (--monitor).
     """
-    values = dict(locals())
-    cfg = resolve_settings(ctx, TrainConfig, values, config=config)
-    if cfg.other.resume is not None:
-        # A resumed run keeps its own settings unless the user overrides them now.
-        from axion.engine.checkpoint import Checkpoint
+    values = {k: v for k, v in locals().items() if k in FIELD_SECTION}
+    flags = explicit_flags(ctx, values)
+    given = given_settings(TrainConfig, config_file=config, flags=flags)
+    base = None
+    if given.get("resume") is not None:
+        # Resume like diffusers: a checkpoint, a run directory or "latest"; the run's own
+        # settings and folder unless given again.
+        from axion.engine.checkpoint import Checkpoint, find_resume
 
-        saved = Checkpoint.read_config(cfg.other.resume)
-        cfg = resolve_settings(ctx, TrainConfig, values, config=config, base=saved)
+        path = find_resume(Path(given["resume"]), given.get("output_dir"))
+        saved = Checkpoint.read_config(path)
+        base = {**saved, "data": {**saved.get("data", {}), "output_dir": str(path.parent)}}
+        flags["resume"] = path
+    cfg = resolve_config(TrainConfig, config_file=config, flags=flags, base=base)
     if print_config:
-        from axion.config import settings_yaml
-
         typer.echo(settings_yaml(cfg), nl=False)
         raise typer.Exit(0)
+    if base is not None:
+        _report_overrides(cfg, base, given)
 
     from axion.engine.fit import run_training
 
     run_training(cfg)
+
+
+def _report_overrides(cfg: TrainConfig, base: dict, given: dict) -> None:
+    """Say which settings differ from the resumed checkpoint's, and why."""
+    from axion.console import make_console
+
+    console = make_console()
+    saved = resolve_config(TrainConfig, environ={}, base=base)
+    for name, section in FIELD_SECTION.items():
+        now, before = getattr(getattr(cfg, section), name), getattr(getattr(saved, section), name)
+        if name != "resume" and name in given and now != before:
+            console.print(f"Resuming with {name} = {now} (the checkpoint had {before})", markup=False)

@@ -129,7 +129,11 @@ class OtherConfig(Settings):
         None, ge=1, description="Use at most this many tiles per split (debugging)."
     )
     seed: int = Field(42, ge=0, description="Random seed for reproducibility.")
-    resume: Path | None = Field(None, description="Resume from this checkpoint.")
+    resume: Path | None = Field(
+        None,
+        description="Resume from a checkpoint, the latest checkpoint of a run directory, or 'latest' in "
+        "--output-dir; settings and output directory come from it unless given again.",
+    )
     quiet: bool = Field(False, description="Plain log lines instead of live progress bars and tables.")
 
 

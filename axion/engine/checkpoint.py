@@ -178,6 +178,48 @@ class Checkpoint:
                 )
 
 
+def progress_of(path: Path) -> tuple[int, int]:
+    """(completed epochs, batches of the next epoch) a checkpoint was written after (memory-mapped read)."""
+    state = _load(Path(path), mmap=True)
+    return int(state["epoch"]), int(state["train_stats"].get("partial_batches", 0))
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint furthest into training in ``directory`` (epoch checkpoints and the interrupted one)."""
+    candidates = [path for _, path in epoch_checkpoints(directory)]
+    if (Path(directory) / INTERRUPTED_FILE).is_file():
+        candidates.append(Path(directory) / INTERRUPTED_FILE)
+    return max(candidates, key=progress_of, default=None)
+
+
+def find_resume(value: Path, output_dir: Path | None) -> Path:
+    """The checkpoint ``--resume`` means: a file, the latest in a run directory, or ``latest`` in ``--output-dir``.
+
+    Raises:
+        DataError: nothing to resume from, named with where it looked.
+        ConfigError: ``latest`` without an output directory.
+    """
+    value = Path(value)
+    if str(value) == "latest":
+        if output_dir is None:
+            raise ConfigError("--resume latest needs --output-dir (the run directory to continue)")
+        directory = Path(output_dir)
+    elif value.is_dir():
+        directory = value
+    elif value.exists() or value.suffix:
+        if not value.is_file():
+            raise DataError(f"{value}: checkpoint not found")
+        return value
+    else:
+        raise DataError(f"{value}: checkpoint or run directory not found")
+    latest = latest_checkpoint(directory)
+    if latest is None:
+        raise DataError(
+            f"{directory}: no checkpoint to resume from (checkpoint_epoch_N.pt or {INTERRUPTED_FILE})"
+        )
+    return latest
+
+
 def epoch_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     """``checkpoint_epoch_N.pt`` files in a directory, sorted by N."""
     found = []

@@ -110,6 +110,36 @@ def test_resume_gives_the_same_weights(
     assert not (resumed / "checkpoint_epoch_1.pt").exists()
 
 
+@pytest.mark.slow
+def test_resume_from_a_path_alone_latest_or_a_run_directory(tiles_64: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(tiles_64, out, "--epochs", "1", "--max-samples", "1", "--grad-accum", "1", "--lr", "1e-3")
+    # The checkpoint alone: data, output directory and settings come from it.
+    result = runner.invoke(
+        app, ["stage3", "train", "--resume", str(out / "checkpoint_epoch_1.pt"), "--epochs", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Resumed from" in result.output and (out / "checkpoint_epoch_2.pt").is_file()
+    # "latest" in --output-dir, and a run directory, both find epoch 2; a changed setting is reported.
+    result = runner.invoke(
+        app,
+        ["stage3", "train", "--resume", "latest", "--output-dir", str(out), "--epochs", "3", "--lr", "5e-4"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Resuming with lr = 0.0005 (the checkpoint had 0.001)" in result.output
+    assert "Resumed from " + str(out / "checkpoint_epoch_2.pt") in result.output
+    result = runner.invoke(app, ["stage3", "train", "--resume", str(out), "--epochs", "4", "--quiet"])
+    assert result.exit_code == 0 and "Resumed from " + str(out / "checkpoint_epoch_3.pt") in result.output
+    assert Checkpoint.read(out / "checkpoint_epoch_4.pt").config["training"]["lr"] == 5e-4
+    for args, needle in (
+        (["--resume", "latest"], "--resume latest needs --output-dir"),
+        (["--resume", str(tmp_path / "nowhere")], "checkpoint or run directory not found"),
+        (["--resume", "latest", "--output-dir", str(tmp_path)], "no checkpoint to resume from"),
+    ):
+        result = runner.invoke(app, ["stage3", "train", *args])
+        assert result.exit_code == 2 and needle in result.output, result.output
+
+
 def test_refuses_to_mix_runs_and_mismatched_resume(three_epochs: tuple[Path, str], tiles_64: Path) -> None:
     out, _ = three_epochs
     before = (out / "checkpoint_epoch_3.pt").read_bytes()
