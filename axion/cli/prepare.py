@@ -77,15 +77,19 @@ def prepare(
 
 def check_report(data_dir: Path) -> None:
     """Print every problem ``--check`` finds; exit 2 if there is any."""
-    from axion.console import make_console
+    from axion.console import make_console, plural
     from axion.data.prepare.api import check
 
     console = make_console()
     report = check(data_dir)
     for problem in report.problems:
         console.print(str(problem), markup=False)
-    verdict = f"{report.bad_files} bad, {len(report.problems)} problems" if report.problems else "all good"
-    console.print(f"{report.total} tiles checked under {data_dir}: {verdict}", markup=False)
+    verdict = (
+        f"{report.bad_files} bad, {plural(len(report.problems), 'problem')}"
+        if report.problems
+        else "all good"
+    )
+    console.print(f"{plural(report.total, 'tile')} checked under {data_dir}: {verdict}", markup=False)
     if report.problems:
         raise typer.Exit(2)
 
@@ -95,7 +99,7 @@ def _write(settings: PrepareConfig) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from axion.console import make_console
+    from axion.console import make_console, plural
     from axion.data.prepare.api import prepare as run_prepare
 
     console = make_console()
@@ -107,7 +111,7 @@ def _write(settings: PrepareConfig) -> None:
             on_candidate=lambda: progress.advance(task),
             on_total=lambda total: progress.update(task, total=total),
         )
-    console.print(f"Wrote {report.written} tiles to {report.output_dir}", markup=False)
+    console.print(f"Wrote {plural(report.written, 'tile')} to {report.output_dir}", markup=False)
     table = Table()
     table.add_column("split")
     table.add_column("tiles", justify="right")

@@ -135,6 +135,11 @@ class OtherConfig(Settings):
         "--output-dir; settings and output directory come from it unless given again.",
     )
     quiet: bool = Field(False, description="Plain log lines instead of live progress bars and tables.")
+    log_every: int | None = Field(
+        None,
+        ge=1,
+        description="Plain log lines: one progress line every N steps (default: about 20 per pass).",
+    )
 
 
 class TrainConfig(Settings):

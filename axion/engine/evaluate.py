@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from axion.config import EvaluateConfig
+from axion.console import plural
 from axion.engine.export import read_trained
 from axion.engine.reporter import Reporter
 from axion.errors import DataError
@@ -124,7 +125,9 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
         if settings.stage2_dir
         else "proxy of the ground truth (no --stage2-dir)"
     )
-    reporter.info(f"Tiles: {len(dataset)} {settings.split} tiles from {settings.data_dir}; opt_v2: {source}")
+    reporter.info(
+        f"Tiles: {plural(len(dataset), settings.split + ' tile')} from {settings.data_dir}; opt_v2: {source}"
+    )
 
     predictor = predictor_for(settings, checkpoint, log=reporter.info)
     reporter.info(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from axion.config import TrainConfig, TrainingConfig, write_config_json
+from axion.console import plural
 from axion.engine.checkpoint import BEST_FILE, Checkpoint, CheckpointSaver, epoch_checkpoints
 from axion.errors import DataError
 
@@ -199,7 +200,10 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
 
     console = make_console()
     reporter = Reporter(
-        console, live=not cfg.other.quiet and console.is_terminal, enabled=fabric.is_global_zero
+        console,
+        live=not cfg.other.quiet and console.is_terminal,
+        enabled=fabric.is_global_zero,
+        log_every=cfg.other.log_every,
     )
     out = Path(cfg.data.output_dir)
     seed_everything(cfg.other.seed)
@@ -243,7 +247,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
         trainer.restore(inputs.resume)
         where = f"epoch {trainer.state.epoch}"
         if trainer.state.partial_batches:
-            where += f" + {trainer.state.partial_batches} batches"
+            where += f" + {plural(trainer.state.partial_batches, 'batch', 'batches')}"
         reporter.info(f"Resumed from {cfg.other.resume} ({where})")
     try:
         state = trainer.fit(loaders.train, loaders.val, loaders.sampler)
@@ -253,7 +257,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
     if trainer.stop_requested is None:
         best = trainer.early_stopping
         reporter.info(
-            f"Done: {state.epoch} epochs in {out}. Best {trainer.monitor_label} {best.best:.6f} at epoch "
+            f"Done: {plural(state.epoch, 'epoch')} in {out}. Best {trainer.monitor_label} {best.best:.6f} at epoch "
             f"{best.best_epoch} -> {out / BEST_FILE}"
         )
     last = epoch_checkpoints(out)

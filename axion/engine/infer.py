@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from axion.bands import S2_UNITS
 from axion.config import InferConfig
+from axion.console import plural
 from axion.engine.export import read_trained
 from axion.engine.reporter import Reporter
 from axion.errors import ConfigError, DataError
@@ -143,7 +144,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     predictor = predictor_for(settings, checkpoint, log=reporter.info)
     reporter.info(
         f"Checkpoint: {settings.checkpoint} (epoch {predictor.epoch}); timesteps {predictor.timesteps}, "
-        f"seed {predictor.seed}, {predictor.precision.label}; {len(dataset)} tiles"
+        f"seed {predictor.seed}, {predictor.precision.label}; {plural(len(dataset), 'tile')}"
     )
     tags = output_tags(predictor, source)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from axion.console import plural
 from axion.engine.checkpoint import Checkpoint, CheckpointSaver
 from axion.engine.early_stopping import MONITORS, EarlyStopping
 from axion.engine.history import MetricsHistory
@@ -244,7 +245,7 @@ class Stage3Trainer:
                     path = self.saver.save_interrupted(self.checkpoint(train_stats, {}))
                     self.reporter.info(
                         f"Stopped by {self.stop_requested} in epoch {epoch} after "
-                        f"{self.state.partial_batches} batches; saved {path}. "
+                        f"{plural(self.state.partial_batches, 'batch', 'batches')}; saved {path}. "
                         f"Resume with the same command plus --resume {path}"
                     )
                     return self.state

@@ -74,6 +74,19 @@ def test_run_writes_every_file_with_every_key(three_epochs: tuple[Path, str]) ->
     assert "effective batch size 2" in output
 
 
+def test_plain_logs_are_whole_lines_with_rate_and_eta(tiles_64: Path, tmp_path: Path) -> None:
+    """Output that is not a terminal (CI, | tee) never wraps, and progress lines carry rate and ETA."""
+    out = tmp_path / ("a-run-directory-with-a-long-name-" * 5) / "run"
+    output = train(
+        tiles_64, out, "--epochs", "1", "--max-samples", "3", "--grad-accum", "1", "--log-every", "2"
+    )
+    assert f"Last checkpoint: {out / 'checkpoint_epoch_1.pt'}" in output.splitlines()
+    progress = [line for line in output.splitlines() if line.startswith("Epoch 1: ")]
+    assert [line.split(" [")[0] for line in progress] == ["Epoch 1: 2/3", "Epoch 1: 3/3"]
+    assert all("<" in line and "it/s, loss=" in line and not line.endswith(", ]") for line in progress)
+    assert "Done: 1 epoch in" in output
+
+
 def test_accumulation_remainder_is_flushed(three_epochs: tuple[Path, str]) -> None:
     out, _ = three_epochs
     # 3 batches with accumulation 2: one full cycle and one cycle of one batch, each epoch.
