@@ -102,4 +102,9 @@ def train(
 
     from axion.engine.fit import run_training
 
-    run_training(cfg)
+    stopped = run_training(cfg)
+    if stopped is not None:
+        import signal
+
+        # Stopped by a signal after saving its checkpoint: exit as the shell expects (SIGTERM: 143).
+        raise typer.Exit(128 + signal.Signals[stopped].value)

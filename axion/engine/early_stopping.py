@@ -1,4 +1,8 @@
-"""Early stopping on validation SAR agreement (higher is better)."""
+"""Early stopping on a validation value (higher is better).
+
+A value that is not finite (or a validation whose other values are not) never counts
+as an improvement, whatever is monitored: a diverged epoch never becomes the best model.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +29,17 @@ class EarlyStopping:
     best_epoch: int = 0
     wait: int = 0
 
-    def update(self, value: float, epoch: int) -> bool:
-        """Record one validation; return whether it improved on the best."""
+    def update(self, value: float, epoch: int, *, finite: bool = True) -> bool:
+        """Record one validation; return whether it improved on the best.
+
+        Args:
+            value: the monitored value (higher is better).
+            epoch: the epoch it belongs to.
+            finite: False when anything else of the validation (its loss) was not finite.
+        """
+        if not finite or not math.isfinite(value):
+            self.wait += 1
+            return False
         if value > self.best + self.delta:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             return True
@@ -44,3 +57,8 @@ class EarlyStopping:
         self.best = float(state["best"])
         self.best_epoch = int(state["best_epoch"])
         self.wait = int(state["wait"])
+
+
+def all_finite(stats: dict[str, Any]) -> bool:
+    """Whether every number in a validation's statistics is finite."""
+    return all(math.isfinite(v) for v in stats.values() if isinstance(v, int | float))

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from axion.engine.checkpoint import Checkpoint, CheckpointSaver
-from axion.engine.early_stopping import EarlyStopping
+from axion.engine.early_stopping import EarlyStopping, all_finite
 from axion.engine.history import MetricsHistory
 from axion.engine.reporter import Reporter
 from axion.engine.sampler import EpochSampler
@@ -219,7 +219,10 @@ class Stage3Trainer:
                     return self.state
                 val_stats = self.validate(val_loader, epoch)
                 self.state.epoch, self.state.partial_batches = epoch, 0
-                improved = self.early_stopping.update(val_stats["sar_agreement"], epoch)
+                finite = all_finite(val_stats)
+                improved = self.early_stopping.update(val_stats["sar_agreement"], epoch, finite=finite)
+                if not finite:
+                    self.reporter.info(f"Validation of epoch {epoch} is not finite: not an improvement")
                 row = {
                     "epoch": epoch,
                     "lr": lr,

@@ -187,7 +187,8 @@ def test_sigterm_writes_a_checkpoint_and_resumes(tiles_64: Path, tmp_path: Path)
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output
+    # A stop by SIGTERM exits as the shell expects of a terminated process, after its checkpoint.
+    assert proc.returncode == 128 + signal.SIGTERM, output
     assert "SIGTERM received" in output and "--resume" in output
     ckpt = Checkpoint.read(out / "checkpoint_interrupted.pt")
     assert ckpt.train_stats["partial_batches"] >= 1
