@@ -16,6 +16,7 @@ from axion.data.check import check_tiles
 from axion.data.tilefile import VALID_KEY
 
 from .conftest import tile_files
+from .conftest import write_like as _write_like
 
 TM_NAMES = ("282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3")
 
@@ -148,16 +149,6 @@ def test_sen1floods11_l1c_band_map_and_blocks(sen1floods11: Path, tmp_path: Path
         np.testing.assert_array_equal(tile["s2_b8"], src.read(9)[:256, :256])
 
 
-def _write_like(path: Path, src_path: Path, data: np.ndarray, **changes) -> Path:
-    with rasterio.open(src_path) as src:
-        profile = src.profile
-    profile.update(count=data.shape[0], dtype=data.dtype.name, **changes)
-    profile.pop("blockxsize", None), profile.pop("blockysize", None), profile.pop("tiled", None)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
-
-
 def test_s1_on_another_grid_is_resampled_and_nodata_tiles_skipped(
     terramind_examples: Path, tmp_path: Path, prepare_cli
 ):
@@ -212,11 +203,15 @@ def test_partial_nodata_is_filled_and_marked_invalid(sen1floods11: Path, tmp_pat
     out = tmp_path / "tiles"
     s2 = sen1floods11 / "S2" / "Spain_7370579_S2Hand.tif"
     one_block = ("--split-ratios", "1,0,0")  # a 4 x 4 tile scene is one spatial block
-    result = prepare_cli("--s1", holed, "--s2", s2, "--tile-size", 128, "--max-nodata", 0.05, *one_block, "-o", out)
+    result = prepare_cli(
+        "--s1", holed, "--s2", s2, "--tile-size", 128, "--max-nodata", 0.05, *one_block, "-o", out
+    )
     assert result.exit_code == 0, result.output
     assert sum(len(v) for v in tile_files(out).values()) == 12  # the top row of 4 tiles is skipped
     out2 = tmp_path / "tiles2"
-    result = prepare_cli("--s1", holed, "--s2", s2, "--tile-size", 128, "--max-nodata", 0.1, *one_block, "-o", out2)
+    result = prepare_cli(
+        "--s1", holed, "--s2", s2, "--tile-size", 128, "--max-nodata", 0.1, *one_block, "-o", out2
+    )
     assert result.exit_code == 0, result.output
     (npz,) = out2.rglob("*_r00000_c00000.npz")
     with np.load(npz) as tile:

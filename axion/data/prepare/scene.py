@@ -104,10 +104,10 @@ class SceneSource:
 
     def _bands(self, src: Any, path: Path, cloudy: bool = False) -> tuple[tuple[int, ...], tuple[str, ...]]:
         names = self.options.s2_bands
-        flag = "--s2-bands"
+        flag = "--s2-cloudy-bands" if cloudy else "--s2-bands"
         if cloudy:
             if self.options.s2_cloudy_bands is not None:
-                names, flag = self.options.s2_cloudy_bands, "--s2-cloudy-bands"
+                names = self.options.s2_cloudy_bands
             elif names is not None and len(names) != src.count:
                 names = None  # the cloudy scene may be another product level: default by count
         try:
