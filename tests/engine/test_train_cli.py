@@ -195,6 +195,8 @@ def test_sigterm_writes_a_checkpoint_and_resumes(tiles_64: Path, tmp_path: Path)
     output = train(tiles_64, out, "--resume", str(out / "checkpoint_interrupted.pt"))
     assert "Resumed from" in output
     assert Checkpoint.read(out / "checkpoint_epoch_2.pt").epoch == 2
+    # The later epoch checkpoints supersede the interrupted one, which is removed.
+    assert not (out / "checkpoint_interrupted.pt").exists()
 
 
 @pytest.mark.slow
