@@ -6,15 +6,20 @@ cannot write is one line and exit code 2 instead of a ``PermissionError`` traceb
 after half a minute. The check creates nothing: it finds the nearest folder that
 exists and tries to create an anonymous temporary file there, which vanishes when
 closed. :func:`clean_stale` removes the temporary files of killed writers
-(:mod:`axion.atomic`).
+(:mod:`axion.atomic`), and :func:`remove_stale_folders` the staging folders of killed
+commands (:func:`staging_name`).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
-from axion.atomic import remove_stale_temporaries
+from axion.atomic import process_alive, remove_stale_temporaries
 from axion.errors import DataError
 
 
@@ -76,4 +81,29 @@ def clean_stale(*directories: Path) -> list[Path]:
     removed: list[Path] = []
     for directory in directories:
         removed += remove_stale_temporaries(Path(directory))
+    return removed
+
+
+def staging_name(kind: str) -> str:
+    """A hidden staging folder name that carries this process's id: ``.<kind>-<pid>-<random>``."""
+    return f".{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def remove_stale_folders(directory: Path, kind: str) -> list[Path]:
+    """Remove the staging folders (:func:`staging_name`) of killed processes in ``directory``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(kind)}-(?P<pid>\d+)-[0-9a-f]+$")
+    removed = []
+    for path in sorted(directory.iterdir()):
+        match = pattern.match(path.name)
+        if (
+            match
+            and path.is_dir()
+            and int(match["pid"]) != os.getpid()
+            and not process_alive(int(match["pid"]))
+        ):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
     return removed

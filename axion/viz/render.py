@@ -9,9 +9,7 @@ of the output directory and moved into place only when all of them are done.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,8 @@ import numpy as np
 from axion.config import VisualizeConfig
 from axion.errors import DataError
 
+#: Figures are drawn into ``<output-dir>/.visualize-<pid>-<random>/`` first.
+STAGING = "visualize"
 #: Shape of each tile array: channels (None: a 2-D array).
 _TILE_CHANNELS: dict[str, int | None] = {"s1": 2, "opt_v2": 4, "opt_v3": 4, "target": 4, "mask": None}
 
@@ -79,7 +79,7 @@ def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | Non
             or malformed, or the output directory cannot be written; nothing is written then.
     """
     from axion.engine.history import HISTORY_FILE, read_history
-    from axion.outputs import check_writable_dir
+    from axion.outputs import check_writable_dir, clean_stale, remove_stale_folders, staging_name
     from axion.viz.results import load_results
 
     loaded = load_results(settings.results)
@@ -103,7 +103,9 @@ def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | Non
 
     drawn: list[tuple[Path, Path]] = []  # (staged file, final place)
     output_dir.mkdir(parents=True, exist_ok=True)
-    staging = output_dir / f".visualize-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    clean_stale(output_dir, output_dir / "tiles")
+    remove_stale_folders(output_dir, STAGING)
+    staging = output_dir / staging_name(STAGING)
     staging.mkdir()
     try:
         if panels:

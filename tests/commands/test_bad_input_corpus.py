@@ -20,6 +20,7 @@ import torch
 
 from axion.bands import S1_KEYS, S2_KEYS
 from tests.commands.conftest import run_cli
+from tests.conftest import killed_writer_leftover
 
 FAST_TRAIN = (
     "--model-size tiny --no-pretrained --lpips-weight 0 --timesteps 1 --epochs 1 --num-workers 0 --quiet"
@@ -382,7 +383,7 @@ def test_visualize_refuses_a_malformed_history(evaluation, trained_run: Path, tm
 
 
 @pytest.mark.slow
-def test_suspicious_stage2_values_are_warned_and_recorded(
+def test_suspicious_values_are_recorded_and_leftovers_removed(
     checkpoint: Path, tiles_dir: Path, tmp_path: Path
 ) -> None:
     tiles = _copy_tiles(tiles_dir, tmp_path / "tiles")
@@ -393,6 +394,13 @@ def test_suspicious_stage2_values_are_warned_and_recorded(
     opt_v2[0, :2, :2] = -15.0  # slightly negative: atmospheric correction noise, not refused
     np.savez(target, opt_v2=opt_v2)
     out = tmp_path / "results"
+    # Leftovers of an evaluate and an infer killed while writing: removed when the commands start.
+    leftovers = [
+        killed_writer_leftover(out / "per_tile.csv"),
+        killed_writer_leftover(out / "tiles" / "a.npz"),
+    ]
+    infer_out = tmp_path / "outputs"
+    leftovers.append(killed_writer_leftover(infer_out / f"{tiles['test'].stem}.tif"))
     result = run_cli(
         f"stage3 evaluate --checkpoint {checkpoint} --data-dir {tmp_path / 'tiles'} --stage2-dir {stage2} "
         f"--output-dir {out} --lpips-weight 0 --save-arrays 0 --num-workers 0 --quiet"
@@ -403,7 +411,6 @@ def test_suspicious_stage2_values_are_warned_and_recorded(
     assert summary["input_warnings"] == [f"{target}: opt_v2 has slightly negative reflectance (min -15)"]
     assert summary["non_finite_tiles"] == []
 
-    infer_out = tmp_path / "outputs"
     result = run_cli(
         f"stage3 infer --checkpoint {checkpoint} --input-dir {tmp_path / 'tiles' / 'test'} "
         f"--stage2-dir {stage2} --output-dir {infer_out} --quiet"
@@ -413,3 +420,4 @@ def test_suspicious_stage2_values_are_warned_and_recorded(
     assert recorded == [
         {"file": str(target), "warning": "opt_v2 has slightly negative reflectance (min -15)"}
     ]
+    assert not any(path.exists() for path in leftovers)

@@ -88,6 +88,15 @@ def test_single_scene_with_default_blocks_refuses_empty_splits(
     asked = tmp_path / "asked"
     result = prepare_cli("--s1", s1, "--s2", s2, "--tile-size", 128, "--split-ratios", "1,0,0", "-o", asked)
     assert result.exit_code == 0 and len(tile_files(asked)["train"]) == 16
+    # Training on them then says why there is no validation split, and what to change.
+    from typer.testing import CliRunner
+
+    from axion.cli import app
+
+    train = ["stage3", "train", "--data-dir", str(asked), "--output-dir", str(tmp_path / "run"), "--no-pretrained",
+             "--model-size", "tiny", "--lpips-weight", "0"]  # fmt: skip
+    line = assert_one_line_error(CliRunner().invoke(app, train), "no tiles for split 'val'", "train 16")
+    assert "--split-ratios" in line and "--block-size" in line and "sidecar" not in line
 
 
 def test_product_levels_recorded_and_l1c_warned(

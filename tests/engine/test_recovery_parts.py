@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -144,16 +141,9 @@ def test_metrics_jsonl_is_strict_and_survives_a_torn_line(tmp_path: Path) -> Non
 
 def test_stale_temporary_of_a_killed_writer_is_real(tmp_path: Path) -> None:
     """A process killed inside an atomic write leaves exactly the kind of file the next start removes."""
-    code = (
-        "import os, signal, sys; from pathlib import Path; from axion.atomic import atomic_path\n"
-        "with atomic_path(Path(sys.argv[1])) as tmp:\n"
-        "    tmp.write_bytes(b'half a checkpoint'); os.kill(os.getpid(), signal.SIGKILL)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "checkpoint_epoch_1.pt")], env=env)
-    assert done.returncode == -9
-    (leftover,) = tmp_path.iterdir()
-    assert leftover.name.startswith(".checkpoint_epoch_1.pt.") and leftover.name.endswith(".tmp.pt")
     from axion.outputs import clean_stale
+    from tests.conftest import killed_writer_leftover
 
+    leftover = killed_writer_leftover(tmp_path / "checkpoint_epoch_1.pt")
+    assert leftover.name.endswith(".tmp.pt")
     assert clean_stale(tmp_path) == [leftover] and not leftover.exists()

@@ -12,18 +12,15 @@ Anything else a user keeps there stays.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
-from axion.atomic import process_alive, write_json_atomic
+from axion.atomic import write_json_atomic
 from axion.data.prepare.tile import PreparedTile
 from axion.data.tilefile import OPT_V2_KEY, SPLITS, npz_header, sidecar, write_npz_atomic
 from axion.errors import DataError
-from axion.outputs import check_writable_dir, clean_stale
+from axion.outputs import check_writable_dir, clean_stale, remove_stale_folders, staging_name
 
 #: Folder of real Stage 2 inputs (from a cloudy S2), laid out as ``--stage2-dir`` expects.
 STAGE2_DIR = "stage2"
@@ -31,26 +28,14 @@ STAGE2_DIR = "stage2"
 MANIFEST = "prepare.json"
 #: Folders prepare writes into.
 FOLDERS = (*SPLITS, STAGE2_DIR)
-#: Staging folders carry the writer's process id, so those of killed runs can be recognised.
-_STAGING = re.compile(r"^\.staging-(?P<pid>\d+)-[0-9a-f]+$")
+#: Staging folders are ``.staging-<pid>-<random>``, so those of killed runs can be recognised.
+STAGING = "staging"
 
 
 def remove_stale_staging(output_dir: Path) -> list[Path]:
     """Remove the staging folders and temporary files that killed prepare runs left behind."""
-    if not output_dir.is_dir():
-        return []
-    removed = clean_stale(output_dir, *(output_dir / folder for folder in FOLDERS))
-    for path in output_dir.iterdir():
-        match = _STAGING.match(path.name)
-        if (
-            match
-            and path.is_dir()
-            and int(match["pid"]) != os.getpid()
-            and not process_alive(int(match["pid"]))
-        ):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
+    stale = clean_stale(output_dir, *(output_dir / folder for folder in FOLDERS))
+    return stale + remove_stale_folders(output_dir, STAGING)
 
 
 def check_output_dir(path: Path, overwrite: bool) -> None:
@@ -115,13 +100,13 @@ def remove_prepared(output_dir: Path) -> list[Path]:
 
 
 class Staging:
-    """Stage tiles under ``<output>/.staging-<pid>-<id>/``; :meth:`commit` moves them into place."""
+    """Stage tiles under ``<output>/.staging-<pid>-<random>/``; :meth:`commit` moves them into place."""
 
     def __init__(self, output_dir: Path) -> None:
         self.output_dir = output_dir
         self.created = not output_dir.exists()
         output_dir.mkdir(parents=True, exist_ok=True)
-        self.root = output_dir / f".staging-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.root = output_dir / staging_name(STAGING)
         self.root.mkdir()
         self.names: set[str] = set()
         self.kept: list[Path] = []
