@@ -65,7 +65,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,21 +76,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stale_temporaries(directory: Path) -> list[Path]:
-    """Temporary files in ``directory`` left by processes that are no longer running."""
+def stale_temporaries(directory: Path, name: str | None = None) -> list[Path]:
+    """Temporary files in ``directory`` left by processes that are no longer running.
+
+    Args:
+        directory: where to look.
+        name: only the temporaries of this target file name (None: of any).
+    """
     if not Path(directory).is_dir():
         return []
     found = []
     for path in Path(directory).iterdir():
         match = _TEMPORARY.match(path.name)
-        if match and path.is_file() and int(match["pid"]) != os.getpid() and not _alive(int(match["pid"])):
+        if (
+            match
+            and (name is None or match["name"] == name)
+            and path.is_file()
+            and int(match["pid"]) != os.getpid()
+            and not process_alive(int(match["pid"]))
+        ):
             found.append(path)
     return sorted(found)
 
 
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Remove the temporary files of dead processes in ``directory``; returns what was removed."""
-    removed = stale_temporaries(directory)
+def remove_stale_temporaries(directory: Path, name: str | None = None) -> list[Path]:
+    """Remove the temporary files of dead processes in ``directory`` (of target ``name`` only, if
+    given); returns what was removed."""
+    removed = stale_temporaries(directory, name)
     for path in removed:
         path.unlink(missing_ok=True)
     return removed

@@ -9,6 +9,7 @@ module level, so that ``axion --help`` answers in well under two seconds.
 
 from __future__ import annotations
 
+import errno
 import functools
 import types
 import typing
@@ -34,8 +35,15 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: errno values of a location that cannot be written (exit 2: the user picks another) and of
+#: a full disk (exit 1): one line each, whenever they happen, instead of a traceback.
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
 def user_errors(func: F) -> F:
-    """Turn :class:`AxionError` into a one-line message and its exit code, no traceback."""
+    """Turn :class:`AxionError`, and an unwritable location or a full disk met while writing,
+    into a one-line message and its exit code, no traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -43,6 +51,11 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except AxionError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno not in _UNWRITABLE | _FULL:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise fail(f"{where}cannot write: {exc.strerror}", 2 if exc.errno in _UNWRITABLE else 1) from None
 
     return wrapper  # type: ignore[return-value]
 

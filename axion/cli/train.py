@@ -122,7 +122,12 @@ def train(
 
     from axion.engine.fit import run_training
 
-    run_training(cfg)
+    stopped = run_training(cfg)
+    if stopped is not None:
+        import signal
+
+        # Stopped by a signal after saving its checkpoint: exit as the shell expects (SIGTERM: 143).
+        raise typer.Exit(128 + signal.Signals[stopped].value)
 
 
 def _report_overrides(cfg: TrainConfig, base: dict, given: dict) -> None:

@@ -21,6 +21,7 @@ fresh opt_v2 proxy and a random flip, rotation and crop for that epoch.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,18 @@ class TileInfo:
     def georef(self) -> Georef | None:
         """The tile's georeference (for writing GeoTIFF outputs), if its JSON has one."""
         return georef_from_meta(self.meta)
+
+
+def empty_split_message(data_dir: Path, split: str | None, elsewhere: Counter[str]) -> str:
+    """Why no tile was selected: the tiles are all in other splits, or there is no tile at all."""
+    if split is None or not elsewhere:
+        which = f"split {split!r}" if split else "any split"
+        return f"{data_dir}: no tiles for {which} (tiles need a sidecar JSON)"
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(elsewhere.items()))
+    return (
+        f"{data_dir}: no tiles for split {split!r} (the tiles are in {counts}); prepare them again with a "
+        f"{split} share in --split-ratios, and a smaller --block-size if the scenes give too few blocks"
+    )
 
 
 def _describe(names: Sequence[str]) -> str:
@@ -129,12 +142,14 @@ class TileDataset(Dataset):
     def _select(self, max_samples: int | None) -> list[TileInfo]:
         chosen: dict[str, Path] = {}
         metas: dict[str, dict[str, Any]] = {}
+        elsewhere: Counter[str] = Counter()  # tiles of the other splits, for the error message
         for npz in find_npz(self.data_dir):
             if not sidecar(npz).exists():
                 continue  # not a tile (a Stage 2 output, or reported by --check)
             try:
                 meta = read_meta(sidecar(npz))
                 if self.split is not None and split_of(meta) != self.split:
+                    elsewhere[split_of(meta)] += 1
                     continue
             except ValueError as exc:
                 raise DataError(f"{sidecar(npz)}: {exc}") from None
@@ -146,8 +161,7 @@ class TileDataset(Dataset):
         if max_samples is not None:
             names = names[:max_samples]
         if not names:
-            which = f"split {self.split!r}" if self.split else "any split"
-            raise DataError(f"{self.data_dir}: no tiles for {which} (tiles need a sidecar JSON)")
+            raise DataError(empty_split_message(self.data_dir, self.split, elsewhere))
         return [self._info(name, chosen[name], metas[name]) for name in names]
 
     def _info(self, name: str, npz: Path, meta: dict[str, Any]) -> TileInfo:

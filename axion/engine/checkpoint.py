@@ -9,7 +9,8 @@ instead of loading garbage. It holds only
 tensors, numbers, strings and containers of them, so it loads with
 ``torch.load(..., weights_only=True)``: opening one never runs code.
 ``model_state_dict`` holds the trainable weights only (LoRA adapters and the fusion
-network); the frozen TerraMind base comes from its pretrained source.
+network); the frozen TerraMind base comes from its pretrained source. Weights that are
+not finite are never written, and refused when read.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +27,7 @@ import torch
 from torch import Tensor
 
 from axion.atomic import atomic_path
-from axion.errors import ConfigError, DataError
+from axion.errors import ConfigError, DataError, TrainingError
 
 if TYPE_CHECKING:
     from axion.config import ModelConfig
@@ -81,6 +83,32 @@ def checksum(state: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+    """Every tensor inside a nested structure, with a dotted name."""
+    if isinstance(obj, Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, list | tuple):
+        for index, value in enumerate(obj):
+            yield from _tensors(value, f"{prefix}.{index}" if prefix else str(index))
+
+
+def non_finite(state: dict[str, Any]) -> tuple[int, str] | None:
+    """(count, first tensor name) of the non-finite values among the weights and optimizer state, or None."""
+    count, first = 0, ""
+    for name, tensor in _tensors(
+        {"model_state_dict": state["model_state_dict"], "optimizer_state_dict": state["optimizer_state_dict"]}
+    ):
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad and not count:
+                first = name
+            count += bad
+    return (count, first) if count else None
+
+
 def _load(path: Path, **kwargs: Any) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
@@ -131,8 +159,19 @@ class Checkpoint:
         meta = state.get(META_KEY)
         if isinstance(meta, dict) and "sha256" in meta and checksum(state) != meta["sha256"]:
             raise DataError(f"{path}: checkpoint is damaged (its checksum does not match its contents)")
+        bad = non_finite(state)
+        if bad is not None:
+            raise DataError(f"{path}: checkpoint holds {bad[0]} non-finite value(s) (first in {bad[1]})")
         provenance = meta.get("provenance", {}) if isinstance(meta, dict) else {}
         return cls(**{key: state[key] for key in CHECKPOINT_KEYS}, provenance=provenance, path=path)
+
+    @staticmethod
+    def read_epoch(path: Path) -> int | None:
+        """The epoch a checkpoint file records (memory-mapped, not verified), or None if unreadable."""
+        try:
+            return int(_load(Path(path), mmap=True)["epoch"])
+        except (DataError, TypeError, ValueError):
+            return None
 
     @staticmethod
     def read_config(path: Path) -> dict[str, Any]:
@@ -147,10 +186,21 @@ class Checkpoint:
         return state
 
     def write(self, path: Path) -> Path:
-        """Save atomically: a temporary file, flushed to disk, renamed over ``path``."""
+        """Save atomically: a temporary file, flushed to disk, renamed over ``path``.
+
+        Raises:
+            TrainingError: a weight or optimizer value is not finite; nothing is written.
+        """
         path = Path(path)
+        state = self.to_dict()
+        bad = non_finite(state)
+        if bad is not None:
+            raise TrainingError(
+                f"{path}: not saved: {bad[0]} trainable or optimizer value(s) are not finite "
+                f"(first in {bad[1]}); the earlier checkpoints are kept; lower --lr or use --precision 32"
+            )
         with atomic_path(path, fsync=True) as tmp:
-            torch.save(self.to_dict(), tmp)
+            torch.save(state, tmp)
         self.path = path
         return path
 
@@ -243,10 +293,18 @@ class CheckpointSaver:
         self.keep_last = keep_last
 
     def save_epoch(self, checkpoint: Checkpoint) -> Path:
+        """Write ``checkpoint_epoch_N.pt``; drop old ones (``keep_last``) and a superseded interrupt checkpoint."""
         path = checkpoint.write(self.directory / EPOCH_FILE.format(epoch=checkpoint.epoch))
         if self.keep_last is not None:
             for _, old in epoch_checkpoints(self.directory)[: -self.keep_last]:
                 old.unlink(missing_ok=True)
+        interrupted = self.directory / INTERRUPTED_FILE
+        if interrupted.exists():
+            # It records the last completed epoch and stopped inside the next one: an epoch
+            # checkpoint at least that late supersedes it.
+            completed = Checkpoint.read_epoch(interrupted)
+            if completed is not None and completed < checkpoint.epoch:
+                interrupted.unlink(missing_ok=True)
         return path
 
     def save_best(self, checkpoint: Checkpoint) -> Path:

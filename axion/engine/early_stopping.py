@@ -1,4 +1,8 @@
-"""Early stopping on a monitored validation score (higher or lower is better)."""
+"""Early stopping on a monitored validation score (higher or lower is better).
+
+A value that is not finite (or a validation whose other values are not) never counts
+as an improvement, whatever is monitored: a diverged epoch never becomes the best model.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,6 @@ MONITORS: dict[str, tuple[str, str, Literal["max", "min"]]] = {
 @dataclass
 class EarlyStopping:
     """Counts validations without an improvement larger than ``delta``.
-
-    A non-finite value (a diverged validation) never improves and counts as a miss.
 
     Attributes:
         patience: validations without improvement after which to stop.
@@ -40,10 +42,19 @@ class EarlyStopping:
         if math.isnan(self.best):
             self.best = -math.inf if self.mode == "max" else math.inf
 
-    def update(self, value: float, epoch: int) -> bool:
-        """Record one validation; return whether it improved on the best."""
+    def update(self, value: float, epoch: int, *, finite: bool = True) -> bool:
+        """Record one validation; return whether it improved on the best.
+
+        Args:
+            value: the monitored value.
+            epoch: the epoch it belongs to.
+            finite: False when anything else of the validation (its loss) was not finite.
+        """
+        if not finite or not math.isfinite(value):
+            self.wait += 1
+            return False
         better = value > self.best + self.delta if self.mode == "max" else value < self.best - self.delta
-        if math.isfinite(value) and better:
+        if better:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             return True
         self.wait += 1
@@ -60,3 +71,8 @@ class EarlyStopping:
         self.best = float(state["best"])
         self.best_epoch = int(state["best_epoch"])
         self.wait = int(state["wait"])
+
+
+def all_finite(stats: dict[str, Any]) -> bool:
+    """Whether every number in a validation's statistics is finite."""
+    return all(math.isfinite(v) for v in stats.values() if isinstance(v, int | float))

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from axion.config import TrainConfig, TrainingConfig, write_config_json
 from axion.console import plural
+from axion.data.check import Problem, report_warnings
 from axion.engine.checkpoint import BEST_FILE, Checkpoint, CheckpointSaver, epoch_checkpoints
+from axion.engine.recovery import RunDir, check_run_dir, clear_run_logs, restore_best
 from axion.errors import DataError
+from axion.outputs import check_writable_dir, clean_stale
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +42,10 @@ class RunInputs:
     val_set: TileDataset
     perceptual: PerceptualLoss | None
     resume: Checkpoint | None
+    #: A run without checkpoints is being started again in the same directory.
+    restart: bool = False
+    #: Suspicious input values (printed and written to ``input_warnings.json``).
+    warnings: list[Problem] = field(default_factory=list)
 
 
 @dataclass
@@ -50,18 +57,15 @@ class Loaders:
     sampler: EpochSampler
 
 
-def check_output_dir(output_dir: Path, resuming: bool) -> None:
-    """Refuse to mix a new run into a directory that already holds one."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"{output_dir}: output directory is a file")
-    if resuming or not output_dir.is_dir():
-        return
-    existing = [p.name for p in output_dir.iterdir() if p.name == "config.json" or p.suffix == ".pt"]
-    if existing:
-        raise DataError(
-            f"{output_dir}: already holds a training run ({', '.join(sorted(existing)[:3])}); "
-            "continue it with --resume CHECKPOINT or choose another --output-dir"
-        )
+def check_output_dir(output_dir: Path, resuming: bool) -> RunDir:
+    """Refuse an unwritable output directory, or one that holds another run; clean what a kill left.
+
+    A directory with a ``config.json`` but no checkpoint (a run stopped before its first
+    epoch ended) may be started again: the result says so.
+    """
+    check_writable_dir(output_dir)
+    clean_stale(output_dir)
+    return check_run_dir(output_dir, resuming)
 
 
 def check_run(cfg: TrainConfig) -> RunInputs:
@@ -72,7 +76,7 @@ def check_run(cfg: TrainConfig) -> RunInputs:
     """
     out = Path(cfg.data.output_dir)
     resume = None
-    check_output_dir(out, resuming=cfg.other.resume is not None)
+    run_dir = check_output_dir(out, resuming=cfg.other.resume is not None)
     if cfg.other.resume is not None:
         resume = Checkpoint.read(cfg.other.resume)
         resume.check_fits(cfg.model)
@@ -88,20 +92,25 @@ def check_run(cfg: TrainConfig) -> RunInputs:
         perceptual = build_perceptual_loss(cfg.loss.lpips_weights)
 
     from axion.data.augment import TrainingDraws
-    from axion.data.check import validate_data_dir
+    from axion.data.check import validate_data_dir, validate_stage2
     from axion.data.dataset import TileDataset
 
-    validate_data_dir(Path(cfg.data.data_dir))
+    warnings = validate_data_dir(Path(cfg.data.data_dir))
     common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples}
     draws = TrainingDraws(seed=cfg.other.seed, augment=cfg.training.augment, crop_size=cfg.training.crop_size)
     train_set = TileDataset(cfg.data.data_dir, "train", draws=draws, **common)
     val_set = TileDataset(cfg.data.data_dir, "val", **common)
     check_s1_product([train_set, val_set], cfg.model.s1_product)
+    if cfg.data.stage2_dir is not None:
+        used = [(t.name, (t.height, t.width)) for t in train_set.tiles + val_set.tiles]
+        warnings += validate_stage2(cfg.data.stage2_dir, used)
     return RunInputs(
         train_set=train_set,
         val_set=val_set,
         perceptual=perceptual,
         resume=resume,
+        restart=run_dir.restart,
+        warnings=warnings,
     )
 
 
@@ -177,18 +186,22 @@ def build_optimization(
     return Optimization(optimizer=optimizer, scheduler=scheduler, schedule=schedule)
 
 
-def run_training(cfg: TrainConfig) -> None:
-    """Train according to ``cfg`` (the CLI's ``train`` command)."""
+def run_training(cfg: TrainConfig) -> str | None:
+    """Train according to ``cfg`` (the CLI's ``train`` command).
+
+    Returns:
+        The name of the signal that stopped the run early (``SIGTERM``, ``SIGINT``), or None.
+    """
     inputs = check_run(cfg)
 
     from axion.engine.runtime import build_fabric
 
     fabric, precision = build_fabric(cfg.training)
-    fabric.launch(_train, cfg, precision, inputs)
+    return fabric.launch(_train, cfg, precision, inputs)
 
 
-def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # noqa: ANN001 (Fabric, PrecisionChoice)
-    """The part that runs in every data-parallel process."""
+def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None:  # noqa: ANN001 (Fabric, PrecisionChoice)
+    """The part that runs in every data-parallel process; returns the stopping signal's name, if any."""
     from axion.console import make_console
     from axion.engine.history import MetricsHistory
     from axion.engine.reporter import Reporter
@@ -234,7 +247,13 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
     record = provenance()
     if fabric.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
+        if inputs.restart:
+            reporter.info(
+                f"note: {out} holds a run that was stopped before its first checkpoint; starting it again"
+            )
+            clear_run_logs(out)
         write_config_json(cfg, out / "config.json", record)
+        report_warnings(reporter.info, inputs.warnings, out)
     fabric.barrier()
     history = None
     if fabric.is_global_zero:
@@ -249,6 +268,11 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
         if trainer.state.partial_batches:
             where += f" + {plural(trainer.state.partial_batches, 'batch', 'batches')}"
         reporter.info(f"Resumed from {cfg.other.resume} ({where})")
+        if fabric.is_global_zero:
+            restored = restore_best(out, inputs.resume)
+            if restored:
+                reporter.info(restored)
+        fabric.barrier()
     try:
         state = trainer.fit(loaders.train, loaders.val, loaders.sampler)
     finally:
@@ -256,10 +280,16 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
             history.close()
     if trainer.stop_requested is None:
         best = trainer.early_stopping
-        reporter.info(
-            f"Done: {plural(state.epoch, 'epoch')} in {out}. Best {trainer.monitor_label} {best.best:.6f} at epoch "
-            f"{best.best_epoch} -> {out / BEST_FILE}"
-        )
+        done = f"Done: {plural(state.epoch, 'epoch')} in {out}."
+        if best.best_epoch == 0:
+            reporter.info(f"{done} No validation improved, so no {BEST_FILE}")
+        elif not (out / BEST_FILE).is_file():
+            reporter.info(f"{done} {out / BEST_FILE} is missing (see above)")
+        else:
+            reporter.info(
+                f"{done} Best {trainer.monitor_label} {best.best:.6f} at epoch {best.best_epoch} -> {out / BEST_FILE}"
+            )
     last = epoch_checkpoints(out)
     if last and fabric.is_global_zero:
         reporter.info(f"Last checkpoint: {last[-1][1]}")
+    return trainer.stop_requested

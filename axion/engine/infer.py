@@ -74,10 +74,10 @@ def check_tile_inputs(input_dir: Path, output_dir: Path, stage2_dir: Path | None
     from axion.bands import S2_KEYS
     from axion.data.check import validate_data_dir
     from axion.data.tilefile import find_npz, npz_header, sidecar
+    from axion.outputs import check_writable_dir
 
     validate_data_dir(input_dir, require_target=False)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"{output_dir}: output directory is a file")
+    check_writable_dir(output_dir)
     for folder, what in ((input_dir, "--input-dir"), (stage2_dir, "--stage2-dir")):
         if folder is not None and (_inside(output_dir, folder) or _inside(folder, output_dir)):
             raise DataError(
@@ -94,6 +94,16 @@ def check_tile_inputs(input_dir: Path, output_dir: Path, stage2_dir: Path | None
                     f"(the tile has no S2 bands for the proxy: {missing[0]!r} missing)"
                 )
     return "proxy"
+
+
+def input_warnings(input_dir: Path, stage2_dir: Path | None, dataset: Any) -> list[Any]:
+    """Suspicious values in the tiles and the Stage 2 outputs they use (bad ones raise DataError)."""
+    from axion.data.check import inspect_tiles, validate_stage2
+
+    warnings = inspect_tiles(input_dir, require_target=False).warnings
+    if stage2_dir is not None:
+        warnings += validate_stage2(stage2_dir, [(t.name, (t.height, t.width)) for t in dataset.tiles])
+    return warnings
 
 
 def output_tags(predictor: Predictor, source: str) -> dict[str, str]:
@@ -119,10 +129,12 @@ def infer(settings: InferConfig, reporter: Reporter | None = None) -> InferResul
 
 def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     """opt_v3 for every tile below ``settings.input_dir``."""
+    from axion.data.check import report_warnings
     from axion.data.dataset import TileDataset, collate_tiles
     from axion.data.tilefile import write_npz_atomic
     from axion.engine.predict import predictor_for, size_batches
     from axion.engine.scene import write_tile_geotiff
+    from axion.outputs import clean_stale
 
     input_dir, output_dir = Path(settings.input_dir), Path(settings.output_dir)  # type: ignore[arg-type]
     checkpoint = read_trained(settings.checkpoint)
@@ -134,6 +146,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
         with_target=source == "proxy",
         max_samples=settings.max_samples,
     )
+    warnings = input_warnings(input_dir, settings.stage2_dir, dataset)
     if source == "stage2":
         reporter.info(f"opt_v2: Stage 2 outputs from {settings.stage2_dir}")
     else:
@@ -148,6 +161,8 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     )
     tags = output_tags(predictor, source)
     output_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale(output_dir)
+    report_warnings(reporter.info, warnings, output_dir)
     result = InferResult()
     batches = size_batches([(t.height, t.width) for t in dataset.tiles], settings.batch_size)
     with reporter.bar("Infer", len(batches)) as bar:
@@ -178,11 +193,14 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
 
     from axion.engine.predict import predictor_for
     from axion.engine.scene import make_grid, run_scene, validate_scene
+    from axion.outputs import check_writable_file, clean_stale_file
 
     s1_scene, opt_v2_scene = Path(settings.s1_scene), Path(settings.opt_v2_scene)  # type: ignore[arg-type]
     output_scene = Path(settings.output_scene)  # type: ignore[arg-type]
     checkpoint = read_trained(settings.checkpoint)
     info = validate_scene(s1_scene, opt_v2_scene, output_scene)
+    check_writable_file(output_scene, "output scene")
+    clean_stale_file(output_scene)
     grid = make_grid(info.height, info.width, settings.tile_size, settings.overlap)
     if info.crs is None:
         reporter.info(f"note: {s1_scene} has no CRS; {output_scene} gets the same pixel grid without one")

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from axion.console import plural
 from axion.engine.checkpoint import Checkpoint, CheckpointSaver
-from axion.engine.early_stopping import MONITORS, EarlyStopping
+from axion.engine.early_stopping import MONITORS, EarlyStopping, all_finite
 from axion.engine.history import MetricsHistory
 from axion.engine.reporter import Reporter
 from axion.engine.sampler import EpochSampler
@@ -251,9 +251,12 @@ class Stage3Trainer:
                     return self.state
                 val_stats = self.validate(val_loader, epoch)
                 self.state.epoch, self.state.partial_batches = epoch, 0
+                finite = all_finite(val_stats)
                 score = val_stats[self.monitor_key]
-                improved = self.early_stopping.update(score, epoch)
-                if math.isfinite(val_stats["sar_agreement"]):
+                improved = self.early_stopping.update(score, epoch, finite=finite)
+                if not finite:
+                    self.reporter.info(f"Validation of epoch {epoch} is not finite: not an improvement")
+                elif math.isfinite(val_stats["sar_agreement"]):
                     self.best_sar_agreement = max(self.best_sar_agreement, val_stats["sar_agreement"])
                 row = {
                     "epoch": epoch,

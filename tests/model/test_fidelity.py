@@ -88,13 +88,20 @@ def test_top_p_draws_from_terratorchs_nucleus(tiny_model, real_batch, wake):
     wake()
     s1, opt_v2 = real_batch[0][:1], real_batch[1][:1]
     logits, _ = tiny_model.arm.tokens(standardize_s1(s1), standardize_optical(opt_v2), [0])
-    logits = logits.detach() * 40.0  # a peaked distribution, as trained decoders give: small nuclei
+    # Sharpen the flat random logits until nuclei hold a few tokens, as a trained decoder's do.
+    scale = next(
+        s
+        for s in (40.0, 20.0, 10.0, 5.0, 2.0)
+        if int(torch.isfinite(top_p_filter(logits * s, 0.8)).sum(-1).max()) > 1
+    )
+    logits = logits.detach() * scale
     ours = top_p_filter(logits, 0.8)
     theirs = tiny_model.generator.sampler.top_k_top_p_filtering(logits[0].clone(), top_p=0.8)
     assert torch.equal(torch.isfinite(ours[0]), torch.isfinite(theirs))
     kept = torch.isfinite(ours).sum(dim=-1)
-    assert 1 <= int(kept.min()) and int(kept.max()) < logits.shape[-1]
+    assert 1 <= int(kept.min()) and 1 < int(kept.max()) < logits.shape[-1]
     first = choose_tokens(logits, "top-p", top_p=0.8, seeds=[11])
     assert torch.equal(first, choose_tokens(logits, "top-p", top_p=0.8, seeds=[11]))
-    assert not torch.equal(first, choose_tokens(logits, "top-p", top_p=0.8, seeds=[12]))
+    others = [choose_tokens(logits, "top-p", top_p=0.8, seeds=[seed]) for seed in range(12, 22)]
+    assert any(not torch.equal(first, other) for other in others)
     assert bool(torch.isfinite(ours.gather(-1, first.unsqueeze(-1))).all())  # always inside the nucleus
