@@ -117,12 +117,11 @@ def train(
     if print_config:
         typer.echo(settings_yaml(cfg), nl=False)
         raise typer.Exit(0)
-    if base is not None:
-        _report_overrides(cfg, base, given)
+    notes = _overrides(cfg, base, given) if base is not None else []
 
     from axion.engine.fit import run_training
 
-    stopped = run_training(cfg)
+    stopped = run_training(cfg, notes=notes)
     if stopped is not None:
         import signal
 
@@ -130,13 +129,12 @@ def train(
         raise typer.Exit(128 + signal.Signals[stopped].value)
 
 
-def _report_overrides(cfg: TrainConfig, base: dict, given: dict) -> None:
-    """Say which settings differ from the resumed checkpoint's, and why."""
-    from axion.console import make_console
-
-    console = make_console()
+def _overrides(cfg: TrainConfig, base: dict, given: dict) -> list[str]:
+    """One line per setting given again that differs from the resumed checkpoint's."""
     saved = resolve_config(TrainConfig, environ={}, base=base)
+    notes = []
     for name, section in FIELD_SECTION.items():
         now, before = getattr(getattr(cfg, section), name), getattr(getattr(saved, section), name)
         if name != "resume" and name in given and now != before:
-            console.print(f"Resuming with {name} = {now} (the checkpoint had {before})", markup=False)
+            notes.append(f"Resuming with {name} = {now} (the checkpoint had {before})")
+    return notes

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,13 +187,24 @@ def build_optimization(
     return Optimization(optimizer=optimizer, scheduler=scheduler, schedule=schedule)
 
 
-def run_training(cfg: TrainConfig) -> str | None:
+def run_training(cfg: TrainConfig, notes: Sequence[str] = ()) -> str | None:
     """Train according to ``cfg`` (the CLI's ``train`` command).
+
+    Args:
+        cfg: the resolved settings.
+        notes: lines to print once the inputs (and a resumed checkpoint) have passed their checks,
+            so that a refused run prints nothing but its error.
 
     Returns:
         The name of the signal that stopped the run early (``SIGTERM``, ``SIGINT``), or None.
     """
     inputs = check_run(cfg)
+    if notes:
+        from axion.console import make_console
+
+        console = make_console()
+        for note in notes:
+            console.print(note, markup=False)
 
     from axion.engine.runtime import build_fabric
 

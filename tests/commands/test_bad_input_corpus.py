@@ -220,8 +220,8 @@ def optimizer_tensor(state: dict) -> torch.Tensor:
     return _largest([v for s in state["optimizer_state_dict"]["state"].values() for v in s.values()])
 
 
-def head_tensor(state: dict) -> torch.Tensor:
-    return _largest([v for k, v in state["model_state_dict"].items() if k.startswith("head.")])
+def fusion_tensor(state: dict) -> torch.Tensor:
+    return _largest([v for k, v in state["model_state_dict"].items() if k.startswith("fusion.")])
 
 
 @pytest.mark.slow
@@ -239,7 +239,7 @@ def test_flipped_bytes_in_the_optimizer_state_stop_a_resume(
 
 
 @pytest.mark.slow
-def test_flipped_bytes_in_the_head_weights_stop_evaluate_and_infer(
+def test_flipped_bytes_in_the_fusion_weights_stop_evaluate_and_infer(
     checkpoint: Path, tiles_dir: Path, tmp_path: Path
 ) -> None:
     # A long path: the message must come out whole, not cut at the console's width.
@@ -247,7 +247,7 @@ def test_flipped_bytes_in_the_head_weights_stop_evaluate_and_infer(
     folder.mkdir()
     damaged = folder / "best_model.pt"
     shutil.copy(checkpoint, damaged)
-    flip_bytes(damaged, head_tensor)
+    flip_bytes(damaged, fusion_tensor)
     out = tmp_path / "out"
     result = run_cli(
         f"stage3 evaluate --checkpoint {damaged} --data-dir {tiles_dir} --output-dir {out} --lpips-weight 0"
@@ -269,7 +269,7 @@ def test_checkpoint_with_non_finite_weights_is_refused(
     from axion.engine.checkpoint import checksum
 
     state = torch.load(checkpoint, weights_only=True)
-    head = next(k for k in state["model_state_dict"] if k.startswith("head."))
+    head = next(k for k in state["model_state_dict"] if k.startswith("fusion."))
     state["model_state_dict"][head].view(-1)[0] = float("nan")
     state["axion"]["sha256"] = checksum(state)  # intact file, NaN inside
     poisoned = tmp_path / "nan.pt"
