@@ -51,6 +51,15 @@ S1GRD_STD: tuple[float, ...] = (5.195, 5.890)
 S1RTC_MEAN: tuple[float, ...] = (-10.93, -17.329)
 S1RTC_STD: tuple[float, ...] = (4.391, 4.459)
 
+#: Sentinel-1 products TerraMind knows: ground range detected, radiometrically terrain corrected.
+S1_PRODUCTS: tuple[str, ...] = ("grd", "rtc")
+#: TerraMind's modality name and pretraining statistics (mean, std) of each S1 product.
+S1_MODALITY: dict[str, str] = {"grd": "S1GRD", "rtc": "S1RTC"}
+S1_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "grd": (S1GRD_MEAN, S1GRD_STD),
+    "rtc": (S1RTC_MEAN, S1RTC_STD),
+}
+
 #: Statistics of the four optical channels we carry, in channel order.
 OPTICAL_MEAN: tuple[float, ...] = tuple(S2L2A_MEAN[i] for i in S2L2A_SLOTS)
 OPTICAL_STD: tuple[float, ...] = tuple(S2L2A_STD[i] for i in S2L2A_SLOTS)

@@ -20,3 +20,8 @@ def make_console(*, stderr: bool = False) -> Console:
     if console.is_terminal:
         return console
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=LOG_WIDTH)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 tile``, ``2 tiles`` (``many`` for irregular plurals)."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"

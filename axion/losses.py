@@ -99,7 +99,11 @@ def sar_consistency_loss(optical: Tensor, s1: Tensor, mask: Tensor) -> Tensor:
 
 @in_fp32
 def cycle_loss(opt_v3: Tensor, opt_v2: Tensor, mask: Tensor) -> Tensor:
-    """Cycle: mean absolute change from Stage 2 to Stage 3 over valid pixels and bands (reflectance)."""
+    """Cycle: mean absolute change from Stage 2 to Stage 3 over valid pixels and bands (reflectance).
+
+    ``mask`` may be the valid mask times the opt_v2 trust mask: where opt_v2 is cloudy the
+    change is free.
+    """
     check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4))
     return masked_mean(to_reflectance(opt_v3 - opt_v2).abs(), valid_pixels(mask))
 
@@ -159,7 +163,13 @@ class Stage3Loss(nn.Module):
             self.perceptual = perceptual
 
     def forward(
-        self, opt_v3: Tensor, opt_v2: Tensor, target: Tensor, s1: Tensor, mask: Tensor
+        self,
+        opt_v3: Tensor,
+        opt_v2: Tensor,
+        target: Tensor,
+        s1: Tensor,
+        mask: Tensor,
+        opt_v2_mask: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Per-sample terms and their weighted total.
 
@@ -169,14 +179,17 @@ class Stage3Loss(nn.Module):
             target: (B, 4, H, W) ground truth, tile units.
             s1: (B, 2, H, W) VV, VH in dB.
             mask: (B, 1, H, W), 1 = valid.
+            opt_v2_mask: (B, 1, H, W), 1 where opt_v2 can be trusted; the cycle and identity terms,
+                which hold opt_v3 close to opt_v2, count only there (None: everywhere).
 
         Returns:
             ``{"sar", "cycle", "identity", "lpips", "spectral", "total"}``, each (B,) fp32.
         """
+        trusted = mask if opt_v2_mask is None else mask * opt_v2_mask
         terms = {
             "sar": sar_consistency_loss(opt_v3, s1, mask),
-            "cycle": cycle_loss(opt_v3, opt_v2, mask),
-            "identity": identity_loss(opt_v3, opt_v2, s1, mask),
+            "cycle": cycle_loss(opt_v3, opt_v2, trusted),
+            "identity": identity_loss(opt_v3, opt_v2, s1, trusted),
             "lpips": (
                 self.perceptual(opt_v3, target, mask)
                 if self.perceptual is not None

@@ -40,13 +40,13 @@ def _lora_params_per_rank(model: Stage3Model) -> int:
 
 def counts(sizes: list[str], ranks: list[int]) -> None:
     """Print trainable / total parameters per size and rank."""
-    print("| size | rank | LoRA | head | trainable | total | % |")
+    print("| size | rank | LoRA | fusion | trainable | total | % |")
     print("|---|---|---|---|---|---|---|")
     for size in sizes:
         model = build_stage3_model(ModelConfig(model_size=size, pretrained=False, lora_rank=8))
         trainable8, total8 = model.parameter_counts()
         per_rank = _lora_params_per_rank(model)
-        head = sum(p.numel() for p in model.head.parameters())
+        head = sum(p.numel() for p in model.fusion.parameters())
         assert trainable8 == 8 * per_rank + head, "count does not follow from the layer sizes"
         frozen = total8 - trainable8
         for rank in ranks:

@@ -11,6 +11,11 @@ Usage::
 
     python benchmarks/train_step.py --model-size tiny --steps 5
     python benchmarks/train_step.py --model-size base --precision bf16-mixed
+    python benchmarks/train_step.py --timesteps 10 --compare-grad-steps 1 10
+
+``--compare-grad-steps`` runs one configuration per number of gradient steps (K), each in
+its own process so that its peak memory is its own, and prints them side by side with the
+ratio of each step time to the last (full backpropagation when the last K equals T).
 
 Reads real 224 px S1/S2 scenes from ../shared/data/terramind-examples (``--data``).
 """
@@ -18,11 +23,14 @@ Reads real 224 px S1/S2 scenes from ../shared/data/terramind-examples (``--data`
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -62,9 +70,17 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=5, help="measured steps (after one warm-up)")
     parser.add_argument("--timesteps", type=int, default=1)
+    parser.add_argument("--grad-steps", type=int, default=1, help="DDIM steps that carry gradients")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16-mixed", "fp16-mixed", "32"])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "terramind-examples")
+    parser.add_argument(
+        "--compare-grad-steps", type=int, nargs="+", metavar="K", help="compare these K side by side"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON line of figures (for --compare)")
     args = parser.parse_args()
+    if args.compare_grad_steps:
+        compare_grad_steps(args)
+        return
 
     import torch
     from torch.utils.data import Subset
@@ -84,7 +100,12 @@ def main() -> None:
     cfg = TrainConfig.model_validate(
         {
             "data": {"data_dir": tmp / "tiles", "output_dir": tmp / "run"},
-            "model": {"model_size": args.model_size, "pretrained": False, "timesteps": args.timesteps},
+            "model": {
+                "model_size": args.model_size,
+                "pretrained": False,
+                "timesteps": args.timesteps,
+                "grad_steps": args.grad_steps,
+            },
             "training": {"precision": args.precision, "grad_accum": 1, "epochs": 2},
             "loss": {"lpips_weight": 0.0},
             "other": {"num_workers": 0, "max_samples": n},
@@ -162,6 +183,10 @@ def main() -> None:
         if cuda
         else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
     )
+    if args.json:
+        figures = {"engine_step_s": engine_time, "bare_step_s": bare_step, "peak_gib": peak, "device": device}
+        print(json.dumps({**figures, "precision": precision.label, "grad_steps": args.grad_steps}))
+        return
     print(f"machine: {device}; precision: {precision.label}")
     print(
         f"model: TerraMind-{args.model_size} (random weights), tile {args.tile_size} px, timesteps {args.timesteps}"
@@ -171,6 +196,29 @@ def main() -> None:
     print(f"bare forward+backward: {bare_step:.3f} s")
     print(f"ratio engine / bare: {engine_time / bare_step:.3f}")
     print(f"peak memory: {peak:.2f} GiB ({'GPU allocated' if cuda else 'process RSS'})")
+
+
+def compare_grad_steps(args: argparse.Namespace) -> None:
+    """One process per K; a table of step time, peak memory and the ratio to the last K."""
+    rows = []
+    for k in args.compare_grad_steps:
+        cmd = [
+            sys.executable, __file__, "--json", "--grad-steps", str(k), "--timesteps", str(args.timesteps),
+            "--model-size", args.model_size, "--tile-size", str(args.tile_size), "--steps", str(args.steps),
+            "--precision", args.precision, "--data", str(args.data),
+        ]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    reference = rows[-1]["engine_step_s"]
+    print(f"machine: {rows[0]['device']}; precision: {rows[0]['precision']}")
+    print(f"TerraMind-{args.model_size} (random weights), tile {args.tile_size} px, T = {args.timesteps}")
+    print("| grad steps K | engine step (s) | samples/s | peak memory (GiB) | step / last K |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        step = row["engine_step_s"]
+        print(
+            f"| {row['grad_steps']} | {step:.2f} | {1 / step:.3f} | {row['peak_gib']:.2f} | {step / reference:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -64,3 +64,62 @@ def tiny_build():
 def tiny_model(tiny_build):
     """The session's tiny Stage 3 model (random TerraMind weights, identity start)."""
     return tiny_build[0]
+
+
+# --- leftovers of killed processes ------------------------------------------------------------
+
+
+def killed_writer_leftover(target: Path) -> Path:
+    """Let a separate process start an atomic write of ``target`` and die by SIGKILL half-way.
+
+    Returns:
+        The temporary file it left beside ``target`` (what a real crash leaves).
+    """
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from axion.atomic import atomic_path\n"
+        "with atomic_path(Path(sys.argv[1])) as tmp:\n"
+        "    tmp.write_bytes(b'half written')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    before = set(target.parent.iterdir()) if target.parent.is_dir() else set()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code, str(target)], env=env, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    (leftover,) = set(target.parent.iterdir()) - before
+    assert leftover.name.startswith(f".{target.name}.") and ".tmp" in leftover.name
+    return leftover
+
+
+def killed_staging_folder(directory: Path, kind: str) -> Path:
+    """Let a separate process create a staging folder (:func:`axion.outputs.staging_name`) and die."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from axion.outputs import staging_name\n"
+        "folder = Path(sys.argv[1]) / staging_name(sys.argv[2])\n"
+        "folder.mkdir(parents=True)\n"
+        "(folder / 'figure.png').write_bytes(b'half drawn')\n"
+        "print(folder, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(directory), kind],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == -signal.SIGKILL
+    return Path(done.stdout.strip())

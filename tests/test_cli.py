@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from axion import __version__
 from axion.cli import app
 
 runner = CliRunner()
-COMMANDS = ("prepare", "train", "evaluate", "infer", "visualize")
+COMMANDS = ("prepare", "train", "evaluate", "infer", "visualize", "export")
 
 
 def test_version() -> None:
@@ -98,3 +99,62 @@ def test_print_config_shows_resolved_settings(tmp_path) -> None:
     assert printed["checkpoint"] == "best_model.pt" and printed["batch_size"] == 4 and printed["seed"] == 11
     assert printed["data_dir"] == "t" and printed["split"] == "test"
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--batch-size", "abc"], "Invalid value for '--batch-size'"),
+        (["--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_click_usage_errors_are_one_line_exit_2(tmp_path, args: list[str], needle: str) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["stage3", "train", "--data-dir", str(tmp_path), "--output-dir", str(out), *args]
+    )
+    assert result.exit_code == 2
+    (line,) = [line for line in result.output.splitlines() if line.strip()]
+    assert line.startswith("error: ") and needle in line and "axion stage3 train --help" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (PermissionError(errno.EACCES, "Permission denied", "/data/out/x.npz"), 2),
+        (OSError(errno.EROFS, "Read-only file system", "/data/out/x.npz"), 2),
+        (OSError(errno.ENOSPC, "No space left on device", "/data/out/x.npz"), 1),
+    ],
+)
+def test_unwritable_location_met_mid_run_is_one_line(error: OSError, code: int) -> None:
+    import typer
+
+    from axion.cli._common import user_errors
+
+    demo = typer.Typer()
+
+    @demo.command()
+    @user_errors
+    def write() -> None:
+        raise error
+
+    result = CliRunner().invoke(demo, [])
+    assert result.exit_code == code
+    assert result.output.strip() == f"error: /data/out/x.npz: cannot write: {error.strerror}"
+
+
+def test_other_os_errors_are_not_disguised() -> None:
+    import typer
+
+    from axion.cli._common import user_errors
+
+    demo = typer.Typer()
+
+    @demo.command()
+    @user_errors
+    def read() -> None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/x")
+
+    result = CliRunner().invoke(demo, [])
+    assert isinstance(result.exception, FileNotFoundError)

@@ -85,6 +85,10 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "config.json").read_text())
     assert data["model"]["lora_rank"] == 4 and data["data"]["data_dir"] == "tiles"
     assert TrainConfig.model_validate(data) == cfg
+    # With its provenance record the file still reads back as the same settings.
+    write_config_json(cfg, tmp_path / "config.json", {"versions": {"axion": "0"}, "run": {"host": "h"}})
+    again = resolve_config(TrainConfig, config_file=tmp_path / "config.json", environ={})
+    assert again == cfg
 
 
 def test_every_command_resolves_the_same_way(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ heavy at import time, so ``--help`` is fast.
 from __future__ import annotations
 
 from axion.cli import evaluate as _evaluate  # noqa: F401
+from axion.cli import export as _export  # noqa: F401
 from axion.cli import infer as _infer  # noqa: F401
 from axion.cli import prepare as _prepare  # noqa: F401  (registers the command)
 from axion.cli import train as _train  # noqa: F401

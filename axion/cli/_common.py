@@ -9,7 +9,10 @@ module level, so that ``axion --help`` answers in well under two seconds.
 
 from __future__ import annotations
 
+import errno
 import functools
+import types
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,8 +35,15 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: errno values of a location that cannot be written (exit 2: the user picks another) and of
+#: a full disk (exit 1): one line each, whenever they happen, instead of a traceback.
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
 def user_errors(func: F) -> F:
-    """Turn :class:`AxionError` into a one-line message and its exit code, no traceback."""
+    """Turn :class:`AxionError`, and an unwritable location or a full disk met while writing,
+    into a one-line message and its exit code, no traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -41,6 +51,11 @@ def user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except AxionError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno not in _UNWRITABLE | _FULL:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise fail(f"{where}cannot write: {exc.strerror}", 2 if exc.errno in _UNWRITABLE else 1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -59,17 +74,33 @@ def explicit_flags(ctx: typer.Context, values: Mapping[str, Any]) -> dict[str, A
     }
 
 
+def metavar(annotation: Any) -> str:
+    """How a settings field's value reads in ``--help``: ``[a|b]`` for choices, nothing for flags."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Literal:
+        return "[" + "|".join(str(a) for a in args) + "]"
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return "|".join(metavar(a).strip("[]") for a in args) if len(args) > 1 else metavar(args[0])
+    if typing.get_origin(annotation) is typing.Annotated:
+        return metavar(args[0])
+    if typing.get_origin(annotation) is list:
+        return metavar(args[0])
+    names = {bool: "", int: "INT", float: "FLOAT", str: "TEXT", Path: "PATH"}
+    return names.get(annotation, "VALUE")
+
+
 def config_option(section: type, name: str, *decls: str, panel: str, **kwargs: Any) -> Any:
-    """A Typer option whose help (and default, unless given) come from a settings model field.
+    """A Typer option whose help, metavar (and default, unless given) come from a settings model field.
 
     A required field gets no default on the command line (it may come from ``--config``
     or ``AXION_*``) and its help says so.
     """
     flag = "--" + name.replace("_", "-")
     help_text = kwargs.pop("help", field_help(section, name))
+    kwargs.setdefault("metavar", metavar(section.model_fields[name].annotation))
     if field_required(section, name):
         kwargs.setdefault("show_default", False)
-        help_text += " [required]"
+        help_text += " (required)"
     default = kwargs.pop("default", field_default(section, name))
     kwargs.setdefault("show_default", True)
     return typer.Option(default, *(decls or (flag,)), help=help_text, rich_help_panel=panel, **kwargs)

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from axion import __version__
+
+#: Click's usage error (bad value, unknown option or command), from the click Typer runs on.
+UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class OneLineErrors(TyperGroup):
+    """A command group whose commands report a bad flag value in one line, like every other error.
+
+    Click's own usage errors (``--batch-size abc``, an unknown option) would otherwise be
+    drawn as a box of five lines.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command shows its help
+                raise
+            from axion.cli._common import fail
+
+            message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+            where = getattr(exc, "ctx", None) or ctx
+            raise fail(f"{message} (see '{where.command_path} --help')", exc.exit_code) from None  # type: ignore[attr-defined]
+
 
 app = typer.Typer(
     name="axion",
@@ -14,6 +41,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stage3_app = typer.Typer(
+    cls=OneLineErrors,
     help="Stage 3: ground Stage 2 optical (opt_v2) in Sentinel-1 SAR structure -> opt_v3.",
     no_args_is_help=True,
 )

@@ -85,11 +85,12 @@ def summary_table(summary: dict[str, Any]) -> Any:
     """The means of opt_v2 (input) and opt_v3 (output), side by side, and the ground truth's SAR agreement."""
     from rich.table import Table
 
+    from axion.console import plural
     from axion.viz.results import METRICS
 
     metrics = summary["metrics"]
     table = Table(
-        title=f"Evaluation: {summary['tiles']} {summary['split']} tiles (mean over tiles)",
+        title=f"Evaluation: {plural(summary['tiles'], summary['split'] + ' tile')} (mean over tiles)",
         title_justify="left",
     )
     for column, justify in (

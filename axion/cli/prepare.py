@@ -45,6 +45,11 @@ def prepare(
     opt_v2: list[Path] | None = _opt("opt_v2", panel=_SCENES, default=None, show_default=False),
     s1_units: str = _opt("s1_units", panel=_SCENES),
     s2_bands: str | None = _opt("s2_bands", panel=_SCENES, show_default="by band count"),
+    s2_cloudy_bands: str | None = _opt(
+        "s2_cloudy_bands", panel=_SCENES, show_default="--s2-bands or by count"
+    ),
+    s1_product: str = _opt("s1_product", panel=_SCENES),
+    s2_level: str = _opt("s2_level", panel=_SCENES),
     tile_size: int = _opt("tile_size", panel=_SCENES),
     stride: int | None = _opt("stride", panel=_SCENES, show_default="tile size"),
     max_nodata: float = _opt("max_nodata"),
@@ -81,15 +86,23 @@ def prepare(
 
 def check_report(data_dir: Path) -> None:
     """Print every problem ``--check`` finds; exit 2 if there is any."""
-    from axion.console import make_console
+    from axion.console import make_console, plural
     from axion.data.prepare.api import check
 
     console = make_console()
     report = check(data_dir)
     for problem in report.problems:
         console.print(str(problem), markup=False)
-    verdict = f"{report.bad_files} bad, {len(report.problems)} problems" if report.problems else "all good"
-    console.print(f"{report.total} tiles checked under {data_dir}: {verdict}", markup=False)
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", markup=False)
+    verdict = (
+        f"{report.bad_files} bad, {plural(len(report.problems), 'problem')}"
+        if report.problems
+        else "all good"
+    )
+    if report.warnings:
+        verdict += f"; {plural(len(report.warnings), 'warning')}"
+    console.print(f"{plural(report.total, 'tile')} checked under {data_dir}: {verdict}", markup=False)
     if report.problems:
         raise typer.Exit(2)
 
@@ -99,7 +112,7 @@ def _write(settings: PrepareConfig) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from axion.console import make_console
+    from axion.console import make_console, plural
     from axion.data.prepare.api import prepare as run_prepare
 
     console = make_console()
@@ -111,7 +124,9 @@ def _write(settings: PrepareConfig) -> None:
             on_candidate=lambda: progress.advance(task),
             on_total=lambda total: progress.update(task, total=total),
         )
-    console.print(f"Wrote {report.written} tiles to {report.output_dir}", markup=False)
+    for warning in report.warnings:
+        console.print(f"warning: {warning}", markup=False)
+    console.print(f"Wrote {plural(report.written, 'tile')} to {report.output_dir}", markup=False)
     table = Table()
     table.add_column("split")
     table.add_column("tiles", justify="right")
@@ -123,3 +138,5 @@ def _write(settings: PrepareConfig) -> None:
     for reason, count in report.skipped.most_common():
         table.add_row(f"skipped: {reason}", str(count), style="yellow")
     console.print(table)
+    for kept in report.kept:
+        console.print(f"note: kept {kept} (not written by prepare)", markup=False)

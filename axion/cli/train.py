@@ -11,10 +11,11 @@ from pathlib import Path
 
 import typer
 
-from axion.cli._common import config_file_option, print_config_option, resolve_settings, user_errors
+from axion.cli._common import config_file_option, explicit_flags, print_config_option, user_errors
 from axion.cli._common import config_option as _opt
 from axion.cli.app import stage3_app
 from axion.config import (
+    FIELD_SECTION,
     DataConfig,
     EarlyStoppingConfig,
     LossConfig,
@@ -22,7 +23,10 @@ from axion.config import (
     OtherConfig,
     TrainConfig,
     TrainingConfig,
+    resolve_config,
+    settings_yaml,
 )
+from axion.config.resolve import given_settings
 
 _DATA, _MODEL, _TRAIN, _LOSS, _EARLY, _OTHER = (
     "Data",
@@ -49,11 +53,17 @@ def train(
     pretrained: bool = _opt(ModelConfig, "pretrained", "--pretrained/--no-pretrained", panel=_MODEL),
     model_size: str = _opt(ModelConfig, "model_size", panel=_MODEL),
     weights_dir: Path | None = _opt(ModelConfig, "weights_dir", panel=_MODEL),
+    generator: str = _opt(ModelConfig, "generator", panel=_MODEL),
+    s1_product: str = _opt(ModelConfig, "s1_product", panel=_MODEL),
+    token_sampling: str = _opt(ModelConfig, "token_sampling", panel=_MODEL),
+    top_p: float = _opt(ModelConfig, "top_p", panel=_MODEL),
+    grad_steps: int = _opt(ModelConfig, "grad_steps", panel=_MODEL),
     # Training
     batch_size: int = _opt(TrainingConfig, "batch_size", panel=_TRAIN),
     grad_accum: int = _opt(TrainingConfig, "grad_accum", panel=_TRAIN),
     epochs: int = _opt(TrainingConfig, "epochs", panel=_TRAIN),
     lr: float = _opt(TrainingConfig, "lr", panel=_TRAIN),
+    head_lr: float = _opt(TrainingConfig, "head_lr", panel=_TRAIN),
     weight_decay: float = _opt(TrainingConfig, "weight_decay", panel=_TRAIN),
     warmup_steps: int = _opt(TrainingConfig, "warmup_steps", panel=_TRAIN),
     max_grad_norm: float = _opt(TrainingConfig, "max_grad_norm", panel=_TRAIN),
@@ -61,6 +71,8 @@ def train(
     devices: int = _opt(TrainingConfig, "devices", panel=_TRAIN),
     strategy: str = _opt(TrainingConfig, "strategy", panel=_TRAIN),
     keep_last: int | None = _opt(TrainingConfig, "keep_last", panel=_TRAIN),
+    augment: bool = _opt(TrainingConfig, "augment", "--augment/--no-augment", panel=_TRAIN),
+    crop_size: int | None = _opt(TrainingConfig, "crop_size", panel=_TRAIN),
     # Loss weights
     sar_weight: float = _opt(LossConfig, "sar_weight", panel=_LOSS),
     cycle_weight: float = _opt(LossConfig, "cycle_weight", panel=_LOSS),
@@ -71,12 +83,14 @@ def train(
     # Early stopping
     early_stop_patience: int = _opt(EarlyStoppingConfig, "early_stop_patience", panel=_EARLY),
     early_stop_delta: float = _opt(EarlyStoppingConfig, "early_stop_delta", panel=_EARLY),
+    monitor: str = _opt(EarlyStoppingConfig, "monitor", panel=_EARLY),
     # Other
     num_workers: str = _opt(OtherConfig, "num_workers", panel=_OTHER),
     max_samples: int | None = _opt(OtherConfig, "max_samples", panel=_OTHER),
     seed: int = _opt(OtherConfig, "seed", panel=_OTHER),
     resume: Path | None = _opt(OtherConfig, "resume", panel=_OTHER),
     quiet: bool = _opt(OtherConfig, "quiet", panel=_OTHER),
+    log_every: int | None = _opt(OtherConfig, "log_every", panel=_OTHER),
     config: Path | None = config_file_option(_OTHER),
     print_config: bool = print_config_option(_OTHER),
 ) -> None:
@@ -84,22 +98,43 @@ def train(
 
     Writes config.json, checkpoint_epoch_N.pt, best_model.pt, metrics.jsonl and
     TensorBoard logs into --output-dir. Early stopping watches the validation
-    SAR agreement.
+    SAR agreement (--monitor).
     """
-    values = dict(locals())
-    cfg = resolve_settings(ctx, TrainConfig, values, config=config)
-    if cfg.other.resume is not None:
-        # A resumed run keeps its own settings unless the user overrides them now.
-        from axion.engine.checkpoint import Checkpoint
+    values = {k: v for k, v in locals().items() if k in FIELD_SECTION}
+    flags = explicit_flags(ctx, values)
+    given = given_settings(TrainConfig, config_file=config, flags=flags)
+    base = None
+    if given.get("resume") is not None:
+        # Resume like diffusers: a checkpoint, a run directory or "latest"; the run's own
+        # settings and folder unless given again.
+        from axion.engine.checkpoint import Checkpoint, find_resume
 
-        saved = Checkpoint.read_config(cfg.other.resume)
-        cfg = resolve_settings(ctx, TrainConfig, values, config=config, base=saved)
+        path = find_resume(Path(given["resume"]), given.get("output_dir"))
+        saved = Checkpoint.read_config(path)
+        base = {**saved, "data": {**saved.get("data", {}), "output_dir": str(path.parent)}}
+        flags["resume"] = path
+    cfg = resolve_config(TrainConfig, config_file=config, flags=flags, base=base)
     if print_config:
-        from axion.config import settings_yaml
-
         typer.echo(settings_yaml(cfg), nl=False)
         raise typer.Exit(0)
+    notes = _overrides(cfg, base, given) if base is not None else []
 
     from axion.engine.fit import run_training
 
-    run_training(cfg)
+    stopped = run_training(cfg, notes=notes)
+    if stopped is not None:
+        import signal
+
+        # Stopped by a signal after saving its checkpoint: exit as the shell expects (SIGTERM: 143).
+        raise typer.Exit(128 + signal.Signals[stopped].value)
+
+
+def _overrides(cfg: TrainConfig, base: dict, given: dict) -> list[str]:
+    """One line per setting given again that differs from the resumed checkpoint's."""
+    saved = resolve_config(TrainConfig, environ={}, base=base)
+    notes = []
+    for name, section in FIELD_SECTION.items():
+        now, before = getattr(getattr(cfg, section), name), getattr(getattr(saved, section), name)
+        if name != "resume" and name in given and now != before:
+            notes.append(f"Resuming with {name} = {now} (the checkpoint had {before})")
+    return notes

@@ -49,11 +49,11 @@ def visualize(
     """
     settings = resolve_settings(ctx, VisualizeConfig, locals(), config=config, print_config=print_config)
 
-    from axion.console import make_console
+    from axion.console import make_console, plural
     from axion.viz.render import visualize as render
 
     console = make_console()
     done = render(settings)
     for note in done.notes:
         console.print(f"note: {note}", markup=False)
-    console.print(f"Wrote {len(done.figures)} figures to {settings.output_dir}", markup=False)
+    console.print(f"Wrote {plural(len(done.figures), 'figure')} to {settings.output_dir}", markup=False)

@@ -2,7 +2,7 @@
 
 - :mod:`.resolve`: defaults < config file < ``AXION_*`` environment < flags.
 - :mod:`.train`: ``train``'s settings, grouped as docs/training.md lists them.
-- :mod:`.commands`: ``prepare``, ``evaluate``, ``infer``, ``visualize``.
+- :mod:`.commands`: ``prepare``, ``evaluate``, ``infer``, ``visualize``, ``export``.
 - :mod:`.registry`: which model belongs to which command.
 
 This package imports no torch, so ``--help`` stays fast.
@@ -13,6 +13,7 @@ from __future__ import annotations
 from axion.config.base import Settings, field_default, field_help, field_required, flat_fields
 from axion.config.commands import (
     EvaluateConfig,
+    ExportConfig,
     InferConfig,
     PredictionSettings,
     PrepareConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "DataConfig",
     "EarlyStoppingConfig",
     "EvaluateConfig",
+    "ExportConfig",
     "InferConfig",
     "LossConfig",
     "ModelConfig",

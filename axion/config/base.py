@@ -6,6 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+#: Key of the record of versions and run identity in files that also hold settings (config.json);
+#: resolving settings from such a file skips it.
+PROVENANCE_KEY = "provenance"
+
 
 class Settings(BaseModel):
     """Base of every settings model: unknown fields are refused, assignments validated."""

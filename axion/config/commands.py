@@ -62,6 +62,20 @@ class PrepareConfig(Settings):
         description="Band order of the S2 file, e.g. B1,B2,...,B12. Default by band count: 12 = L2A "
         "B01..B12 without B10, 13 = L1C B01..B12.",
     )
+    s2_cloudy_bands: str | None = Field(
+        None,
+        description="Band order of the --s2-cloudy file when it differs from --s2-bands. Default: "
+        "--s2-bands when the band counts agree, else by band count.",
+    )
+    s1_product: Literal["grd", "rtc"] = Field(
+        "grd",
+        description="Sentinel-1 product of the S1 scenes: grd or rtc (terrain-corrected); recorded in every tile.",
+    )
+    s2_level: Literal["auto", "L2A", "L1C"] = Field(
+        "auto",
+        description="Sentinel-2 product level: auto (L1C when the band order holds B10), L2A or L1C; "
+        "recorded in every tile; L1C gives a warning.",
+    )
     tile_size: int = Field(
         256, ge=1, description="Tile height and width in pixels (scenes only; 16-multiples avoid padding)."
     )
@@ -80,12 +94,20 @@ class PrepareConfig(Settings):
     )
     overwrite: bool = Field(
         False,
-        description="Replace train/, val/, test/, stage2/ and prepare.json of a non-empty output directory.",
+        description="Replace the tiles, Stage 2 files and prepare.json an earlier prepare wrote into the "
+        "output directory (other files are kept).",
     )
 
-    @field_validator("s1_units", mode="before")
+    @field_validator("s1_units", "s1_product", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("s2_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        if isinstance(value, str) and value.lower() != "auto":
+            return value.upper()
         return value.lower() if isinstance(value, str) else value
 
     @field_validator("split_ratios")
@@ -96,7 +118,7 @@ class PrepareConfig(Settings):
         parse_ratios(value)
         return value
 
-    @field_validator("s2_bands")
+    @field_validator("s2_bands", "s2_cloudy_bands")
     @classmethod
     def _bands(cls, value: str | None) -> str | None:
         from axion.data.prepare.bandmap import parse_band_list
@@ -110,7 +132,8 @@ class PredictionSettings(Settings):
     """What evaluate and infer share: the checkpoint and how its model runs."""
 
     checkpoint: Path = Field(
-        description="Checkpoint written by 'axion stage3 train' (best_model.pt or checkpoint_epoch_N.pt)."
+        description="Checkpoint written by 'axion stage3 train' (best_model.pt, checkpoint_epoch_N.pt) "
+        "or a folder written by 'axion stage3 export'."
     )
     timesteps: int | None = Field(None, ge=1, le=1000, description="Number of diffusion (DDIM) timesteps.")
     seed: int | None = Field(
@@ -245,3 +268,17 @@ class VisualizeConfig(Settings):
     history: Path | None = Field(None, description="metrics.jsonl of the training run.")
     max_tiles: int = Field(16, ge=0, description="Draw panels for at most this many tiles (by name).")
     dpi: int = Field(110, ge=30, le=600, description="Resolution of the PNG files (dots per inch).")
+
+
+class ExportConfig(Settings):
+    """A checkpoint's trained weights as a shareable folder (peft's layout)."""
+
+    checkpoint: Path = Field(description="Checkpoint written by 'axion stage3 train' (best_model.pt, ...).")
+    output_dir: Path = Field(
+        description="Folder for adapter_config.json, adapter_model.safetensors, fusion.safetensors, axion.json."
+    )
+    merge: bool = Field(
+        False,
+        description="Also write merged_generator.safetensors: the adapted layers with LoRA folded in (no peft needed).",
+    )
+    overwrite: bool = Field(False, description="Replace an earlier export in --output-dir.")

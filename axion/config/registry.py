@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from axion.config.base import Settings, flat_fields, sections
-from axion.config.commands import EvaluateConfig, InferConfig, PrepareConfig, VisualizeConfig
+from axion.config.commands import EvaluateConfig, ExportConfig, InferConfig, PrepareConfig, VisualizeConfig
 from axion.config.train import TrainConfig
 
 #: Each command's settings model.
@@ -13,6 +13,7 @@ COMMAND_SETTINGS: dict[str, type[Settings]] = {
     "evaluate": EvaluateConfig,
     "infer": InferConfig,
     "visualize": VisualizeConfig,
+    "export": ExportConfig,
 }
 #: Every setting name of any command: what a shared config file may hold.
 ALL_SETTINGS: frozenset[str] = frozenset(

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from axion.config.base import flat_fields, sections
+from axion.config.base import PROVENANCE_KEY, flat_fields, sections
 from axion.errors import ConfigError
 
 ENV_PREFIX = "AXION_"
@@ -58,6 +58,8 @@ def flatten(data: Mapping[str, Any], source: str, known: Iterable[str], section_
     flat: dict[str, Any] = {}
     for key, value in data.items():
         key = str(key).replace("-", "_")
+        if key == PROVENANCE_KEY:
+            continue
         if key in section_names and isinstance(value, Mapping):
             for sub, sub_value in value.items():
                 flat[str(sub).replace("-", "_")] = sub_value
@@ -96,6 +98,41 @@ def format_validation_error(exc: ValidationError, names: Iterable[str]) -> str:
     return f"invalid {field} ({where}) = {value!r}: {rule}"
 
 
+def given_settings(
+    model: type[BaseModel],
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    known: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """The settings a user gave (file < environment < flags), flat and not yet validated.
+
+    What :func:`resolve_config` merges over the defaults and the base; useful on its own to
+    look at one setting (``--resume``) before the others can be validated.
+
+    Raises:
+        ConfigError: an unreadable config file, a setting no command knows, or a flag this
+            model does not have.
+    """
+    from axion.config.registry import ALL_SETTINGS, SECTION_NAMES
+
+    environ = os.environ if environ is None else environ
+    fields = flat_fields(model)
+    unknown_flags = sorted(set(flags or {}) - set(fields))
+    if unknown_flags:
+        raise ConfigError(f"unknown setting {unknown_flags[0]!r}")
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        known = set(ALL_SETTINGS if known is None else known) | set(fields)
+        groups = SECTION_NAMES | set(sections(model))
+        from_file = flatten(read_config_file(config_file), str(config_file), known, groups)
+        merged.update({k: v for k, v in from_file.items() if k in fields})
+    merged.update(env_settings(fields, environ))
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    return merged
+
+
 def resolve_config(
     model: type[M],
     *,
@@ -119,25 +156,12 @@ def resolve_config(
     Raises:
         ConfigError: one-line message naming the field, value and rule.
     """
-    environ = os.environ if environ is None else environ
     fields = flat_fields(model)
     groups = sections(model)
-    from axion.config.registry import ALL_SETTINGS, SECTION_NAMES
-
-    known = set(ALL_SETTINGS if known is None else known) | set(fields)
     merged: dict[str, Any] = {}
     if base is not None:
         merged.update(flatten(base, "checkpoint configuration", fields, groups))
-    if config_file is not None:
-        from_file = flatten(
-            read_config_file(config_file), str(config_file), known, SECTION_NAMES | set(groups)
-        )
-        merged.update({k: v for k, v in from_file.items() if k in fields})
-    merged.update(env_settings(fields, environ))
-    merged.update({k: v for k, v in (flags or {}).items() if v is not None and k in fields})
-    unknown_flags = sorted(set(flags or {}) - set(fields))
-    if unknown_flags:
-        raise ConfigError(f"unknown setting {unknown_flags[0]!r}")
+    merged.update(given_settings(model, config_file=config_file, environ=environ, flags=flags, known=known))
     if groups:
         payload: dict[str, Any] = {section: {} for section in groups}
         for key, value in merged.items():

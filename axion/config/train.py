@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from axion.atomic import write_json_atomic
-from axion.config.base import Settings
+from axion.config.base import PROVENANCE_KEY, Settings
 from axion.config.fields import ModelSize, Precision, Workers
 
 
@@ -28,7 +28,7 @@ class DataConfig(Settings):
 
 
 class ModelConfig(Settings):
-    """The TerraMind generator and its LoRA adapters."""
+    """The generator (TerraMind and its LoRA adapters, or none) and how it generates."""
 
     timesteps: int = Field(10, ge=1, le=1000, description="Number of diffusion (DDIM) timesteps.")
     lora_rank: int = Field(8, ge=1, description="LoRA rank (lower = fewer trainable parameters).")
@@ -40,6 +40,24 @@ class ModelConfig(Settings):
     weights_dir: Path | None = Field(
         None, description="Local directory holding the original TerraMind files."
     )
+    generator: Literal["terramind", "none"] = Field(
+        "terramind",
+        description="terramind, or none: the fusion network alone on opt_v2 + SAR (the control arm; "
+        "no TerraMind, no weights).",
+    )
+    s1_product: Literal["grd", "rtc"] = Field(
+        "grd", description="Sentinel-1 product of the tiles: grd or rtc (TerraMind's S1GRD or S1RTC input)."
+    )
+    token_sampling: Literal["argmax", "top-p"] = Field(
+        "argmax",
+        description="How TerraMind picks its tokens: argmax (deterministic) or top-p (seeded per tile).",
+    )
+    top_p: float = Field(0.8, gt=0.0, le=1.0, description="Nucleus of --token-sampling top-p.")
+    grad_steps: int = Field(
+        1,
+        ge=1,
+        description="DDIM steps that carry gradients, the last ones (truncated backprop through the sampler).",
+    )
 
 
 class TrainingConfig(Settings):
@@ -48,7 +66,8 @@ class TrainingConfig(Settings):
     batch_size: int = Field(1, ge=1, description="Batch size per device (tiles).")
     grad_accum: int = Field(8, ge=1, description="Gradient accumulation steps.")
     epochs: int = Field(50, ge=1, description="Number of training epochs.")
-    lr: float = Field(1e-4, gt=0, description="Peak learning rate (AdamW).")
+    lr: float = Field(1e-4, gt=0, description="Peak learning rate of the LoRA adapters (AdamW).")
+    head_lr: float = Field(1e-3, gt=0, description="Peak learning rate of the fusion network (AdamW).")
     weight_decay: float = Field(1e-5, ge=0, description="Weight decay for AdamW.")
     warmup_steps: int = Field(
         0, ge=0, description="Linear warm-up length in optimizer steps, then cosine decay."
@@ -61,6 +80,15 @@ class TrainingConfig(Settings):
     strategy: Literal["auto", "ddp", "ddp_spawn"] = Field("auto", description="Multi-device strategy.")
     keep_last: int | None = Field(
         None, ge=1, description="Keep only the newest N epoch checkpoints (default: keep all)."
+    )
+    augment: bool = Field(
+        True, description="Random flips and 90-degree rotations of training tiles (S1, opt_v2, target alike)."
+    )
+    crop_size: int | None = Field(
+        None,
+        ge=16,
+        multiple_of=16,
+        description="Random square crops of training tiles, in pixels (multiple of 16).",
     )
 
 
@@ -80,10 +108,17 @@ class LossConfig(Settings):
 
 
 class EarlyStoppingConfig(Settings):
-    """Stop when validation SAR agreement stops improving."""
+    """Stop when the validation score stops improving; keep the best model by the same score."""
 
     early_stop_patience: int = Field(5, ge=1, description="Validations without improvement before stopping.")
-    early_stop_delta: float = Field(1e-4, ge=0, description="Minimum SAR agreement improvement that counts.")
+    early_stop_delta: float = Field(
+        1e-4, ge=0, description="Minimum improvement of the monitored score that counts."
+    )
+    monitor: Literal["sar_agreement", "psnr", "val_loss"] = Field(
+        "sar_agreement",
+        description="Validation score for early stopping and best_model.pt: sar_agreement or psnr "
+        "(higher is better), val_loss (lower is better).",
+    )
 
 
 class OtherConfig(Settings):
@@ -94,8 +129,17 @@ class OtherConfig(Settings):
         None, ge=1, description="Use at most this many tiles per split (debugging)."
     )
     seed: int = Field(42, ge=0, description="Random seed for reproducibility.")
-    resume: Path | None = Field(None, description="Resume from this checkpoint.")
+    resume: Path | None = Field(
+        None,
+        description="Resume from a checkpoint, the latest checkpoint of a run directory, or 'latest' in "
+        "--output-dir; settings and output directory come from it unless given again.",
+    )
     quiet: bool = Field(False, description="Plain log lines instead of live progress bars and tables.")
+    log_every: int | None = Field(
+        None,
+        ge=1,
+        description="Plain log lines: one progress line every N steps (default: about 20 per pass).",
+    )
 
 
 class TrainConfig(Settings):
@@ -113,6 +157,11 @@ class TrainConfig(Settings):
         return self.model_dump(mode="json")
 
 
-def write_config_json(config: TrainConfig, path: Path) -> None:
-    """Write the resolved configuration next to the run's outputs (atomically)."""
-    write_json_atomic(path, config.to_json_dict())
+def write_config_json(config: TrainConfig, path: Path, provenance: dict[str, Any] | None = None) -> None:
+    """Write the resolved configuration next to the run's outputs (atomically).
+
+    ``provenance`` (versions, run identity) goes under the key ``provenance``, which reading
+    the file back as settings ignores.
+    """
+    extra = {PROVENANCE_KEY: provenance} if provenance is not None else {}
+    write_json_atomic(path, {**config.to_json_dict(), **extra})

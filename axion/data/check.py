@@ -1,21 +1,26 @@
 """``axion stage3 prepare --check``: find every bad tile before training does.
 
-A tile is ``<name>.npz`` (keys :data:`axion.bands.TILE_KEYS`, each (H, W), finite)
-with a sidecar ``<name>.json`` naming its split. Training calls
-:func:`validate_data_dir` up front so a broken tile fails the run in its first
-second, not in the middle of epoch 7.
+A tile is ``<name>.npz`` (keys :data:`axion.bands.TILE_KEYS`, each (H, W), finite, with
+plausible values: :mod:`axion.data.plausible`) with a sidecar ``<name>.json`` naming its
+split. Training, evaluation and inference call :func:`validate_data_dir` (and
+:func:`validate_stage2` for Stage 2 outputs) up front, so a broken tile fails the run in
+its first seconds, not in the middle of epoch 7. Values that are only suspicious come
+back as warnings for the command to print and record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from axion.bands import S1_KEYS, TILE_KEYS
+from axion.atomic import write_json_atomic
+from axion.bands import S1_KEYS, S2_KEYS, TILE_KEYS
 from axion.data.georef import georef_from_meta
+from axion.data.plausible import Finding, optical_findings, s1_findings
 from axion.data.tilefile import (
     OPT_V2_KEY,
     VALID_KEY,
@@ -27,19 +32,37 @@ from axion.data.tilefile import (
     sidecar,
     split_of,
 )
-from axion.data.units import declared_units
+from axion.data.units import declared_units, s1_to_db, s2_to_tile_units
 from axion.errors import DataError
+
+#: Where train, evaluate and infer record the warnings about their inputs.
+WARNINGS_FILE = "input_warnings.json"
+#: Warnings printed on the console before "and N more".
+SHOWN_WARNINGS = 5
+#: Product levels a tile's JSON may record (``prepare`` writes them).
+S1_PRODUCTS: tuple[str, ...] = ("grd", "rtc")
+S2_LEVELS: tuple[str, ...] = ("L2A", "L1C")
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad file and why."""
+    """One bad file and why (``fatal``), or one suspicious file and why (a warning)."""
 
     path: Path
     reason: str
+    fatal: bool = True
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class Inspection:
+    """Everything found about the tiles below a directory."""
+
+    total: int
+    problems: list[Problem]
+    warnings: list[Problem]
 
 
 def ensure_dir(data_dir: Path, what: str = "data directory") -> None:
@@ -71,19 +94,61 @@ def check_meta(meta: dict[str, Any], *, require_split: bool = True) -> list[str]
             validate(meta)
         except ValueError as exc:
             reasons.append(str(exc))
+    for key, allowed in (("s1_product", S1_PRODUCTS), ("s2_level", S2_LEVELS)):
+        if key in meta and meta[key] not in allowed:
+            reasons.append(f"unknown {key} {meta[key]!r} (expected {' or '.join(allowed)})")
     return reasons
 
 
-def check_arrays(npz: Path, keys: tuple[str, ...]) -> list[str]:
-    """Everything wrong with a tile's arrays: unreadable, missing key, shape, dtype, NaN/inf."""
+def meta_warnings(meta: dict[str, Any]) -> list[str]:
+    """What a valid tile JSON records that deserves a warning (an L1C product)."""
+    if meta.get("s2_level") == "L1C":
+        return ["S2 is L1C (top of atmosphere), not the L2A the model expects"]
+    return []
+
+
+def value_findings(arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> list[Finding]:
+    """Findings about the values of a tile's finite arrays, in tile units (see :mod:`.plausible`).
+
+    Args:
+        arrays: the tile's arrays by NPZ key (S1 keys, and the S2 keys when present).
+        meta: the tile's JSON (its ``units`` are applied first); None: tile units.
+    """
+    try:
+        s1_unit, s2_scale = declared_units(meta or {})
+    except ValueError:
+        s1_unit, s2_scale = "dB", 1.0  # reported by check_meta
+    valid = arrays.get(VALID_KEY)
+    found: list[Finding] = []
+    if all(key in arrays for key in S1_KEYS):
+        s1 = s1_to_db(np.stack([arrays[key] for key in S1_KEYS]), s1_unit)
+        found += s1_findings(s1, valid)
+    if all(key in arrays for key in S2_KEYS):
+        optical = s2_to_tile_units(np.stack([arrays[key] for key in S2_KEYS]), s2_scale)
+        found += optical_findings(optical, valid)
+    return found
+
+
+def check_arrays(
+    npz: Path, keys: tuple[str, ...], optional: tuple[str, ...] = (), meta: dict[str, Any] | None = None
+) -> tuple[list[str], list[str]]:
+    """Everything wrong with a tile's arrays (unreadable, missing key, shape, dtype, NaN/inf,
+    implausible values) and everything suspicious about them: (problems, warnings).
+
+    Args:
+        npz: the tile.
+        keys: keys the tile must have.
+        optional: keys checked when present (an inference tile's S2 bands feed the proxy).
+        meta: the tile's JSON, for its units (None: tile units).
+    """
     try:
         header = npz_header(npz)
     except ValueError as exc:
-        return [str(exc)]
+        return [str(exc)], []
     reasons = [f"missing key {key!r}" for key in keys if key not in header]
-    present = [key for key in keys if key in header]
+    present = [key for key in (*keys, *optional) if key in header]
     if not present:
-        return reasons
+        return reasons, []
     for key in present:
         shape, dtype = header[key]
         if len(shape) != 2:
@@ -97,35 +162,49 @@ def check_arrays(npz: Path, keys: tuple[str, ...]) -> list[str]:
     if VALID_KEY in header and header[VALID_KEY][0] != header[present[0]][0]:
         reasons.append(f"{VALID_KEY!r} has shape {header[VALID_KEY][0]}, expected {header[present[0]][0]}")
     if reasons:
-        return reasons
+        return reasons, []
     try:
-        arrays = load_arrays(npz, tuple(present))
+        arrays = load_arrays(npz, tuple(present), optional=(VALID_KEY,))
     except ValueError as exc:
-        return [str(exc)]
-    for key, array in arrays.items():
-        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        return [str(exc)], []
+    for key in present:
+        bad = int(arrays[key].size - np.count_nonzero(np.isfinite(arrays[key])))
         if bad:
             reasons.append(f"{key!r} has {bad} NaN/inf value(s)")
-    return reasons
+    if reasons:
+        return reasons, []
+    found = value_findings(arrays, meta)
+    return [str(f) for f in found if f.fatal], [str(f) for f in found if not f.fatal]
 
 
-def check_tile(npz: Path, *, require_target: bool = True) -> list[str]:
-    """Every reason a tile is bad (empty when it is fine).
+def inspect_tile(npz: Path, *, require_target: bool = True) -> tuple[list[str], list[str]]:
+    """Every reason a tile is bad and every suspicious thing about it: (problems, warnings).
 
     Args:
         npz: the tile's NPZ; its sidecar JSON sits next to it.
         require_target: training tiles need the S2 keys and a split; inference tiles (also any tile
-            whose JSON says ``"ground_truth": false``) need only S1.
+            whose JSON says ``"ground_truth": false``) need only S1 (their S2 bands, when present,
+            are checked too: they feed the opt_v2 proxy).
     """
     reasons: list[str] = []
+    notes: list[str] = []
+    meta: dict[str, Any] | None = None
     try:
         meta = read_meta(sidecar(npz))
         require_target = require_target and not is_inference_tile(meta)
-        reasons += check_meta(meta, require_split=require_target)
+        meta_reasons = check_meta(meta, require_split=require_target)
+        reasons += meta_reasons
+        notes += [] if meta_reasons else meta_warnings(meta)
     except ValueError as exc:
         reasons.append(str(exc))
-    reasons += check_arrays(npz, TILE_KEYS if require_target else S1_KEYS)
-    return reasons
+    keys, optional = (TILE_KEYS, ()) if require_target else (S1_KEYS, S2_KEYS)
+    bad, odd = check_arrays(npz, keys, optional, meta)
+    return reasons + bad, notes + odd
+
+
+def check_tile(npz: Path, *, require_target: bool = True) -> list[str]:
+    """Every reason a tile is bad (empty when it is fine); see :func:`inspect_tile`."""
+    return inspect_tile(npz, require_target=require_target)[0]
 
 
 def tile_paths(data_dir: Path) -> list[Path]:
@@ -133,8 +212,8 @@ def tile_paths(data_dir: Path) -> list[Path]:
     return [npz for npz in find_npz(data_dir) if sidecar(npz).exists() or not is_stage2_output(npz)]
 
 
-def check_tiles(data_dir: Path, *, require_target: bool = True) -> list[Problem]:
-    """Check every tile below ``data_dir`` and return all problems, in file order.
+def inspect_tiles(data_dir: Path, *, require_target: bool = True) -> Inspection:
+    """Check every tile below ``data_dir``: all problems and warnings, in file order.
 
     NPZ files without a sidecar JSON are reported, except Stage 2 outputs (only
     ``opt_v2``), which may live beside the tiles. Two tiles with the same name are
@@ -145,28 +224,103 @@ def check_tiles(data_dir: Path, *, require_target: bool = True) -> list[Problem]
     """
     ensure_dir(data_dir)
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     seen: dict[str, Path] = {}
     tiles = tile_paths(data_dir)
     for npz in tiles:
-        problems += [Problem(npz, reason) for reason in check_tile(npz, require_target=require_target)]
+        bad, odd = inspect_tile(npz, require_target=require_target)
+        problems += [Problem(npz, reason) for reason in bad]
+        warnings += [Problem(npz, note, fatal=False) for note in odd]
         if npz.stem in seen:
             problems.append(Problem(npz, f"duplicate tile name {npz.stem!r} (also {seen[npz.stem]})"))
         seen.setdefault(npz.stem, npz)
     if not tiles:
         problems.append(Problem(data_dir, "no tiles found (expected <name>.npz with a sidecar <name>.json)"))
-    return problems
+    return Inspection(total=len(tiles), problems=problems, warnings=warnings)
 
 
-def validate_data_dir(data_dir: Path, *, require_target: bool = True) -> None:
-    """Fail fast if any tile below ``data_dir`` is bad.
+def check_tiles(data_dir: Path, *, require_target: bool = True) -> list[Problem]:
+    """Every problem of the tiles below ``data_dir`` (see :func:`inspect_tiles`)."""
+    return inspect_tiles(data_dir, require_target=require_target).problems
+
+
+def _refuse(problems: list[Problem], hint: str = "") -> None:
+    if problems:
+        files = len({p.path for p in problems})
+        more = f" ({files} bad files in all{hint})" if files > 1 else ""
+        raise DataError(f"{problems[0]}{more}")
+
+
+def validate_data_dir(data_dir: Path, *, require_target: bool = True) -> list[Problem]:
+    """Fail fast if any tile below ``data_dir`` is bad; return the warnings.
 
     Raises:
         DataError: one line naming the first bad file, its reason and how many files are bad.
     """
-    problems = check_tiles(data_dir, require_target=require_target)
-    if problems:
-        files = len({p.path for p in problems})
-        more = (
-            f" ({files} bad files in all; run 'axion stage3 prepare --check {data_dir}')" if files > 1 else ""
-        )
-        raise DataError(f"{problems[0]}{more}")
+    found = inspect_tiles(data_dir, require_target=require_target)
+    _refuse(found.problems, f"; run 'axion stage3 prepare --check {data_dir}'")
+    return found.warnings
+
+
+def stage2_findings(path: Path, shape: tuple[int, ...]) -> tuple[list[str], list[str]]:
+    """Problems and warnings of one Stage 2 output: readable, ``opt_v2`` of ``shape``, finite, plausible."""
+    try:
+        opt_v2 = load_arrays(path, (OPT_V2_KEY,))[OPT_V2_KEY]
+    except ValueError as exc:
+        return [str(exc)], []
+    if tuple(opt_v2.shape) != tuple(shape):
+        return [f"opt_v2 has shape {tuple(opt_v2.shape)}, expected {tuple(shape)}"], []
+    if not (np.issubdtype(opt_v2.dtype, np.number) and not np.issubdtype(opt_v2.dtype, np.complexfloating)):
+        return [f"opt_v2 has non-numeric dtype {opt_v2.dtype}"], []
+    bad = int(opt_v2.size - np.count_nonzero(np.isfinite(opt_v2)))
+    if bad:
+        return [f"opt_v2 has {bad} NaN/inf value(s)"], []
+    found = optical_findings(opt_v2, what="opt_v2")
+    return [str(f) for f in found if f.fatal], [str(f) for f in found if not f.fatal]
+
+
+def validate_stage2(stage2_dir: Path, tiles: list[tuple[str, tuple[int, int]]]) -> list[Problem]:
+    """Read every Stage 2 output the tiles use and check its values; return the warnings.
+
+    Args:
+        stage2_dir: the ``--stage2-dir``.
+        tiles: (name, (height, width)) of every tile whose ``<name>.npz`` is used.
+
+    Raises:
+        DataError: one line naming the first bad file and how many are bad.
+    """
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    for name, (height, width) in tiles:
+        path = Path(stage2_dir) / f"{name}.npz"
+        bad, odd = stage2_findings(path, (len(S2_KEYS), height, width))
+        problems += [Problem(path, reason) for reason in bad]
+        warnings += [Problem(path, note, fatal=False) for note in odd]
+    _refuse(problems)
+    return warnings
+
+
+def report_warnings(
+    info: Callable[[str], None], warnings: Sequence[Problem], directory: Path | None = None
+) -> Path | None:
+    """Print the warnings about a command's inputs and record them in ``<directory>/input_warnings.json``.
+
+    Args:
+        info: prints one line.
+        warnings: from :func:`validate_data_dir` and :func:`validate_stage2`.
+        directory: where to record them (None: only print).
+
+    Returns:
+        The file written, if any.
+    """
+    if not warnings:
+        return None
+    for warning in warnings[:SHOWN_WARNINGS]:
+        info(f"warning: {warning}")
+    path = Path(directory) / WARNINGS_FILE if directory is not None else None
+    if len(warnings) > SHOWN_WARNINGS:
+        where = f" (all in {path})" if path is not None else ""
+        info(f"warning: ... and {len(warnings) - SHOWN_WARNINGS} more{where}")
+    if path is not None:
+        write_json_atomic(path, [{"file": str(w.path), "warning": w.reason} for w in warnings])
+    return path

@@ -2,19 +2,26 @@
 
 Each sample is a dict (the engine relies on these keys)::
 
-    s1      float32 (2, H, W)  VV, VH in dB
-    opt_v2  float32 (4, H, W)  Stage 2 estimate of B2, B3, B4, B8, reflectance x 10000
-    target  float32 (4, H, W)  ground truth B2, B3, B4, B8 (absent for inference tiles)
-    mask    float32 (1, H, W)  1 = valid pixel, 0 = padding or invalid source pixel
-    name    str                the tile's file stem
+    s1           float32 (2, H, W)  VV, VH in dB
+    opt_v2       float32 (4, H, W)  Stage 2 estimate of B2, B3, B4, B8, reflectance x 10000
+    target       float32 (4, H, W)  ground truth B2, B3, B4, B8 (absent for inference tiles)
+    mask         float32 (1, H, W)  1 = valid pixel, 0 = padding or invalid source pixel
+    opt_v2_mask  float32 (1, H, W)  1 where opt_v2 can be trusted (clear), 0 where it cannot
+                                    (clouds, shadows); all 1 unless the Stage 2 file says otherwise
+    name         str                the tile's file stem
 
 H and W are the tile's size rounded up to a multiple of 16 (TerraMind's patch size) by
 reflect-padding at the bottom and right; :func:`collate_tiles` then zero-pads every
 sample of a batch to the batch's largest size. In both cases the mask is 0 there.
+
+A training set may be given :class:`~axion.data.augment.TrainingDraws`: indexed with
+``(index, epoch)`` (see :class:`~axion.engine.sampler.EpochSampler`), a tile then gets a
+fresh opt_v2 proxy and a random flip, rotation and crop for that epoch.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +32,14 @@ import torch
 from torch.utils.data import Dataset
 
 from axion.bands import S1_KEYS, S2_KEYS
+from axion.data.augment import TrainingDraws, draw_geometry
 from axion.data.check import ensure_dir
 from axion.data.georef import Georef, georef_from_meta
 from axion.data.padding import pad_reflect, pad_zero, padded_size
 from axion.data.proxy import degrade_to_proxy, tile_seed
 from axion.data.tilefile import (
     OPT_V2_KEY,
+    OPT_V2_MASK_KEY,
     SPLITS,
     VALID_KEY,
     find_npz,
@@ -64,6 +73,18 @@ class TileInfo:
         return georef_from_meta(self.meta)
 
 
+def empty_split_message(data_dir: Path, split: str | None, elsewhere: Counter[str]) -> str:
+    """Why no tile was selected: the tiles are all in other splits, or there is no tile at all."""
+    if split is None or not elsewhere:
+        which = f"split {split!r}" if split else "any split"
+        return f"{data_dir}: no tiles for {which} (tiles need a sidecar JSON)"
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(elsewhere.items()))
+    return (
+        f"{data_dir}: no tiles for split {split!r} (the tiles are in {counts}); prepare them again with a "
+        f"{split} share in --split-ratios, and a smaller --block-size if the scenes give too few blocks"
+    )
+
+
 def _describe(names: Sequence[str]) -> str:
     shown = ", ".join(names[:_LISTED])
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
@@ -82,7 +103,9 @@ class TileDataset(Dataset):
         with_target: ``False`` for inference tiles without ground truth: only S1 is read
             from the tile, ``stage2_dir`` is required and samples carry no ``"target"``.
         max_samples: keep the first N tiles by sorted name (deterministic).
-        proxy_seed: base seed of the opt_v2 proxy (kept fixed so every run sees the same proxy).
+        proxy_seed: base seed of the fixed opt_v2 proxy (the same in every run and epoch).
+        draws: how a training tile is drawn each epoch (fresh proxy, flips, crops); None keeps
+            every tile fixed (validation, test, inference).
 
     Raises:
         DataError: missing directory, bad JSON, duplicate names, a tile without its Stage 2
@@ -98,6 +121,7 @@ class TileDataset(Dataset):
         with_target: bool = True,
         max_samples: int | None = None,
         proxy_seed: int = 0,
+        draws: TrainingDraws | None = None,
     ) -> None:
         data_dir = Path(data_dir)
         ensure_dir(data_dir)
@@ -110,6 +134,7 @@ class TileDataset(Dataset):
         self.stage2_dir = Path(stage2_dir) if stage2_dir is not None else None
         self.with_target = with_target
         self.proxy_seed = proxy_seed
+        self.draws = draws
         self.tiles = self._select(max_samples)
         if self.stage2_dir is not None:
             self._check_stage2()
@@ -118,13 +143,17 @@ class TileDataset(Dataset):
     def _select(self, max_samples: int | None) -> list[TileInfo]:
         chosen: dict[str, Path] = {}
         metas: dict[str, dict[str, Any]] = {}
+        elsewhere: Counter[str] = Counter()  # tiles of the other splits, for the error message
         for npz in find_npz(self.data_dir):
             if not sidecar(npz).exists():
                 continue  # not a tile (a Stage 2 output, or reported by --check)
             try:
                 meta = read_meta(sidecar(npz))
-                if self.split is not None and (is_inference_tile(meta) or split_of(meta) != self.split):
-                    continue  # another split, or a tile without ground truth (inference only)
+                if self.split is not None and is_inference_tile(meta):
+                    continue  # a tile without ground truth: inference only
+                if self.split is not None and split_of(meta) != self.split:
+                    elsewhere[split_of(meta)] += 1
+                    continue
             except ValueError as exc:
                 raise DataError(f"{sidecar(npz)}: {exc}") from None
             if npz.stem in chosen:
@@ -135,8 +164,7 @@ class TileDataset(Dataset):
         if max_samples is not None:
             names = names[:max_samples]
         if not names:
-            which = f"split {self.split!r}" if self.split else "any split"
-            raise DataError(f"{self.data_dir}: no tiles for {which} (tiles need a sidecar JSON)")
+            raise DataError(empty_split_message(self.data_dir, self.split, elsewhere))
         return [self._info(name, chosen[name], metas[name]) for name in names]
 
     def _info(self, name: str, npz: Path, meta: dict[str, Any]) -> TileInfo:
@@ -178,6 +206,10 @@ class TileDataset(Dataset):
                 raise DataError(f"{path}: missing key {OPT_V2_KEY!r}")
             if header[OPT_V2_KEY][0] != expected:
                 raise DataError(f"{path}: opt_v2 has shape {header[OPT_V2_KEY][0]}, expected {expected}")
+            if OPT_V2_MASK_KEY in header and header[OPT_V2_MASK_KEY][0] != expected[1:]:
+                raise DataError(
+                    f"{path}: {OPT_V2_MASK_KEY} has shape {header[OPT_V2_MASK_KEY][0]}, expected {expected[1:]}"
+                )
 
     # --- loading ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -208,28 +240,43 @@ class TileDataset(Dataset):
         )
         return s1, target, mask
 
-    def _opt_v2(self, tile: TileInfo, target: np.ndarray | None) -> np.ndarray:
+    def _opt_v2(
+        self, tile: TileInfo, target: np.ndarray | None, epoch: int | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """opt_v2 (4, H, W) and its validity (H, W) or None (all valid)."""
         if self.stage2_dir is None:
             assert target is not None
-            return degrade_to_proxy(target, tile_seed(tile.name, self.proxy_seed))
+            fresh = self.draws is not None and self.draws.fresh_proxy and epoch is not None
+            seed = self.draws.proxy_seed(epoch, tile.name) if fresh else tile_seed(tile.name, self.proxy_seed)  # type: ignore[union-attr, arg-type]
+            return degrade_to_proxy(target, seed), None
         path = self._stage2_path(tile.name)
         try:
-            return load_arrays(path, (OPT_V2_KEY,))[OPT_V2_KEY].astype(np.float32)
+            arrays = load_arrays(path, (OPT_V2_KEY,), optional=(OPT_V2_MASK_KEY,))
         except ValueError as exc:
             raise DataError(f"{path}: {exc}") from None
+        mask = arrays.get(OPT_V2_MASK_KEY)
+        return arrays[OPT_V2_KEY].astype(np.float32), None if mask is None else (mask > 0).astype(np.float32)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """The sample of tile ``key``, or of ``(index, epoch)`` drawn for that epoch (training)."""
+        index, epoch = key if isinstance(key, tuple) else (key, None)
         tile = self.tiles[index]
         s1, target, valid = self._load(tile)
-        opt_v2 = self._opt_v2(tile, target)
-        height, width = padded_size(tile.height), padded_size(tile.width)
-        sample: dict[str, Any] = {
-            "s1": torch.from_numpy(pad_reflect(s1, height, width).copy()),
-            "opt_v2": torch.from_numpy(pad_reflect(opt_v2, height, width).copy()),
-        }
+        opt_v2, opt_v2_mask = self._opt_v2(tile, target, epoch)
+        arrays: dict[str, np.ndarray] = {"s1": s1, "opt_v2": opt_v2}
         if target is not None:
-            sample["target"] = torch.from_numpy(pad_reflect(target, height, width).copy())
-        sample["mask"] = torch.from_numpy(pad_zero(valid[None], height, width).copy())
+            arrays["target"] = target
+        arrays["mask"] = valid[None]
+        arrays["opt_v2_mask"] = (np.ones_like(valid) if opt_v2_mask is None else opt_v2_mask)[None]
+        if self.draws is not None and epoch is not None:
+            arrays = draw_geometry(arrays, self.draws, epoch, tile.name)
+        height, width = (padded_size(n) for n in arrays["mask"].shape[-2:])
+        sample: dict[str, Any] = {}
+        for name, array in arrays.items():
+            pad = pad_zero if name in ("mask", "opt_v2_mask") else pad_reflect
+            sample[name] = torch.from_numpy(
+                np.ascontiguousarray(pad(array, height, width)).astype(np.float32)
+            )
         sample["name"] = tile.name
         return sample
 

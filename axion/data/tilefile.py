@@ -18,6 +18,9 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 VALID_KEY = "valid"
 #: The key of a Stage 2 output file ``<stage2_dir>/<name>.npz``.
 OPT_V2_KEY = "opt_v2"
+#: Optional key of a Stage 2 output file: uint8 (H, W), 1 where opt_v2 can be trusted (clear),
+#: 0 where it cannot (clouds, shadows). Training does not pull opt_v3 towards opt_v2 there.
+OPT_V2_MASK_KEY = "opt_v2_mask"
 
 
 def sidecar(npz: Path) -> Path:

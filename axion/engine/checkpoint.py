@@ -3,12 +3,14 @@
 A checkpoint holds the keys listed in docs/training.md (``epoch``, ``model_state_dict``,
 ``optimizer_state_dict``, ``scheduler_state_dict``, ``scaler_state_dict``,
 ``train_stats``, ``val_stats``, ``best_sar_agreement``, ``config``) plus one ``axion``
-key with its format tag and a SHA-256 checksum of everything else, verified on
-every read, so a damaged file is refused instead of loading garbage. It holds only
+key with its format tag, the versions and run identity that wrote it, and a SHA-256
+checksum of the other keys, verified on every read, so a damaged file is refused
+instead of loading garbage. It holds only
 tensors, numbers, strings and containers of them, so it loads with
 ``torch.load(..., weights_only=True)``: opening one never runs code.
 ``model_state_dict`` holds the trainable weights only (LoRA adapters and the fusion
-head); the frozen TerraMind base comes from its pretrained source.
+network); the frozen TerraMind base comes from its pretrained source. Weights that are
+not finite are never written, and refused when read.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +27,7 @@ import torch
 from torch import Tensor
 
 from axion.atomic import atomic_path
-from axion.errors import ConfigError, DataError
+from axion.errors import ConfigError, DataError, TrainingError
 
 if TYPE_CHECKING:
     from axion.config import ModelConfig
@@ -49,7 +52,7 @@ BEST_FILE = "best_model.pt"
 INTERRUPTED_FILE = "checkpoint_interrupted.pt"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pt$")
 #: Model settings the trainable weights depend on: a checkpoint fits only a model with the same values.
-ARCHITECTURE_FIELDS: tuple[str, ...] = ("model_size", "lora_rank", "lora_alpha")
+ARCHITECTURE_FIELDS: tuple[str, ...] = ("generator", "model_size", "lora_rank", "lora_alpha", "s1_product")
 
 
 def _feed(digest: Any, obj: Any) -> None:
@@ -78,6 +81,32 @@ def checksum(state: dict[str, Any]) -> str:
     digest = hashlib.sha256()
     _feed(digest, {key: state[key] for key in CHECKPOINT_KEYS})
     return digest.hexdigest()
+
+
+def _tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+    """Every tensor inside a nested structure, with a dotted name."""
+    if isinstance(obj, Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, list | tuple):
+        for index, value in enumerate(obj):
+            yield from _tensors(value, f"{prefix}.{index}" if prefix else str(index))
+
+
+def non_finite(state: dict[str, Any]) -> tuple[int, str] | None:
+    """(count, first tensor name) of the non-finite values among the weights and optimizer state, or None."""
+    count, first = 0, ""
+    for name, tensor in _tensors(
+        {"model_state_dict": state["model_state_dict"], "optimizer_state_dict": state["optimizer_state_dict"]}
+    ):
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad and not count:
+                first = name
+            count += bad
+    return (count, first) if count else None
 
 
 def _load(path: Path, **kwargs: Any) -> dict[str, Any]:
@@ -114,6 +143,7 @@ class Checkpoint:
     train_stats: dict[str, Any] = field(default_factory=dict)
     val_stats: dict[str, Any] = field(default_factory=dict)
     best_sar_agreement: float = -math.inf
+    provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
     # --- reading ------------------------------------------------------------------------
@@ -129,7 +159,19 @@ class Checkpoint:
         meta = state.get(META_KEY)
         if isinstance(meta, dict) and "sha256" in meta and checksum(state) != meta["sha256"]:
             raise DataError(f"{path}: checkpoint is damaged (its checksum does not match its contents)")
-        return cls(**{key: state[key] for key in CHECKPOINT_KEYS}, path=path)
+        bad = non_finite(state)
+        if bad is not None:
+            raise DataError(f"{path}: checkpoint holds {bad[0]} non-finite value(s) (first in {bad[1]})")
+        provenance = meta.get("provenance", {}) if isinstance(meta, dict) else {}
+        return cls(**{key: state[key] for key in CHECKPOINT_KEYS}, provenance=provenance, path=path)
+
+    @staticmethod
+    def read_epoch(path: Path) -> int | None:
+        """The epoch a checkpoint file records (memory-mapped, not verified), or None if unreadable."""
+        try:
+            return int(_load(Path(path), mmap=True)["epoch"])
+        except (DataError, TypeError, ValueError):
+            return None
 
     @staticmethod
     def read_config(path: Path) -> dict[str, Any]:
@@ -140,14 +182,25 @@ class Checkpoint:
     def to_dict(self) -> dict[str, Any]:
         """The dict that is saved: :data:`CHECKPOINT_KEYS` in order, then axion's record with the checksum."""
         state: dict[str, Any] = {key: getattr(self, key) for key in CHECKPOINT_KEYS}
-        state[META_KEY] = {"format": FORMAT, "sha256": checksum(state)}
+        state[META_KEY] = {"format": FORMAT, "sha256": checksum(state), "provenance": self.provenance}
         return state
 
     def write(self, path: Path) -> Path:
-        """Save atomically: a temporary file, flushed to disk, renamed over ``path``."""
+        """Save atomically: a temporary file, flushed to disk, renamed over ``path``.
+
+        Raises:
+            TrainingError: a weight or optimizer value is not finite; nothing is written.
+        """
         path = Path(path)
+        state = self.to_dict()
+        bad = non_finite(state)
+        if bad is not None:
+            raise TrainingError(
+                f"{path}: not saved: {bad[0]} trainable or optimizer value(s) are not finite "
+                f"(first in {bad[1]}); the earlier checkpoints are kept; lower --lr or use --precision 32"
+            )
         with atomic_path(path, fsync=True) as tmp:
-            torch.save(self.to_dict(), tmp)
+            torch.save(state, tmp)
         self.path = path
         return path
 
@@ -161,7 +214,7 @@ class Checkpoint:
         return model
 
     def check_fits(self, model: ModelConfig) -> None:
-        """The trainable weights only fit a model of the same size, LoRA rank and alpha.
+        """The trainable weights only fit a model of the same generator, size, LoRA rank and alpha, and S1 product.
 
         Raises:
             ConfigError: naming the flag whose value differs from the checkpoint's.
@@ -173,6 +226,48 @@ class Checkpoint:
                 raise ConfigError(
                     f"{self.path}: checkpoint was trained with {flag} {saved[name]}, not {getattr(model, name)}"
                 )
+
+
+def progress_of(path: Path) -> tuple[int, int]:
+    """(completed epochs, batches of the next epoch) a checkpoint was written after (memory-mapped read)."""
+    state = _load(Path(path), mmap=True)
+    return int(state["epoch"]), int(state["train_stats"].get("partial_batches", 0))
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint furthest into training in ``directory`` (epoch checkpoints and the interrupted one)."""
+    candidates = [path for _, path in epoch_checkpoints(directory)]
+    if (Path(directory) / INTERRUPTED_FILE).is_file():
+        candidates.append(Path(directory) / INTERRUPTED_FILE)
+    return max(candidates, key=progress_of, default=None)
+
+
+def find_resume(value: Path, output_dir: Path | None) -> Path:
+    """The checkpoint ``--resume`` means: a file, the latest in a run directory, or ``latest`` in ``--output-dir``.
+
+    Raises:
+        DataError: nothing to resume from, named with where it looked.
+        ConfigError: ``latest`` without an output directory.
+    """
+    value = Path(value)
+    if str(value) == "latest":
+        if output_dir is None:
+            raise ConfigError("--resume latest needs --output-dir (the run directory to continue)")
+        directory = Path(output_dir)
+    elif value.is_dir():
+        directory = value
+    elif value.exists() or value.suffix:
+        if not value.is_file():
+            raise DataError(f"{value}: checkpoint not found")
+        return value
+    else:
+        raise DataError(f"{value}: checkpoint or run directory not found")
+    latest = latest_checkpoint(directory)
+    if latest is None:
+        raise DataError(
+            f"{directory}: no checkpoint to resume from (checkpoint_epoch_N.pt or {INTERRUPTED_FILE})"
+        )
+    return latest
 
 
 def epoch_checkpoints(directory: Path) -> list[tuple[int, Path]]:
@@ -198,10 +293,18 @@ class CheckpointSaver:
         self.keep_last = keep_last
 
     def save_epoch(self, checkpoint: Checkpoint) -> Path:
+        """Write ``checkpoint_epoch_N.pt``; drop old ones (``keep_last``) and a superseded interrupt checkpoint."""
         path = checkpoint.write(self.directory / EPOCH_FILE.format(epoch=checkpoint.epoch))
         if self.keep_last is not None:
             for _, old in epoch_checkpoints(self.directory)[: -self.keep_last]:
                 old.unlink(missing_ok=True)
+        interrupted = self.directory / INTERRUPTED_FILE
+        if interrupted.exists():
+            # It records the last completed epoch and stopped inside the next one: an epoch
+            # checkpoint at least that late supersedes it.
+            completed = Checkpoint.read_epoch(interrupted)
+            if completed is not None and completed < checkpoint.epoch:
+                interrupted.unlink(missing_ok=True)
         return path
 
     def save_best(self, checkpoint: Checkpoint) -> Path:

@@ -1,10 +1,21 @@
-"""Early stopping on validation SAR agreement (higher is better)."""
+"""Early stopping on a monitored validation score (higher or lower is better).
+
+A value that is not finite (or a validation whose other values are not) never counts
+as an improvement, whatever is monitored: a diverged epoch never becomes the best model.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
+
+#: How each monitor reads on the console, its key in the validation stats, and which way is better.
+MONITORS: dict[str, tuple[str, str, Literal["max", "min"]]] = {
+    "sar_agreement": ("SAR agreement", "sar_agreement", "max"),
+    "psnr": ("validation PSNR", "psnr", "max"),
+    "val_loss": ("validation loss", "loss", "min"),
+}
 
 
 @dataclass
@@ -13,7 +24,8 @@ class EarlyStopping:
 
     Attributes:
         patience: validations without improvement after which to stop.
-        delta: an improvement must exceed the best value by more than this.
+        delta: an improvement must beat the best value by more than this.
+        mode: ``max`` (higher is better) or ``min``.
         best: best value seen so far.
         best_epoch: epoch of the best value (0: none yet).
         wait: validations since the last improvement.
@@ -21,13 +33,28 @@ class EarlyStopping:
 
     patience: int
     delta: float
-    best: float = -math.inf
+    mode: Literal["max", "min"] = "max"
+    best: float = math.nan
     best_epoch: int = 0
     wait: int = 0
 
-    def update(self, value: float, epoch: int) -> bool:
-        """Record one validation; return whether it improved on the best."""
-        if value > self.best + self.delta:
+    def __post_init__(self) -> None:
+        if math.isnan(self.best):
+            self.best = -math.inf if self.mode == "max" else math.inf
+
+    def update(self, value: float, epoch: int, *, finite: bool = True) -> bool:
+        """Record one validation; return whether it improved on the best.
+
+        Args:
+            value: the monitored value.
+            epoch: the epoch it belongs to.
+            finite: False when anything else of the validation (its loss) was not finite.
+        """
+        if not finite or not math.isfinite(value):
+            self.wait += 1
+            return False
+        better = value > self.best + self.delta if self.mode == "max" else value < self.best - self.delta
+        if better:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             return True
         self.wait += 1
@@ -44,3 +71,8 @@ class EarlyStopping:
         self.best = float(state["best"])
         self.best_epoch = int(state["best_epoch"])
         self.wait = int(state["wait"])
+
+
+def all_finite(stats: dict[str, Any]) -> bool:
+    """Whether every number in a validation's statistics is finite."""
+    return all(math.isfinite(v) for v in stats.values() if isinstance(v, int | float))

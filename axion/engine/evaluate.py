@@ -7,6 +7,7 @@ the model, then the loop. It writes the results directory laid out in
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from axion.config import EvaluateConfig
-from axion.engine.checkpoint import Checkpoint
+from axion.console import plural
+from axion.engine.export import read_trained
 from axion.engine.reporter import Reporter
 from axion.errors import DataError
 
@@ -34,11 +36,11 @@ class Evaluation:
 
 
 def check_results_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse a file, or earlier results without ``overwrite``, before any work."""
+    """Refuse a file, an unwritable folder, or earlier results without ``overwrite``, before any work."""
+    from axion.outputs import check_writable_dir
     from axion.viz.results import SUMMARY_FILE
 
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"{output_dir}: output directory is a file")
+    check_writable_dir(output_dir)
     if (output_dir / SUMMARY_FILE).exists() and not overwrite:
         raise DataError(
             f"{output_dir}: already holds evaluation results ({SUMMARY_FILE}); use --overwrite or another --output-dir"
@@ -90,6 +92,17 @@ def tile_rows(
     return rows
 
 
+def non_finite_tiles(rows: list[dict[str, Any]]) -> list[str]:
+    """Names of the tiles with a non-finite opt_v3 metric (the summary's means leave them out)."""
+    return [
+        row["name"]
+        for row in rows
+        if any(
+            k.startswith("opt_v3_") and not math.isfinite(v) for k, v in row.items() if isinstance(v, float)
+        )
+    ]
+
+
 def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Evaluation:
     """Evaluate a checkpoint on ``settings.split`` and write the results directory.
 
@@ -99,31 +112,41 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     import numpy as np
     from torch.utils.data import DataLoader
 
-    from axion.data.check import validate_data_dir
+    from axion.data.check import report_warnings, validate_data_dir, validate_stage2
     from axion.data.dataset import TileDataset, collate_tiles
     from axion.engine.predict import predictor_for, size_batches
     from axion.engine.runtime import resolve_num_workers
+    from axion.outputs import clean_stale
+    from axion.provenance import provenance
     from axion.viz.results import TILES_DIR, summarise, write_results
 
     reporter = reporter or Reporter.silent()
     output_dir = Path(settings.output_dir)
     check_results_dir(output_dir, settings.overwrite)
-    checkpoint = Checkpoint.read(settings.checkpoint)
+    checkpoint = read_trained(settings.checkpoint)
     perceptual = None
     if settings.lpips_weight > 0:
         from axion.perceptual import build_perceptual_loss
 
         perceptual = build_perceptual_loss(settings.lpips_weights)
-    validate_data_dir(settings.data_dir)
+    warnings = validate_data_dir(settings.data_dir)
     dataset = TileDataset(
         settings.data_dir, settings.split, stage2_dir=settings.stage2_dir, max_samples=settings.max_samples
     )
+    if settings.stage2_dir is not None:
+        warnings += validate_stage2(
+            settings.stage2_dir, [(t.name, (t.height, t.width)) for t in dataset.tiles]
+        )
+    clean_stale(output_dir, output_dir / TILES_DIR)
+    report_warnings(reporter.info, warnings)
     source = (
         f"Stage 2 outputs in {settings.stage2_dir}"
         if settings.stage2_dir
         else "proxy of the ground truth (no --stage2-dir)"
     )
-    reporter.info(f"Tiles: {len(dataset)} {settings.split} tiles from {settings.data_dir}; opt_v2: {source}")
+    reporter.info(
+        f"Tiles: {plural(len(dataset), settings.split + ' tile')} from {settings.data_dir}; opt_v2: {source}"
+    )
 
     predictor = predictor_for(settings, checkpoint, log=reporter.info)
     reporter.info(
@@ -165,6 +188,12 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
                 bar.advance(sar_agr=float(scores["opt_v3"]["sar_agreement"].mean()))
         rows.sort(key=lambda r: r["name"])
         metric_keys = [c.removeprefix("opt_v3_") for c in rows[0] if c.startswith("opt_v3_")]
+        broken = non_finite_tiles(rows)
+        if broken:
+            reporter.info(
+                f"warning: {len(broken)} tile(s) got non-finite opt_v3 metrics and are left out of the "
+                f"means (see summary.json): {', '.join(broken[:5])}"
+            )
         summary = {
             "checkpoint": str(Path(settings.checkpoint).resolve()),
             "run_dir": str(Path(settings.checkpoint).resolve().parent),
@@ -180,7 +209,10 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
             "lpips": perceptual is not None,
             "units": _units(),
             "metrics": summarise(rows, metric_keys),
+            "non_finite_tiles": broken,
+            "input_warnings": [str(w) for w in warnings],
             "seconds": round(time.perf_counter() - started, 2),
+            "provenance": {**provenance(), "checkpoint": checkpoint.provenance},
         }
         write_results(output_dir, rows, summary, staging)
     finally:

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from axion.config import TrainConfig, TrainingConfig, write_config_json
+from axion.console import plural
+from axion.data.check import Problem, report_warnings
 from axion.engine.checkpoint import BEST_FILE, Checkpoint, CheckpointSaver, epoch_checkpoints
+from axion.engine.recovery import RunDir, check_run_dir, clear_run_logs, restore_best
 from axion.errors import DataError
+from axion.outputs import check_writable_dir, clean_stale
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +43,10 @@ class RunInputs:
     val_set: TileDataset
     perceptual: PerceptualLoss | None
     resume: Checkpoint | None
+    #: A run without checkpoints is being started again in the same directory.
+    restart: bool = False
+    #: Suspicious input values (printed and written to ``input_warnings.json``).
+    warnings: list[Problem] = field(default_factory=list)
 
 
 @dataclass
@@ -49,18 +58,15 @@ class Loaders:
     sampler: EpochSampler
 
 
-def check_output_dir(output_dir: Path, resuming: bool) -> None:
-    """Refuse to mix a new run into a directory that already holds one."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"{output_dir}: output directory is a file")
-    if resuming or not output_dir.is_dir():
-        return
-    existing = [p.name for p in output_dir.iterdir() if p.name == "config.json" or p.suffix == ".pt"]
-    if existing:
-        raise DataError(
-            f"{output_dir}: already holds a training run ({', '.join(sorted(existing)[:3])}); "
-            "continue it with --resume CHECKPOINT or choose another --output-dir"
-        )
+def check_output_dir(output_dir: Path, resuming: bool) -> RunDir:
+    """Refuse an unwritable output directory, or one that holds another run; clean what a kill left.
+
+    A directory with a ``config.json`` but no checkpoint (a run stopped before its first
+    epoch ended) may be started again: the result says so.
+    """
+    check_writable_dir(output_dir)
+    clean_stale(output_dir)
+    return check_run_dir(output_dir, resuming)
 
 
 def check_run(cfg: TrainConfig) -> RunInputs:
@@ -71,7 +77,7 @@ def check_run(cfg: TrainConfig) -> RunInputs:
     """
     out = Path(cfg.data.output_dir)
     resume = None
-    check_output_dir(out, resuming=cfg.other.resume is not None)
+    run_dir = check_output_dir(out, resuming=cfg.other.resume is not None)
     if cfg.other.resume is not None:
         resume = Checkpoint.read(cfg.other.resume)
         resume.check_fits(cfg.model)
@@ -86,17 +92,50 @@ def check_run(cfg: TrainConfig) -> RunInputs:
 
         perceptual = build_perceptual_loss(cfg.loss.lpips_weights)
 
-    from axion.data.check import validate_data_dir
+    from axion.data.augment import TrainingDraws
+    from axion.data.check import validate_data_dir, validate_stage2
     from axion.data.dataset import TileDataset
 
-    validate_data_dir(Path(cfg.data.data_dir))
+    warnings = validate_data_dir(Path(cfg.data.data_dir))
     common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples}
+    draws = TrainingDraws(seed=cfg.other.seed, augment=cfg.training.augment, crop_size=cfg.training.crop_size)
+    train_set = TileDataset(cfg.data.data_dir, "train", draws=draws, **common)
+    val_set = TileDataset(cfg.data.data_dir, "val", **common)
+    check_s1_product([train_set, val_set], cfg.model.s1_product)
+    if cfg.data.stage2_dir is not None:
+        used = [(t.name, (t.height, t.width)) for t in train_set.tiles + val_set.tiles]
+        warnings += validate_stage2(cfg.data.stage2_dir, used)
     return RunInputs(
-        train_set=TileDataset(cfg.data.data_dir, "train", **common),
-        val_set=TileDataset(cfg.data.data_dir, "val", **common),
+        train_set=train_set,
+        val_set=val_set,
         perceptual=perceptual,
         resume=resume,
+        restart=run_dir.restart,
+        warnings=warnings,
     )
+
+
+def check_s1_product(datasets: list[TileDataset], product: str) -> None:
+    """Tiles that record their S1 product must all be of ``product`` (``--s1-product``).
+
+    Raises:
+        DataError: a mix of products, or tiles of another product than the model's.
+    """
+    found: dict[str, str] = {}
+    for dataset in datasets:
+        for tile in dataset.tiles:
+            recorded = tile.meta.get("s1_product")
+            if isinstance(recorded, str):
+                found.setdefault(recorded.lower(), str(tile.path))
+    if len(found) > 1:
+        listed = ", ".join(f"{p} ({path})" for p, path in sorted(found.items()))
+        raise DataError(f"tiles mix Sentinel-1 products: {listed}; train on one product at a time")
+    for recorded, path in found.items():
+        if recorded != product:
+            raise DataError(
+                f"{path}: tile is S1 {recorded.upper()}, the model is set up for {product.upper()}; "
+                f"use --s1-product {recorded}"
+            )
 
 
 def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, rank: int = 0) -> Loaders:
@@ -110,7 +149,7 @@ def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, r
 
     seed = cfg.other.seed
     shard = {"num_replicas": world_size, "rank": rank}
-    sampler = EpochSampler(len(inputs.train_set), seed=seed, **shard)
+    sampler = EpochSampler(len(inputs.train_set), seed=seed, with_epoch=True, **shard)
     val_sampler = EpochSampler(len(inputs.val_set), seed=seed, shuffle=False, **shard)
     common: dict[str, Any] = {
         "batch_size": cfg.training.batch_size,
@@ -134,42 +173,62 @@ def optimizer_steps_per_epoch(batches: int, grad_accum: int) -> int:
 def build_optimization(
     model: torch.nn.Module, training: TrainingConfig, steps_per_epoch: int
 ) -> Optimization:
-    """AdamW over the trainable weights and a warm-up + cosine schedule over the whole run."""
+    """AdamW over the trainable weights (LoRA at ``--lr``, the fusion network at ``--head-lr``) and a
+    warm-up + cosine schedule over the whole run, shared by both groups."""
     import torch
 
     from axion.engine.schedule import WarmupCosine
     from axion.engine.trainer import Optimization
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=training.lr, weight_decay=training.weight_decay)
+    groups = model.parameter_groups(training.lr, training.head_lr)  # type: ignore[operator]
+    optimizer = torch.optim.AdamW(groups, weight_decay=training.weight_decay)
     schedule = WarmupCosine(training.warmup_steps, steps_per_epoch * training.epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return Optimization(optimizer=optimizer, scheduler=scheduler, schedule=schedule)
 
 
-def run_training(cfg: TrainConfig) -> None:
-    """Train according to ``cfg`` (the CLI's ``train`` command)."""
+def run_training(cfg: TrainConfig, notes: Sequence[str] = ()) -> str | None:
+    """Train according to ``cfg`` (the CLI's ``train`` command).
+
+    Args:
+        cfg: the resolved settings.
+        notes: lines to print once the inputs (and a resumed checkpoint) have passed their checks,
+            so that a refused run prints nothing but its error.
+
+    Returns:
+        The name of the signal that stopped the run early (``SIGTERM``, ``SIGINT``), or None.
+    """
     inputs = check_run(cfg)
+    if notes:
+        from axion.console import make_console
+
+        console = make_console()
+        for note in notes:
+            console.print(note, markup=False)
 
     from axion.engine.runtime import build_fabric
 
     fabric, precision = build_fabric(cfg.training)
-    fabric.launch(_train, cfg, precision, inputs)
+    return fabric.launch(_train, cfg, precision, inputs)
 
 
-def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # noqa: ANN001 (Fabric, PrecisionChoice)
-    """The part that runs in every data-parallel process."""
+def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None:  # noqa: ANN001 (Fabric, PrecisionChoice)
+    """The part that runs in every data-parallel process; returns the stopping signal's name, if any."""
     from axion.console import make_console
     from axion.engine.history import MetricsHistory
     from axion.engine.reporter import Reporter
     from axion.engine.trainer import RunOutput, Stage3Trainer
     from axion.losses import Stage3Loss
     from axion.model import build_stage3_model
+    from axion.provenance import provenance
     from axion.seeding import seed_everything
 
     console = make_console()
     reporter = Reporter(
-        console, live=not cfg.other.quiet and console.is_terminal, enabled=fabric.is_global_zero
+        console,
+        live=not cfg.other.quiet and console.is_terminal,
+        enabled=fabric.is_global_zero,
+        log_every=cfg.other.log_every,
     )
     out = Path(cfg.data.output_dir)
     seed_everything(cfg.other.seed)
@@ -197,24 +256,35 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
     )
     wrapped, optimization.optimizer = fabric.setup(model, optimization.optimizer)
 
+    record = provenance()
     if fabric.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
-        write_config_json(cfg, out / "config.json")
+        if inputs.restart:
+            reporter.info(
+                f"note: {out} holds a run that was stopped before its first checkpoint; starting it again"
+            )
+            clear_run_logs(out)
+        write_config_json(cfg, out / "config.json", record)
+        report_warnings(reporter.info, inputs.warnings, out)
     fabric.barrier()
     history = None
     if fabric.is_global_zero:
         history = MetricsHistory(out, resume_epoch=inputs.resume.epoch if inputs.resume else None)
 
-    output = RunOutput(
-        reporter=reporter, saver=CheckpointSaver(out, keep_last=training.keep_last), history=history
-    )
+    saver = CheckpointSaver(out, keep_last=training.keep_last)
+    output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record)
     trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
     if inputs.resume is not None:
         trainer.restore(inputs.resume)
         where = f"epoch {trainer.state.epoch}"
         if trainer.state.partial_batches:
-            where += f" + {trainer.state.partial_batches} batches"
+            where += f" + {plural(trainer.state.partial_batches, 'batch', 'batches')}"
         reporter.info(f"Resumed from {cfg.other.resume} ({where})")
+        if fabric.is_global_zero:
+            restored = restore_best(out, inputs.resume)
+            if restored:
+                reporter.info(restored)
+        fabric.barrier()
     try:
         state = trainer.fit(loaders.train, loaders.val, loaders.sampler)
     finally:
@@ -222,10 +292,16 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> None:  # n
             history.close()
     if trainer.stop_requested is None:
         best = trainer.early_stopping
-        reporter.info(
-            f"Done: {state.epoch} epochs in {out}. Best SAR agreement {best.best:.6f} at epoch "
-            f"{best.best_epoch} -> {out / BEST_FILE}"
-        )
+        done = f"Done: {plural(state.epoch, 'epoch')} in {out}."
+        if best.best_epoch == 0:
+            reporter.info(f"{done} No validation improved, so no {BEST_FILE}")
+        elif not (out / BEST_FILE).is_file():
+            reporter.info(f"{done} {out / BEST_FILE} is missing (see above)")
+        else:
+            reporter.info(
+                f"{done} Best {trainer.monitor_label} {best.best:.6f} at epoch {best.best_epoch} -> {out / BEST_FILE}"
+            )
     last = epoch_checkpoints(out)
     if last and fabric.is_global_zero:
         reporter.info(f"Last checkpoint: {last[-1][1]}")
+    return trainer.stop_requested

@@ -1,36 +1,79 @@
-"""The run's metrics history: one JSON line per epoch plus TensorBoard events."""
+"""The run's metrics history: one JSON line per epoch plus TensorBoard events.
+
+``metrics.jsonl`` is strict JSON Lines: a value that is not finite is written as
+``null`` (JSON has no NaN), and read back as NaN.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
+
+from axion.atomic import write_text_atomic
+from axion.errors import DataError
 
 HISTORY_FILE = "metrics.jsonl"
 
 
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``metrics.jsonl`` file (an absent file has none)."""
+def json_row(row: dict[str, Any]) -> str:
+    """One row as a strict JSON line: non-finite numbers become ``null``."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    return json.dumps(clean, allow_nan=False)
+
+
+def _parse(line: str) -> dict[str, Any]:
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    return {k: (math.nan if v is None else v) for k, v in row.items()}
+
+
+def read_history(path: Path, *, torn_tail_ok: bool = False) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.jsonl`` file (an absent file has none); ``null`` values become NaN.
+
+    Args:
+        path: the file.
+        torn_tail_ok: drop an unreadable *last* line (a run killed while appending it).
+
+    Raises:
+        DataError: a line that is not a JSON object with a numeric ``epoch``, naming the line.
+    """
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable training history ({type(exc).__name__})") from None
+    rows = []
+    for position, (number, line) in enumerate(lines):
+        try:
+            row = _parse(line)
+            if not isinstance(row.get("epoch"), int | float) or isinstance(row.get("epoch"), bool):
+                raise ValueError("no numeric 'epoch'")
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            if torn_tail_ok and position == len(lines) - 1:
+                break
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise DataError(f"{path}: line {number} is not a metrics row ({reason})") from None
+        rows.append(row)
+    return rows
 
 
 class MetricsHistory:
     """Appends one row per epoch to ``metrics.jsonl`` and mirrors scalars to TensorBoard.
 
     On resume, rows after the resumed epoch (from the interrupted run) are dropped
-    so the file describes the run that actually produced the weights.
+    so the file describes the run that actually produced the weights; so is a last
+    line torn by a kill.
     """
 
     def __init__(self, directory: Path, resume_epoch: int | None = None, tensorboard: bool = True) -> None:
         self.path = Path(directory) / HISTORY_FILE
-        rows = read_history(self.path)
-        if resume_epoch is not None:
-            rows = [row for row in rows if row.get("epoch", 0) <= resume_epoch]
-        else:
-            rows = []
-        self.path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        rows = read_history(self.path, torn_tail_ok=True) if resume_epoch is not None else []
+        rows = [row for row in rows if row.get("epoch", 0) <= (resume_epoch or 0)]
+        write_text_atomic(self.path, "".join(json_row(row) + "\n" for row in rows))
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -39,7 +82,7 @@ class MetricsHistory:
 
     def append(self, row: dict[str, Any]) -> None:
         with self.path.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+            handle.write(json_row(row) + "\n")
         if self.writer is not None:
             epoch = int(row["epoch"])
             for key, value in row.items():

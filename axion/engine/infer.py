@@ -23,13 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from axion.config import InferConfig
-from axion.engine.checkpoint import Checkpoint
+from axion.console import plural
+from axion.engine.export import read_trained
 from axion.engine.reporter import Reporter
 from axion.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from axion.engine.checkpoint import Checkpoint
     from axion.engine.parallel import Shard
     from axion.engine.predict import Predictor
     from axion.engine.scene import SceneInfo
@@ -96,13 +98,17 @@ def _previous_outputs(output_dir: Path) -> list[str]:
 
 
 def check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse a file, or a folder holding anything, unless ``overwrite``.
+    """Refuse a file, or a folder holding anything, unless ``overwrite``; remove killed runs' temporaries.
 
     Raises:
         DataError: naming the folder and what it holds.
     """
+    from axion.outputs import clean_stale
+
     if output_dir.exists() and not output_dir.is_dir():
         raise DataError(f"{output_dir}: output directory is a file")
+    if output_dir.is_dir():
+        clean_stale(output_dir)  # temporary files of killed runs do not make a folder "not empty"
     if overwrite or not output_dir.is_dir() or not any(output_dir.iterdir()):
         return
     if (output_dir / MANIFEST).exists():
@@ -134,6 +140,7 @@ def check_tile_inputs(
     from axion.bands import S2_KEYS
     from axion.data.check import validate_data_dir
     from axion.data.tilefile import find_npz, is_inference_tile, npz_header, read_meta, sidecar
+    from axion.outputs import check_writable_dir
 
     if stage2_dir is not None and proxy:
         raise ConfigError("give either --stage2-dir or --proxy-from-ground-truth, not both")
@@ -149,6 +156,7 @@ def check_tile_inputs(
                 f"{output_dir}: output directory overlaps {what} {folder}; choose a separate folder"
             )
     check_output_dir(output_dir, overwrite)
+    check_writable_dir(output_dir)
     if stage2_dir is not None:
         return STAGE2
     for npz in find_npz(input_dir):
@@ -163,6 +171,16 @@ def check_tile_inputs(
     return PROXY
 
 
+def input_warnings(input_dir: Path, stage2_dir: Path | None, dataset: Any) -> list[Any]:
+    """Suspicious values in the tiles and the Stage 2 outputs they use (bad ones raise DataError)."""
+    from axion.data.check import inspect_tiles, validate_stage2
+
+    warnings = inspect_tiles(input_dir, require_target=False).warnings
+    if stage2_dir is not None:
+        warnings += validate_stage2(stage2_dir, [(t.name, (t.height, t.width)) for t in dataset.tiles])
+    return warnings
+
+
 def infer(settings: InferConfig, reporter: Reporter | None = None) -> InferResult:
     """Run tile or scene inference (see :func:`mode_of`), in ``settings.devices`` processes."""
     reporter = reporter or Reporter.silent()
@@ -172,11 +190,11 @@ def infer(settings: InferConfig, reporter: Reporter | None = None) -> InferResul
 
 
 def _check_run(settings: InferConfig) -> Checkpoint:
-    """The checkpoint, and everything the model build would refuse (before any slow work)."""
+    """The checkpoint (or exported adapters), and everything the model build would refuse (before any slow work)."""
     from axion.engine.parallel import check_devices
     from axion.engine.predict import check_prediction
 
-    checkpoint = Checkpoint.read(settings.checkpoint)
+    checkpoint = read_trained(settings.checkpoint)
     check_prediction(settings, checkpoint)
     check_devices(settings.devices)
     return checkpoint
@@ -194,13 +212,15 @@ def _worker_reporter(shard: Shard, reporter: Reporter | None, quiet: bool) -> Re
 def _predictor(settings: InferConfig, reporter: Reporter) -> Predictor:
     from axion.engine.predict import predictor_for
 
-    return predictor_for(settings, Checkpoint.read(settings.checkpoint), log=reporter.info)
+    return predictor_for(settings, read_trained(settings.checkpoint), log=reporter.info)
 
 
 # --- tile mode ---------------------------------------------------------------------------------
 def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     """opt_v3 for every tile below ``settings.input_dir``."""
+    from axion.data.check import report_warnings
     from axion.data.dataset import TileDataset
+    from axion.outputs import clean_stale
 
     input_dir, output_dir = Path(settings.input_dir), Path(settings.output_dir)  # type: ignore[arg-type]
     checkpoint = _check_run(settings)
@@ -218,6 +238,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
         with_target=source == PROXY,
         max_samples=settings.max_samples,
     )
+    warnings = input_warnings(input_dir, settings.stage2_dir, dataset)
     if source == STAGE2:
         reporter.info(f"opt_v2: Stage 2 outputs from {settings.stage2_dir}")
     else:
@@ -226,12 +247,14 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
             "noise, as in training); this evaluates the pipeline, it is not a prediction for new data"
         )
     reporter.info(
-        f"Checkpoint: {settings.checkpoint} (epoch {checkpoint.epoch}); {len(dataset)} tiles, "
-        f"{settings.samples} sample(s) each, {settings.devices} process(es)"
+        f"Checkpoint: {settings.checkpoint} (epoch {checkpoint.epoch}); {plural(len(dataset), 'tile')}, "
+        f"{plural(settings.samples, 'sample')} each, {plural(settings.devices, 'process', 'processes')}"
     )
     previous = _previous_outputs(output_dir) if settings.overwrite else []
     created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale(output_dir)
+    report_warnings(reporter.info, warnings, output_dir)
     (output_dir / MANIFEST).unlink(missing_ok=True)  # until this run completes, the folder is incomplete
     single = settings.devices == 1
     try:
@@ -271,7 +294,7 @@ def tiles_worker(
     """This process's share of the tiles; the first process then writes the manifest."""
     from axion.data.dataset import TileDataset, collate_tiles
     from axion.engine.predict import size_batches
-    from axion.engine.provenance import provenance
+    from axion.provenance import output_provenance
 
     reporter = _worker_reporter(shard, reporter, settings.quiet)
     output_dir = Path(settings.output_dir)  # type: ignore[arg-type]
@@ -287,7 +310,7 @@ def tiles_worker(
         f"timesteps {predictor.timesteps}, seed {predictor.seed}, {predictor.precision.label}; "
         f"{shard.world_size} x {predictor.device.type}"
     )
-    record = provenance(predictor, samples=settings.samples, opt_v2=source)
+    record = output_provenance(predictor, samples=settings.samples, opt_v2=source)
     batches = size_batches([(t.height, t.width) for t in dataset.tiles], settings.batch_size)
     mine = batches[shard.rank :: shard.world_size]
     with reporter.bar("Infer", len(mine)) as bar:
@@ -333,7 +356,7 @@ def _write_tile(
 
     from axion.data.tilefile import write_npz_atomic
     from axion.engine.cog import RasterSpec, write_cog
-    from axion.engine.provenance import geotiff_tags
+    from axion.provenance import geotiff_tags
 
     arrays = {"opt_v3": np.where(invalid, np.nan, mean).astype(np.float32)}
     if std is not None:
@@ -387,10 +410,14 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
     """One blended opt_v3 COG (and its STAC Item) on the grid of the opt_v2 scene."""
     from axion.engine.scene import SceneOutputs, make_grid, validate_scene
     from axion.engine.stac import acquisition_time
+    from axion.outputs import check_writable_file, clean_stale_file
 
     s1_scene, opt_v2_scene = Path(settings.s1_scene), Path(settings.opt_v2_scene)  # type: ignore[arg-type]
     outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
     info = validate_scene(s1_scene, opt_v2_scene, outputs.tif, overwrite=settings.overwrite)
+    for path in (outputs.tif, outputs.std, outputs.item):
+        check_writable_file(path, "output scene")
+        clean_stale_file(path)
     grid = make_grid(info.height, info.width, settings.tile_size, settings.overlap)
     _check_run(settings)
     acquired, when = acquisition_time(s1_scene, settings.datetime)
@@ -400,7 +427,8 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
         reporter.info(f"S1: {s1_scene} reprojected onto the grid of {opt_v2_scene} (bilinear, in dB)")
     reporter.info(
         f"Scene: {info.height}x{info.width} px -> {len(grid.rows)}x{len(grid.cols)} tiles of {settings.tile_size} px, "
-        f"overlap {settings.overlap} px; {settings.samples} sample(s) per tile, {settings.devices} process(es)"
+        f"overlap {settings.overlap} px; {plural(settings.samples, 'sample')} per tile, "
+        f"{plural(settings.devices, 'process', 'processes')}"
     )
     # Until the new Item is written this scene counts as incomplete; a stale spread goes with it.
     outputs.item.unlink(missing_ok=True)
@@ -424,8 +452,8 @@ def scene_worker(
     """This process's strips; the first process blends and writes them, then the STAC Item."""
     import torch
 
-    from axion.engine.provenance import geotiff_tags, provenance
     from axion.engine.scene import Prediction, SceneOutputs, make_grid, run_scene
+    from axion.provenance import geotiff_tags, output_provenance
 
     reporter = _worker_reporter(shard, reporter, settings.quiet)
     outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
@@ -434,7 +462,7 @@ def scene_worker(
         f"timesteps {predictor.timesteps}, seed {predictor.seed}, {predictor.precision.label}; "
         f"{shard.world_size} x {predictor.device.type}"
     )
-    record = provenance(
+    record = output_provenance(
         predictor,
         samples=settings.samples,
         opt_v2="scene",
@@ -481,8 +509,8 @@ def _write_scene_item(
 ) -> None:
     """The STAC Item, last: its presence marks the scene complete."""
     from axion.engine.cog import RasterSpec
-    from axion.engine.provenance import stac_properties
     from axion.engine.stac import RasterAsset, scene_item, write_item
+    from axion.provenance import stac_properties
 
     assets = [
         RasterAsset("opt_v3", outputs.tif, RasterSpec(settings.dtype), "opt_v3: B2, B3, B4, B8", ("data",))

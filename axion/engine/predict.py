@@ -1,6 +1,6 @@
 """Loading a trained checkpoint for prediction, shared by ``evaluate`` and ``infer``.
 
-A checkpoint holds only the trainable weights (LoRA adapters and fusion head) and
+A checkpoint holds only the trainable weights (LoRA adapters and fusion network) and
 the run's configuration. The model is rebuilt from ``config["model"]`` (where the
 frozen TerraMind base comes from may be overridden), the trainable weights are
 loaded, and batches run without gradients under the chosen autocast precision.

@@ -29,11 +29,11 @@ from rich.text import Text
 
 
 class _RateColumn(ProgressColumn):
-    """Iterations per second, tqdm style (``1.89it/s,``)."""
+    """Iterations per second, tqdm style (``1.89it/s``)."""
 
     def render(self, task) -> Text:  # noqa: ANN001 (rich's Task)
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:.2f}it/s," if speed else "?it/s,")
+        return Text(f"{speed:.2f}it/s" if speed else "?it/s")
 
 
 class ProgressHandle:
@@ -45,26 +45,40 @@ class ProgressHandle:
     def advance(self, **postfix: float) -> None:
         text = ", ".join(f"{k}={v:.4f}" for k, v in postfix.items())
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, advance=1, postfix=text)
+            self._progress.update(self._task, advance=1, postfix=f", {text}" if text else "")
         elif self._plain is not None:
             self._plain.advance(text)
 
 
-class _PlainBar:
-    """Log-line progress: about ten lines per bar, plus the last one."""
+#: Progress lines a plain bar prints per pass unless told otherwise (plus the last one).
+LINES_PER_BAR = 20
 
-    def __init__(self, console: Console, label: str, total: int) -> None:
+
+def _clock(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class _PlainBar:
+    """Log-line progress for logs: one line every ``every`` steps and the last, with rate and ETA."""
+
+    def __init__(self, console: Console, label: str, total: int, every: int | None = None) -> None:
         self.console, self.label, self.total = console, label, total
         self.done, self.start = 0, time.perf_counter()
-        self.every = max(1, total // 10)
+        self.every = every or max(1, -(-total // LINES_PER_BAR))
 
     def advance(self, postfix: str) -> None:
         self.done += 1
         if self.done % self.every == 0 or self.done == self.total:
             elapsed = time.perf_counter() - self.start
             rate = self.done / elapsed if elapsed > 0 else 0.0
+            eta = (self.total - self.done) / rate if rate > 0 else 0.0
+            timing = f"{_clock(elapsed)}<{_clock(eta)}, {rate:.2f}it/s"
             self.console.print(
-                f"{self.label}: {self.done}/{self.total} [{elapsed:.1f}s, {rate:.2f}it/s, {postfix}]"
+                f"{self.label}: {self.done}/{self.total} [{timing}{', ' + postfix if postfix else ''}]",
+                markup=False,
             )
 
 
@@ -75,10 +89,15 @@ class Reporter:
         console: where to write.
         live: rich live bars and tables (else plain lines).
         enabled: False on non-zero data-parallel ranks.
+        log_every: in plain mode, one progress line every this many steps (default: about
+            :data:`LINES_PER_BAR` per pass).
     """
 
-    def __init__(self, console: Console, *, live: bool, enabled: bool = True) -> None:
+    def __init__(
+        self, console: Console, *, live: bool, enabled: bool = True, log_every: int | None = None
+    ) -> None:
         self.console, self.live, self.enabled = console, live, enabled
+        self.log_every = log_every
 
     @classmethod
     def silent(cls) -> Reporter:
@@ -104,7 +123,7 @@ class Reporter:
             yield ProgressHandle(None, None, None)
             return
         if not self.live:
-            yield ProgressHandle(None, None, _PlainBar(self.console, label, total))
+            yield ProgressHandle(None, None, _PlainBar(self.console, label, total, self.log_every))
             return
         progress = Progress(
             TextColumn("{task.description}:"),
@@ -115,6 +134,7 @@ class Reporter:
             TimeElapsedColumn(),
             TextColumn("<"),
             TimeRemainingColumn(),
+            TextColumn(","),
             _RateColumn(),
             TextColumn("{task.fields[postfix]}]"),
             console=self.console,
@@ -140,6 +160,8 @@ class Reporter:
             for key, name in (("val_psnr", "PSNR (dB)"), ("val_sam_deg", "SAM (deg)"))
             if key in row
         ]
+        if "lr_fusion" in row:
+            extra.append(("Fusion learning rate", f"{row['lr_fusion']:.2e}"))
         if self.live:
             table = Table(title=f"Epoch {epoch} Summary", title_justify="left", show_header=False)
             table.add_column("metric", style="bold")
@@ -152,12 +174,12 @@ class Reporter:
             for name, value in lines + extra:
                 self.console.print(f"  {name}: {value}")
 
-    def improved(self, value: float) -> None:
-        self.info(f"✓ SAR agreement improved to {value:.6f}")
+    def improved(self, label: str, value: float) -> None:
+        self.info(f"✓ {label} improved to {value:.6f}")
 
-    def no_improvement(self, wait: int, patience: int) -> None:
-        self.info(f"No improvement in SAR agreement ({wait}/{patience})")
+    def no_improvement(self, label: str, wait: int, patience: int) -> None:
+        self.info(f"No improvement in {label} ({wait}/{patience})")
 
-    def early_stop(self, best: float, epoch: int) -> None:
+    def early_stop(self, label: str, best: float, epoch: int) -> None:
         self.info("⚠ Early stopping triggered!")
-        self.info(f"  Best SAR agreement: {best:.6f} at epoch {epoch}")
+        self.info(f"  Best {label}: {best:.6f} at epoch {epoch}")

@@ -11,18 +11,27 @@ from torch.utils.data import Sampler
 from axion.seeding import Stream, stream_seed
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(Sampler):
     """Shuffles per epoch, shards across data-parallel ranks, and can skip ahead.
 
     Every rank draws the same permutation from ``(seed, epoch)`` and takes every
     ``num_replicas``-th index, padding by wrap-around so ranks stay in step. A
-    run resumed mid-epoch sets ``skip`` to the number of batches already done.
+    run resumed mid-epoch sets ``skip`` to the number of samples already done. With
+    ``with_epoch`` it yields ``(index, epoch)``, so a training dataset can draw each
+    tile anew for the epoch (:class:`~axion.data.augment.TrainingDraws`).
     """
 
     def __init__(
-        self, size: int, *, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0
+        self,
+        size: int,
+        *,
+        seed: int,
+        shuffle: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
+        with_epoch: bool = False,
     ) -> None:
-        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.size, self.seed, self.shuffle, self.with_epoch = size, seed, shuffle, with_epoch
         self.num_replicas, self.rank = num_replicas, rank
         self.per_rank = math.ceil(size / num_replicas) if size else 0
         self.epoch = 0
@@ -42,8 +51,11 @@ class EpochSampler(Sampler[int]):
         order += order[: total - len(order)]
         return order[self.rank : total : self.num_replicas]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._indices()[self.skip :])
+    def __iter__(self) -> Iterator[int | tuple[int, int]]:
+        indices = self._indices()[self.skip :]
+        if self.with_epoch:
+            return iter([(index, self.epoch) for index in indices])
+        return iter(indices)
 
     def __len__(self) -> int:
         return max(0, self.per_rank - self.skip)

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from axion.console import plural
 from axion.engine.checkpoint import Checkpoint, CheckpointSaver
-from axion.engine.early_stopping import EarlyStopping
+from axion.engine.early_stopping import MONITORS, EarlyStopping, all_finite
 from axion.engine.history import MetricsHistory
 from axion.engine.reporter import Reporter
 from axion.engine.sampler import EpochSampler
@@ -47,11 +48,13 @@ class Optimization:
 
 @dataclass
 class RunOutput:
-    """Where a run reports to: the console, checkpoint files and the metrics history."""
+    """Where a run reports to: the console, checkpoint files, the metrics history, its provenance."""
 
     reporter: Reporter
     saver: CheckpointSaver
     history: MetricsHistory | None = None
+    #: Versions and run identity, recorded in every checkpoint of the run.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,11 +130,17 @@ class Stage3Trainer:
         self.config = cfg.to_json_dict()
         self.reporter, self.saver, self.history = output.reporter, output.saver, output.history
         self.seed = cfg.other.seed
+        self.monitor = cfg.early_stopping.monitor
+        self.monitor_label, self.monitor_key, mode = MONITORS[self.monitor]
         self.early_stopping = EarlyStopping(
-            cfg.early_stopping.early_stop_patience, cfg.early_stopping.early_stop_delta
+            cfg.early_stopping.early_stop_patience, cfg.early_stopping.early_stop_delta, mode
         )
+        #: The highest validation SAR agreement so far, whatever the monitor (the checkpoint's
+        #: ``best_sar_agreement``).
+        self.best_sar_agreement = -math.inf
         self.state = LoopState()
         self.stop_requested: str | None = None
+        self.provenance = output.provenance
 
     @property
     def module(self) -> torch.nn.Module:
@@ -143,14 +152,18 @@ class Stage3Trainer:
         """Per-sample loss terms for one batch, with gradients."""
         seeds = [stream_seed(self.seed, Stream.TRAIN_NOISE, epoch, name) for name in batch["name"]]
         opt_v3 = self.model(batch["s1"], batch["opt_v2"], seeds=seeds)
-        return self.loss_fn(opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])
+        return self.loss_fn(
+            opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"], batch["opt_v2_mask"]
+        )
 
     @torch.no_grad()
     def validation_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Per-sample loss terms and metrics; the noise is fixed per tile."""
         seeds = [stream_seed(self.seed, Stream.VAL_NOISE, name) for name in batch["name"]]
         opt_v3 = self.model(batch["s1"], batch["opt_v2"], seeds=seeds)
-        terms = self.loss_fn(opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])
+        terms = self.loss_fn(
+            opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"], batch["opt_v2_mask"]
+        )
         return {**terms, **validation_metrics(opt_v3, batch["target"], batch["s1"], batch["mask"])}
 
     # --- state ---------------------------------------------------------------
@@ -168,9 +181,13 @@ class Stage3Trainer:
                 "optimizer_steps": self.state.optimizer_steps,
                 "partial_batches": self.state.partial_batches,
             },
-            val_stats={**val_stats, "early_stopping": self.early_stopping.state_dict()},
-            best_sar_agreement=float(self.early_stopping.best),
+            val_stats={
+                **val_stats,
+                "early_stopping": {**self.early_stopping.state_dict(), "monitor": self.monitor},
+            },
+            best_sar_agreement=float(self.best_sar_agreement),
             config=self.config,
+            provenance=self.provenance,
         )
 
     def restore(self, ckpt: Checkpoint) -> None:
@@ -183,10 +200,27 @@ class Stage3Trainer:
         scaler = getattr(self.fabric.strategy.precision, "scaler", None)
         if scaler is not None and ckpt.scaler_state_dict:
             scaler.load_state_dict(ckpt.scaler_state_dict)
-        self.early_stopping.load_state_dict(ckpt.val_stats["early_stopping"])
+        saved = ckpt.val_stats["early_stopping"]
+        if saved.get("monitor", "sar_agreement") == self.monitor:
+            self.early_stopping.load_state_dict(saved)
+        else:
+            self.reporter.info(
+                f"Early stopping now watches {self.monitor_label} (the checkpoint watched "
+                f"{saved.get('monitor', 'sar_agreement')}): its count starts again"
+            )
+        self.best_sar_agreement = float(ckpt.best_sar_agreement)
         self.state.epoch = int(ckpt.epoch)
         self.state.optimizer_steps = int(ckpt.train_stats.get("optimizer_steps", 0))
         self.state.partial_batches = int(ckpt.train_stats.get("partial_batches", 0))
+
+    def learning_rates(self) -> dict[str, float]:
+        """``lr`` (the LoRA rate, the guide's learning rate) and ``lr_fusion``; ``lr`` alone without LoRA."""
+        rates = {
+            group.get("name", str(i)): group["lr"] for i, group in enumerate(self.optimizer.param_groups)
+        }
+        if "lora" in rates:
+            return {"lr": rates["lora"], "lr_fusion": rates["fusion"]}
+        return {"lr": rates["fusion"]}
 
     # --- signals -------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -204,25 +238,29 @@ class Stage3Trainer:
             while self.state.epoch < self.cfg.training.epochs:
                 epoch = self.state.epoch + 1
                 started = time.perf_counter()
-                lr = self.optimizer.param_groups[0][
-                    "lr"
-                ]  # the rate this epoch starts with, as the epoch summary shows
+                rates = self.learning_rates()  # the rates this epoch starts with, as the summary shows
                 sampler.set_epoch(epoch, skip=self.state.partial_batches * self.cfg.training.batch_size)
                 train_stats = self.train_epoch(train_loader, epoch)
                 if self.stop_requested:
                     path = self.saver.save_interrupted(self.checkpoint(train_stats, {}))
                     self.reporter.info(
                         f"Stopped by {self.stop_requested} in epoch {epoch} after "
-                        f"{self.state.partial_batches} batches; saved {path}. "
+                        f"{plural(self.state.partial_batches, 'batch', 'batches')}; saved {path}. "
                         f"Resume with the same command plus --resume {path}"
                     )
                     return self.state
                 val_stats = self.validate(val_loader, epoch)
                 self.state.epoch, self.state.partial_batches = epoch, 0
-                improved = self.early_stopping.update(val_stats["sar_agreement"], epoch)
+                finite = all_finite(val_stats)
+                score = val_stats[self.monitor_key]
+                improved = self.early_stopping.update(score, epoch, finite=finite)
+                if not finite:
+                    self.reporter.info(f"Validation of epoch {epoch} is not finite: not an improvement")
+                elif math.isfinite(val_stats["sar_agreement"]):
+                    self.best_sar_agreement = max(self.best_sar_agreement, val_stats["sar_agreement"])
                 row = {
                     "epoch": epoch,
-                    "lr": lr,
+                    **rates,
                     "time_s": time.perf_counter() - started,
                     **{f"train_{k}": v for k, v in train_stats.items()},
                     **{f"val_{k}": v for k, v in val_stats.items()},
@@ -236,12 +274,13 @@ class Stage3Trainer:
                     if improved:
                         self.saver.save_best(checkpoint)
                 self.fabric.barrier()
+                stopping = self.early_stopping
                 if improved:
-                    self.reporter.improved(val_stats["sar_agreement"])
+                    self.reporter.improved(self.monitor_label, score)
                 else:
-                    self.reporter.no_improvement(self.early_stopping.wait, self.early_stopping.patience)
-                    if self.early_stopping.should_stop:
-                        self.reporter.early_stop(self.early_stopping.best, self.early_stopping.best_epoch)
+                    self.reporter.no_improvement(self.monitor_label, stopping.wait, stopping.patience)
+                    if stopping.should_stop:
+                        self.reporter.early_stop(self.monitor_label, stopping.best, stopping.best_epoch)
                         break
             return self.state
         finally:

@@ -10,32 +10,26 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from axion.model.adapters import load_adapters, merge_adapters, save_adapters, unmerge_adapters
+    from axion.model.fusion import FusionNet
     from axion.model.stage3 import Stage3Model, build_stage3_model, format_parameter_counts
     from axion.model.weights import WeightFiles, check_weights
 
 _WHERE = {
     "build_stage3_model": "axion.model.stage3",
     "Stage3Model": "axion.model.stage3",
+    "FusionNet": "axion.model.fusion",
     "format_parameter_counts": "axion.model.stage3",
     "check_weights": "axion.model.weights",
     "WeightFiles": "axion.model.weights",
-    "save_adapters": "axion.model.adapters",
-    "load_adapters": "axion.model.adapters",
-    "merge_adapters": "axion.model.adapters",
-    "unmerge_adapters": "axion.model.adapters",
 }
 
 __all__ = [
+    "FusionNet",
     "Stage3Model",
     "WeightFiles",
     "build_stage3_model",
     "check_weights",
     "format_parameter_counts",
-    "load_adapters",
-    "merge_adapters",
-    "save_adapters",
-    "unmerge_adapters",
 ]
 
 

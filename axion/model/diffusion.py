@@ -1,11 +1,13 @@
-"""The differentiable half of generation: soft FSQ codes and an unrolled DDIM loop.
+"""The diffusion half of generation: the tokenizer's UNet unrolled for T DDIM steps.
 
-terratorch's own generation samples discrete tokens and runs its diffusion
-pipeline under ``no_grad``, so nothing upstream of the pixels can learn through
-it. Here the decoder's token distribution becomes a soft code (the expected
-codebook vector) and the tokenizer's UNet denoiser is called step by step with
-the same DDIM update, keeping gradients. Each step is checkpointed so memory
-does not grow with the number of steps.
+terratorch runs its diffusion pipeline under ``no_grad``, so nothing upstream of
+the pixels could learn through it. Here the tokenizer's UNet denoiser is called
+step by step with the tokenizer's own DDIM scheduler (the same update, the same
+thresholding), so the output equals terratorch's for the same conditioning and
+noise, and the last ``grad_steps`` steps keep their gradients (truncated
+backpropagation through the sampler, DRaFT-K: Clark et al., "Directly Fine-Tuning
+Diffusion Models on Differentiable Rewards", ICLR 2024). Earlier steps run without
+gradients: their cost is one UNet call each, not three.
 """
 
 from __future__ import annotations
@@ -16,26 +18,6 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-
-
-def soft_latent(logits: Tensor, codebook: Tensor, grid: tuple[int, int]) -> Tensor:
-    """Expected FSQ code per token: softmax(logits) @ codebook.
-
-    Args:
-        logits: (B, N, V) token logits, in raster order of the token grid.
-        codebook: (V, D) FSQ code of every vocabulary entry.
-        grid: (h, w) token grid with h * w == N.
-
-    Returns:
-        (B, D, h, w) float32 latent, the UNet's conditioning.
-    """
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        probs = logits.float().softmax(dim=-1)
-        codes = probs @ codebook.float()
-    b, n, d = codes.shape
-    if n != grid[0] * grid[1]:
-        raise ValueError(f"{n} tokens do not fill a {grid[0]}x{grid[1]} grid")
-    return codes.transpose(1, 2).reshape(b, d, grid[0], grid[1])
 
 
 def initial_noise(
@@ -88,13 +70,29 @@ class DDIMUnroll:
         with torch.autocast(device_type=x.device.type, enabled=False):
             return scheduler.step(predicted.float(), t, x.float()).prev_sample  # type: ignore[attr-defined]
 
-    def __call__(self, noise: Tensor, latent: Tensor, timesteps: int) -> Tensor:
-        """Denoise ``noise`` (B, C, H, W) conditioned on ``latent`` -> standardised sample, float32."""
+    def __call__(
+        self, noise: Tensor, latent: Tensor, timesteps: int, grad_steps: int | None = None
+    ) -> Tensor:
+        """Denoise ``noise`` (B, C, H, W) conditioned on ``latent`` -> standardised sample, float32.
+
+        Args:
+            noise: the starting noise.
+            latent: the conditioning (B, D, h, w).
+            timesteps: DDIM steps.
+            grad_steps: how many of the last steps carry gradients (None: all). Steps before
+                them run under ``no_grad``. With more than one gradient step each is
+                checkpointed, so memory does not grow with their number.
+        """
         sched = self.scheduler(timesteps)
+        steps = [int(t) for t in sched.timesteps.tolist()]  # type: ignore[attr-defined]
+        with_grad = len(steps) if grad_steps is None else min(grad_steps, len(steps))
         x = noise.float()
-        for t in sched.timesteps.tolist():  # type: ignore[attr-defined]
-            step = partial(self._step, scheduler=sched, t=int(t))
-            if torch.is_grad_enabled():
+        for index, t in enumerate(steps):
+            step = partial(self._step, scheduler=sched, t=t)
+            if not torch.is_grad_enabled() or index < len(steps) - with_grad:
+                with torch.no_grad():
+                    x = step(x, latent)
+            elif with_grad > 1:
                 x = checkpoint(step, x, latent, use_reentrant=False)
             else:
                 x = step(x, latent)

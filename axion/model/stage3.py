@@ -1,16 +1,18 @@
-"""The Stage 3 model: TerraMind's generator with LoRA, grounded in SAR, plus a residual fusion head.
+"""The Stage 3 model: a fusion network that corrects Stage 2, grounded in SAR and (optionally) TerraMind.
 
 Data flow (standardised with TerraMind's pretraining statistics)::
 
-    s1 (VV, VH dB) ----------------------------+-----------------------------+
-    opt_v2 (B2 B3 B4 B8) -> S2L2A slots 1 2 3 7 |                             |
-                                                v                             |
-      encoder-decoder (LoRA on decoder cross-attention) -> token logits      |
-      -> softmax @ FSQ codebook (soft latent)                                 |
-      -> UNet denoiser (LoRA on self-attention), T DDIM steps from noise      |
-      -> generated S2L2A, slots 1 2 3 7                                       |
-                                                v                             v
-      fusion head([opt_v2, generated, s1]) -> correction (zero at init) -> opt_v3 = opt_v2 + correction
+    s1 (VV, VH dB) ---------------------------------------------------------+
+    opt_v2 (B2 B3 B4 B8) ---------------------------------------------------+
+      |  TerraMind arm (generator "terramind"; LoRA on decoder cross-attention and UNet attention):
+      |  encoder-decoder -> token logits -> one token per position (argmax or seeded top-p)
+      |  -> its exact FSQ code (straight-through gradient) -> UNet, T DDIM steps from seeded noise
+      |  -> generated S2L2A, slots 1 2 3 7 ---------------------------------+
+      v                                                                     v
+    fusion network([opt_v2, s1, generated]) -> correction (zero at init) -> opt_v3 = opt_v2 + correction
+
+With ``generator="none"`` the fusion network sees opt_v2 and SAR only: the control arm that
+tells what TerraMind adds.
 """
 
 from __future__ import annotations
@@ -26,16 +28,13 @@ from axion import bands
 from axion.config import ModelConfig
 from axion.errors import WeightsError
 from axion.model import standardize as std
-from axion.model.diffusion import DDIMUnroll, initial_noise, soft_latent
-from axion.model.head import FusionHead
-from axion.model.lora import TARGET_MODULES, inject_lora
-from axion.model.terramind import S1_INPUT, S2_INPUT, S2_TARGET, build_generator, load_pretrained
+from axion.model.fusion import FusionNet
 from axion.model.weights import check_weights
 
 #: Seed of the frozen base when built without pretrained weights.
 RANDOM_BASE_SEED = 0
-#: Version tag of the adapter/metadata layout.
-ADAPTER_FORMAT = "axion-stage3-adapters/1"
+#: Version tag of the trainable-weights layout.
+ADAPTER_FORMAT = "axion-stage3-adapters/2"
 
 
 @contextmanager
@@ -45,7 +44,7 @@ def _fixed_token_order(device: torch.device) -> Iterator[None]:
     terratorch shuffles the target tokens with ``torch.rand`` from the global RNG.
     All tokens are predicted in one pass and the order is undone afterwards, so
     it only changes float rounding, but it would consume (and so shift) the
-    global random stream the diffusion noise is drawn from.
+    global random stream.
     """
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, device_type="cuda"):
@@ -56,75 +55,35 @@ def _fixed_token_order(device: torch.device) -> Iterator[None]:
         yield
 
 
-class Stage3Model(nn.Module):
-    """opt_v2 + SAR -> opt_v3, in tile units.
+class TerraMindArm(nn.Module):
+    """TerraMind's generation of B2, B3, B4, B8 from S1 + opt_v2, as terratorch does it, with gradients.
 
-    Build it with :func:`build_stage3_model`. Only the LoRA adapters and the
-    fusion head train; TerraMind's own weights stay frozen (and in eval mode).
+    Args:
+        generator: terratorch's ``TerraMindGeneration`` (LoRA already injected).
+        cfg: model settings: ``s1_product``, ``token_sampling``, ``top_p``, ``timesteps``, ``grad_steps``.
     """
 
-    def __init__(self, generator: nn.Module, head: FusionHead, cfg: ModelConfig, target_modules: str) -> None:
+    def __init__(self, generator: nn.Module, cfg: ModelConfig) -> None:
         super().__init__()
+        from axion.model.diffusion import DDIMUnroll
+        from axion.model.terramind import S1_INPUTS, S2_TARGET
+
         self.generator = generator
-        self.head = head
+        self.s1_input = S1_INPUTS[cfg.s1_product]
+        self.token_sampling = cfg.token_sampling
+        self.top_p = cfg.top_p
+        self.grad_steps = cfg.grad_steps
         tokenizer = generator.tokenizer[S2_TARGET]
         self.denoise = DDIMUnroll(tokenizer.decoder, tokenizer.noise_scheduler)
-        self.model_size = cfg.model_size
-        self.lora_rank = cfg.lora_rank
-        self.lora_alpha = cfg.lora_alpha
-        self.timesteps = cfg.timesteps
-        self.target_modules = target_modules
 
-    # --- modes and parameters ------------------------------------------------
-    def train(self, mode: bool = True) -> Stage3Model:
-        """Only the head follows ``mode``; the frozen generator always runs in eval mode."""
-        self.training = mode
-        self.head.train(mode)
-        self.generator.eval()
-        return self
+    @property
+    def codebook(self) -> Tensor:
+        """(V, D) FSQ code of every token."""
+        from axion.model.terramind import S2_TARGET
 
-    def parameter_counts(self) -> tuple[int, int]:
-        """(trainable, total) parameter counts."""
-        params = list(self.parameters())
-        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+        return self.generator.tokenizer[S2_TARGET].quantize.codebook
 
-    def trainable_state_dict(self) -> dict[str, Tensor]:
-        """Copies of the trainable tensors (LoRA + head), by parameter name."""
-        return {name: p.detach().clone() for name, p in self.named_parameters() if p.requires_grad}
-
-    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Load what :meth:`trainable_state_dict` returned; keys and shapes must match exactly."""
-        own = {name: p for name, p in self.named_parameters() if p.requires_grad}
-        missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
-        if missing or unexpected:
-            what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-            raise WeightsError(
-                f"trainable weights do not fit this model ({what}; {len(missing)} missing, "
-                f"{len(unexpected)} unexpected): built with another size, rank or layout?"
-            )
-        for name, param in own.items():
-            if tuple(state[name].shape) != tuple(param.shape):
-                raise WeightsError(
-                    f"trainable weight {name} has shape {list(state[name].shape)}, "
-                    f"this model needs {list(param.shape)} (another size or rank?)"
-                )
-        with torch.no_grad():
-            for name, param in own.items():
-                param.copy_(state[name].to(param.device, param.dtype))
-
-    def adapter_metadata(self) -> dict[str, Any]:
-        """What it takes to rebuild a model these adapters fit."""
-        return {
-            "format": ADAPTER_FORMAT,
-            "model_size": self.model_size,
-            "lora_rank": self.lora_rank,
-            "lora_alpha": self.lora_alpha,
-            "target_modules": self.target_modules,
-            "timesteps": self.timesteps,
-        }
-
-    # --- the model -----------------------------------------------------------
-    def _token_logits(self, s1_std: Tensor, s2_std: Tensor) -> Tensor:
+    def token_logits(self, s1_std: Tensor, s2_std: Tensor) -> Tensor:
         """Encoder-decoder logits (B, N, V) for every S2L2A token, in raster order."""
         from terratorch.models.backbones.terramind.model.generate import (
             init_empty_target_modality,
@@ -132,11 +91,13 @@ class Stage3Model(nn.Module):
         )
         from terratorch.models.backbones.terramind.model.modality_info import MODALITY_INFO
 
+        from axion.model.terramind import S2_INPUT, S2_TARGET
+
         b, _, h, w = s1_std.shape
         n = (h // bands.PATCH_SIZE) * (w // bands.PATCH_SIZE)
         device = s1_std.device
         mod_dict = {}
-        for name, value in ((S1_INPUT, s1_std), (S2_INPUT, s2_std)):
+        for name, value in ((self.s1_input, s1_std), (S2_INPUT, s2_std)):
             entry = {
                 "tensor": value,
                 "input_mask": torch.zeros(b, n, dtype=torch.bool, device=device),
@@ -152,6 +113,125 @@ class Stage3Model(nn.Module):
         order = positions.argsort(dim=1)
         return logits.gather(1, order.unsqueeze(-1).expand_as(logits))
 
+    def tokens(self, s1_std: Tensor, opt_std: Tensor, seeds: Sequence[int] | None) -> tuple[Tensor, Tensor]:
+        """The decoder's logits (B, N, V) and the token chosen at each position (B, N), raster order."""
+        from axion.model.tokens import choose_tokens
+        from axion.seeding import Stream, stream_seed
+
+        logits = self.token_logits(s1_std, std.optical_to_s2l2a(opt_std))
+        token_seeds = None if seeds is None else [stream_seed(s, Stream.TOKENS) for s in seeds]
+        return logits, choose_tokens(logits, self.token_sampling, top_p=self.top_p, seeds=token_seeds)
+
+    def decode(
+        self,
+        logits: Tensor,
+        tokens: Tensor,
+        seeds: Sequence[int] | None,
+        timesteps: int,
+        size: tuple[int, int],
+    ) -> Tensor:
+        """The chosen tokens' exact FSQ codes -> UNet, ``timesteps`` DDIM steps -> B2, B3, B4, B8 (standardised).
+
+        The codes carry the straight-through gradient of ``logits``; the noise comes from ``seeds``.
+        """
+        from axion.model.diffusion import initial_noise
+        from axion.model.tokens import codes_to_latent, straight_through_codes
+
+        h, w = size
+        codes = straight_through_codes(logits, tokens, self.codebook)
+        latent = codes_to_latent(codes, (h // bands.PATCH_SIZE, w // bands.PATCH_SIZE))
+        noise = initial_noise((tokens.shape[0], len(bands.S2L2A_BANDS), h, w), tokens.device, seeds)
+        return std.s2l2a_to_optical(self.denoise(noise, latent, timesteps, self.grad_steps))
+
+    def forward(self, s1_std: Tensor, opt_std: Tensor, seeds: Sequence[int] | None, timesteps: int) -> Tensor:
+        """Generated B2, B3, B4, B8 (B, 4, H, W), standardised, float32."""
+        logits, tokens = self.tokens(s1_std, opt_std, seeds)
+        return self.decode(logits, tokens, seeds, timesteps, (opt_std.shape[-2], opt_std.shape[-1]))
+
+
+class Stage3Model(nn.Module):
+    """opt_v2 + SAR -> opt_v3, in tile units.
+
+    Build it with :func:`build_stage3_model`. Only the LoRA adapters and the fusion
+    network train; TerraMind's own weights stay frozen (and in eval mode).
+    """
+
+    def __init__(self, fusion: FusionNet, cfg: ModelConfig, arm: TerraMindArm | None = None) -> None:
+        super().__init__()
+        self.arm = arm
+        self.fusion = fusion
+        self.cfg = cfg
+
+    @property
+    def generator(self) -> nn.Module | None:
+        """terratorch's ``TerraMindGeneration`` (None in the ``generator="none"`` arm)."""
+        return None if self.arm is None else self.arm.generator
+
+    @property
+    def timesteps(self) -> int:
+        return self.cfg.timesteps
+
+    # --- modes and parameters ------------------------------------------------
+    def train(self, mode: bool = True) -> Stage3Model:
+        """Only the fusion network follows ``mode``; the frozen generator always runs in eval mode."""
+        self.training = mode
+        self.fusion.train(mode)
+        if self.arm is not None:
+            self.arm.eval()
+        return self
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+        params = list(self.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+    def parameter_groups(self, lora_lr: float, fusion_lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups: the LoRA adapters at ``lora_lr``, the fusion network at ``fusion_lr``."""
+        groups = [{"name": "fusion", "params": list(self.fusion.parameters()), "lr": fusion_lr}]
+        lora = [p for n, p in self.named_parameters() if p.requires_grad and "lora_" in n]
+        if lora:
+            groups.insert(0, {"name": "lora", "params": lora, "lr": lora_lr})
+        return groups
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """Copies of the trainable tensors (LoRA + fusion network), by parameter name."""
+        return {name: p.detach().clone() for name, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load what :meth:`trainable_state_dict` returned; keys and shapes must match exactly."""
+        own = {name: p for name, p in self.named_parameters() if p.requires_grad}
+        missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+        if missing or unexpected:
+            what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+            raise WeightsError(
+                f"trainable weights do not fit this model ({what}; {len(missing)} missing, "
+                f"{len(unexpected)} unexpected): built with another size, rank, generator or layout?"
+            )
+        for name, param in own.items():
+            if tuple(state[name].shape) != tuple(param.shape):
+                raise WeightsError(
+                    f"trainable weight {name} has shape {list(state[name].shape)}, "
+                    f"this model needs {list(param.shape)} (another size or rank?)"
+                )
+        with torch.no_grad():
+            for name, param in own.items():
+                param.copy_(state[name].to(param.device, param.dtype))
+
+    def adapter_metadata(self) -> dict[str, Any]:
+        """What it takes to rebuild a model these trainable weights fit."""
+        return {"format": ADAPTER_FORMAT, **self.cfg.model_dump(mode="json")}
+
+    # --- the model -----------------------------------------------------------
+    def _generated(
+        self, s1: Tensor, opt_v2: Tensor, seeds: Sequence[int] | None, timesteps: int | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        _check_inputs(s1, opt_v2, seeds, needs_square=self.arm is not None)
+        s1_std = std.standardize_s1(s1, self.cfg.s1_product)
+        opt_std = std.standardize_optical(opt_v2)
+        if self.arm is None:
+            return s1_std, opt_std, None
+        return s1_std, opt_std, self.arm(s1_std, opt_std, seeds, timesteps or self.timesteps)
+
     def forward(
         self,
         s1: Tensor,
@@ -159,28 +239,22 @@ class Stage3Model(nn.Module):
         seeds: Sequence[int] | None = None,
         timesteps: int | None = None,
     ) -> Tensor:
-        """opt_v3 (B, 4, H, W) in tile units; differentiable in the LoRA and head weights.
+        """opt_v3 (B, 4, H, W) in tile units; differentiable in the LoRA and fusion weights.
 
         Args:
             s1: (B, 2, H, W) VV, VH in dB.
-            opt_v2: (B, 4, H, W) B2, B3, B4, B8 in tile units (reflectance x 10000).
-            seeds: one seed per sample for the diffusion noise (reproducible, independent
-                of batch mates); None draws it from torch's global RNG.
+            opt_v2: (B, 4, H, W) B2, B3, B4, B8 in tile units.
+            seeds: one seed per sample for the diffusion noise and the token draw (reproducible,
+                independent of batch mates); None draws from torch's global RNG.
             timesteps: DDIM steps (default: the configured number).
 
-        H and W must be equal multiples of 16 (TerraMind's token grid is square).
+        H and W must be multiples of 16; the TerraMind arm also needs them equal (its token grid
+        is square).
         """
-        _check_inputs(s1, opt_v2, seeds)
-        s1_std = std.standardize_s1(s1)
-        opt_std = std.standardize_optical(opt_v2)
-        logits = self._token_logits(s1_std, std.optical_to_s2l2a(opt_std))
-        b, _, h, w = opt_v2.shape
-        grid = (h // bands.PATCH_SIZE, w // bands.PATCH_SIZE)
-        latent = soft_latent(logits, self.generator.tokenizer[S2_TARGET].quantize.codebook, grid)
-        noise = initial_noise((b, len(bands.S2L2A_BANDS), h, w), opt_v2.device, seeds)
-        generated = std.s2l2a_to_optical(self.denoise(noise, latent, timesteps or self.timesteps))
+        s1_std, opt_std, generated = self._generated(s1, opt_v2, seeds, timesteps)
+        features = [opt_std, s1_std] + ([] if generated is None else [generated.float()])
         with torch.autocast(device_type=opt_v2.device.type, enabled=False):
-            correction = self.head(torch.cat([opt_std, generated.float(), s1_std], dim=1))
+            correction = self.fusion(torch.cat(features, dim=1))
         base = opt_v2 if opt_v2.is_floating_point() else opt_v2.float()
         return base + std.optical_std_to_tile_units(correction).to(base.dtype)
 
@@ -194,14 +268,32 @@ class Stage3Model(nn.Module):
     ) -> Tensor:
         """Inference: the same path as :meth:`forward`, without gradients.
 
-        What the adapters learned through the soft path is exactly what runs here.
-        With ``seeds`` the output is reproducible and each sample is independent of
-        its batch mates.
+        The tokens, their codes and the DDIM steps are exactly those of TerraMind's own
+        generation for the chosen tokens (tested against terratorch), and exactly what
+        training ran: the straight-through estimator changes gradients only.
         """
         return self.forward(s1, opt_v2, seeds=seeds, timesteps=timesteps)
 
+    @torch.no_grad()
+    def generated_bands(
+        self,
+        s1: Tensor,
+        opt_v2: Tensor,
+        seeds: Sequence[int] | None = None,
+        timesteps: int | None = None,
+    ) -> Tensor:
+        """TerraMind's own generated B2, B3, B4, B8 (B, 4, H, W) in tile units: what the generator contributes.
 
-def _check_inputs(s1: Tensor, opt_v2: Tensor, seeds: Sequence[int] | None) -> None:
+        Raises:
+            ValueError: the model has no generator (``generator="none"``).
+        """
+        if self.arm is None:
+            raise ValueError("this model has no generator (generator='none'): nothing is generated")
+        _, _, generated = self._generated(s1, opt_v2, seeds, timesteps)
+        return std.optical_std_to_tile_units(generated) + std.optical_mean_like(generated)
+
+
+def _check_inputs(s1: Tensor, opt_v2: Tensor, seeds: Sequence[int] | None, needs_square: bool) -> None:
     if s1.ndim != 4 or s1.shape[1] != len(bands.S1_KEYS):
         raise ValueError(f"s1 must be (B, 2, H, W), got {tuple(s1.shape)}")
     if opt_v2.ndim != 4 or opt_v2.shape[1] != len(bands.OPTICAL_BANDS):
@@ -209,10 +301,9 @@ def _check_inputs(s1: Tensor, opt_v2: Tensor, seeds: Sequence[int] | None) -> No
     if s1.shape[0] != opt_v2.shape[0] or s1.shape[-2:] != opt_v2.shape[-2:]:
         raise ValueError(f"s1 {tuple(s1.shape)} and opt_v2 {tuple(opt_v2.shape)} do not match")
     h, w = opt_v2.shape[-2:]
-    if h != w or h % bands.PATCH_SIZE:
-        raise ValueError(
-            f"tiles must be square with a side that is a multiple of {bands.PATCH_SIZE}, got {h}x{w}"
-        )
+    if h % bands.PATCH_SIZE or w % bands.PATCH_SIZE or (needs_square and h != w):
+        shape = "square with a side that is" if needs_square else "sides that are"
+        raise ValueError(f"tiles must be {shape} a multiple of {bands.PATCH_SIZE}, got {h}x{w}")
     if seeds is not None and len(seeds) != opt_v2.shape[0]:
         raise ValueError(f"{len(seeds)} seeds for a batch of {opt_v2.shape[0]}")
 
@@ -222,31 +313,47 @@ def format_parameter_counts(trainable: int, total: int) -> str:
     return f"Trainable parameters: {trainable:,} of {total:,} ({100.0 * trainable / total:.3f} %)"
 
 
+def fusion_inputs(cfg: ModelConfig) -> int:
+    """Channels the fusion network sees: opt_v2 (4) + SAR (2), plus 4 generated bands with TerraMind."""
+    return (
+        len(bands.OPTICAL_BANDS)
+        + len(bands.S1_KEYS)
+        + (len(bands.OPTICAL_BANDS) if cfg.generator != "none" else 0)
+    )
+
+
 def build_stage3_model(cfg: ModelConfig, log: Callable[[str], None] | None = None) -> Stage3Model:
-    """Build the Stage 3 model: weights checked first, then TerraMind, LoRA and the head.
+    """Build the Stage 3 model: weights checked first, then TerraMind, LoRA and the fusion network.
 
     Args:
-        cfg: model settings (size, timesteps, LoRA rank/alpha, weights source).
+        cfg: model settings (generator arm, size, timesteps, LoRA rank/alpha, weights source, ...).
         log: receives one-line messages (which weights were used, warnings).
 
     Raises:
         WeightsError: ``cfg.pretrained`` and the files are not available.
     """
     say = log or (lambda _message: None)
+    if cfg.generator == "none":
+        say("Generator: none (the fusion network alone on opt_v2 + SAR; TerraMind is not used)")
+        return Stage3Model(FusionNet(fusion_inputs(cfg)), cfg).train(False)
+
+    from axion.model.lora import TARGET_MODULES, inject_lora
+    from axion.model.terramind import build_generator, load_pretrained
+
     files = check_weights(cfg)
     # Random base weights come from a fixed seed, whatever the caller's RNG state: checkpoints
     # hold only the trainable weights, so evaluate and infer must rebuild the very same base.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_BASE_SEED)
-        generator = build_generator(cfg.model_size, cfg.timesteps)
+        generator = build_generator(cfg.model_size, cfg.timesteps, cfg.s1_product)
     if files is None:
         say(
             f"Using random TerraMind-{cfg.model_size} weights (pretrained=False, seed {RANDOM_BASE_SEED}): "
-            "nothing is pretrained"
+            "nothing is pretrained, and the random UNet's output layer is zero, so the generator "
+            "contributes nothing; only the fusion network learns"
         )
     else:
         load_pretrained(generator, files, say)
         say(f"Loaded pretrained TerraMind-{cfg.model_size} and its S2L2A tokenizer from {files.source}")
     generator = inject_lora(generator, cfg.lora_rank, cfg.lora_alpha, TARGET_MODULES)
-    model = Stage3Model(generator, FusionHead(), cfg, TARGET_MODULES)
-    return model.train(False)
+    return Stage3Model(FusionNet(fusion_inputs(cfg)), cfg, TerraMindArm(generator, cfg)).train(False)

@@ -16,10 +16,11 @@ def _stat(values: tuple[float, ...], like: Tensor) -> Tensor:
     return torch.tensor(values, dtype=torch.float32, device=like.device).view(1, -1, 1, 1)
 
 
-def standardize_s1(s1_db: Tensor) -> Tensor:
-    """S1 GRD (B, 2, H, W) in dB -> standardised (float32)."""
+def standardize_s1(s1_db: Tensor, product: str = "grd") -> Tensor:
+    """S1 (B, 2, H, W) in dB -> standardised (float32) with the statistics of its product (grd, rtc)."""
     s1 = s1_db.float()
-    return (s1 - _stat(bands.S1GRD_MEAN, s1)) / _stat(bands.S1GRD_STD, s1)
+    mean, std = bands.S1_STATS[product]
+    return (s1 - _stat(mean, s1)) / _stat(std, s1)
 
 
 def standardize_optical(optical: Tensor) -> Tensor:
@@ -47,3 +48,8 @@ def optical_to_s2l2a(optical_std: Tensor) -> Tensor:
 def s2l2a_to_optical(s2l2a: Tensor) -> Tensor:
     """The four optical slots (B, 4, H, W) of an S2L2A tensor (B, 12, H, W)."""
     return s2l2a[:, list(bands.S2L2A_SLOTS)]
+
+
+def optical_mean_like(like: Tensor) -> Tensor:
+    """The pretraining mean of the four optical bands, (1, 4, 1, 1), in tile units."""
+    return _stat(bands.OPTICAL_MEAN, like)

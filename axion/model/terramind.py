@@ -1,4 +1,4 @@
-"""Build TerraMind's S1GRD + S2L2A -> S2L2A generator through terratorch, and load its weights.
+"""Build TerraMind's S1 (GRD or RTC) + S2L2A -> S2L2A generator through terratorch, and load its weights.
 
 terratorch is imported inside the functions only: importing it takes seconds and
 starts network checks, which a command's ``--help`` must not pay for.
@@ -10,14 +10,16 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from axion.bands import S1_MODALITY
 from axion.errors import WeightsError
 from axion.model.weights import WeightFiles
 
 if TYPE_CHECKING:
     from torch import nn
 
-#: terratorch's names of our modalities inside the generator.
-S1_INPUT = "untok_sen1grd@224"
+#: terratorch's names of our modalities inside the generator (S1 by product).
+S1_INPUTS: dict[str, str] = {"grd": "untok_sen1grd@224", "rtc": "untok_sen1rtc@224"}
+S1_INPUT = S1_INPUTS["grd"]
 S2_INPUT = "untok_sen2l2a@224"
 S2_TARGET = "tok_sen2l2a@224"
 #: Prefix of the encoder-decoder's keys inside the generator's state dict.
@@ -32,16 +34,17 @@ def import_terratorch_registry():  # noqa: ANN201 - terratorch's registry type
     return FULL_MODEL_REGISTRY
 
 
-def build_generator(model_size: str, timesteps: int) -> nn.Module:
+def build_generator(model_size: str, timesteps: int, s1_product: str = "grd") -> nn.Module:
     """A ``TerraMindGeneration`` with random weights, built offline.
 
-    Pretrained weights are loaded afterwards by :func:`load_pretrained`, from
-    files that :func:`axion.model.weights.check_weights` has already found.
+    ``s1_product`` picks TerraMind's S1GRD or S1RTC input modality. Pretrained weights
+    are loaded afterwards by :func:`load_pretrained`, from files that
+    :func:`axion.model.weights.check_weights` has already found.
     """
     registry = import_terratorch_registry()
     return registry.build(
         f"terramind_v1_{model_size}_generate",
-        modalities=["S1GRD", "S2L2A"],
+        modalities=[S1_MODALITY[s1_product], "S2L2A"],
         output_modalities=["S2L2A"],
         pretrained=False,
         timesteps=timesteps,

@@ -45,12 +45,47 @@ def required_files(model_size: str) -> list[tuple[str, str]]:
     return [(generator_repo(model_size), generator_file(model_size)), (TOKENIZER_REPO, TOKENIZER_FILE)]
 
 
+#: Seconds to wait for the Hugging Face hub before treating it as unreachable.
+HUB_TIMEOUT_S = 3.0
+
+
+def download_command() -> str:
+    """The download command the installed huggingface_hub provides (``hf`` since 0.34)."""
+    from importlib import metadata
+
+    try:
+        major, minor = (int(part) for part in metadata.version("huggingface_hub").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return "hf download"
+    return "hf download" if (major, minor) >= (0, 34) else "huggingface-cli download"
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` (``HF_HUB_OFFLINE``: no)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def missing_weights_message(model_size: str, where: str) -> str:
     """One line: what is missing, where it comes from and the three ways to proceed."""
     files = required_files(model_size)
     names = " and ".join(name for _, name in files)
     repos = " and ".join(f"{repo}/{name}" for repo, name in files)
-    downloads = "; ".join(f"huggingface-cli download {repo} {name}" for repo, name in files)
+    command = download_command()
+    downloads = "; ".join(f"{command} {repo} {name}" for repo, name in files)
     return (
         f"pretrained TerraMind weights not found ({where}): need {names} from the Hugging Face "
         f"repositories {repos}. Either pass --weights-dir DIR with these files under these names, "
@@ -84,10 +119,21 @@ def _hub_file(repo: str, filename: str, download: bool) -> Path | None:
 
 
 def _from_hub(model_size: str, download: bool) -> WeightFiles:
-    found = {name: _hub_file(repo, name, download) for repo, name in required_files(model_size)}
+    files = required_files(model_size)
+    found = {name: _hub_file(repo, name, download=False) for repo, name in files}
+    how = "not in the Hugging Face cache"
+    if download and any(path is None for path in found.values()):
+        # One quick reachability check instead of the hub client's minute of retries offline.
+        if not hub_reachable():
+            how += " and the hub is unreachable (offline, or HF_HUB_OFFLINE is set)"
+        else:
+            found = {
+                name: path or _hub_file(repo, name, True)
+                for (repo, name), path in zip(files, found.values(), strict=True)
+            }
+            how += " and downloading them failed"
     missing = [name for name, path in found.items() if path is None]
     if missing:
-        how = "not in the Hugging Face cache" + (" and the hub is unreachable" if download else "")
         raise WeightsError(missing_weights_message(model_size, f"{', '.join(missing)} {how}"))
     return WeightFiles(
         generator=found[generator_file(model_size)],  # type: ignore[arg-type]
@@ -100,9 +146,10 @@ def check_weights(cfg: ModelConfig, *, download: bool = True) -> WeightFiles | N
     """Find the pretrained files, or fail with one clear message.
 
     Args:
-        cfg: the model settings. ``pretrained=False`` needs no files (returns None).
+        cfg: the model settings. ``pretrained=False`` or ``generator="none"`` needs no files (returns None).
         download: when the files are not in the Hugging Face cache, try to download
-            them into it (set ``HF_HUB_OFFLINE=1`` to skip the network entirely).
+            them into it, if the hub answers within :data:`HUB_TIMEOUT_S` seconds (set
+            ``HF_HUB_OFFLINE=1`` to skip the network entirely).
 
     Returns:
         The two file paths, or None for random weights.
@@ -111,7 +158,7 @@ def check_weights(cfg: ModelConfig, *, download: bool = True) -> WeightFiles | N
         WeightsError: a file is missing; the message names the files, their
             repositories and how to provide them.
     """
-    if not cfg.pretrained:
+    if not cfg.pretrained or cfg.generator == "none":
         return None
     if cfg.weights_dir is not None:
         return _from_dir(Path(cfg.weights_dir), cfg.model_size)

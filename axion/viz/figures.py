@@ -32,7 +32,7 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, path: Path, dpi: int) -> Path:
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, keep_suffix=True) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         _pyplot().close(fig)
@@ -119,7 +119,11 @@ def tile_panel(
 
 
 def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    pairs = [(float(r["epoch"]), float(r[key])) for r in history if key in r and r[key] is not None]
+    pairs = [
+        (float(r["epoch"]), float(r[key]))
+        for r in history
+        if isinstance(r.get(key), int | float) and math.isfinite(float(r[key]))
+    ]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 

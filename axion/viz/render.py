@@ -1,14 +1,28 @@
-"""What ``axion stage3 visualize`` draws: every figure of one evaluation results directory."""
+"""What ``axion stage3 visualize`` draws: every figure of one evaluation results directory.
+
+Every input (``summary.json``, ``per_tile.csv``, the tile arrays to draw, the training
+history) is read and checked before the first figure is drawn, so a damaged file is one
+line naming it and no figure is written. Figures are drawn into a hidden staging folder
+of the output directory and moved into place only when all of them are done.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from axion.config import VisualizeConfig
 from axion.errors import DataError
+
+#: Figures are drawn into ``<output-dir>/.visualize-<pid>-<random>/`` first.
+STAGING = "visualize"
+#: Shape of each tile array: channels (None: a 2-D array).
+_TILE_CHANNELS: dict[str, int | None] = {"s1": 2, "opt_v2": 4, "opt_v3": 4, "target": 4, "mask": None}
 
 
 @dataclass
@@ -19,67 +33,109 @@ class Rendered:
     notes: list[str] = field(default_factory=list)
 
 
+def read_tile_arrays(npz: Path) -> dict[str, np.ndarray]:
+    """The arrays of one ``tiles/<name>.npz`` of a results directory, checked.
+
+    Raises:
+        DataError: unreadable, a missing array, a wrong shape or non-finite values, naming the file.
+    """
+    from axion.data.tilefile import load_arrays
+
+    try:
+        arrays = load_arrays(npz, tuple(_TILE_CHANNELS))
+    except ValueError as exc:
+        raise DataError(f"{npz}: {exc}") from None
+    if arrays["mask"].ndim != 2:
+        raise DataError(f"{npz}: array 'mask' has shape {arrays['mask'].shape}, expected (H, W)")
+    height, width = arrays["mask"].shape
+    for key, channels in _TILE_CHANNELS.items():
+        expected = (height, width) if channels is None else (channels, height, width)
+        if arrays[key].shape != expected:
+            raise DataError(f"{npz}: array {key!r} has shape {arrays[key].shape}, expected {expected}")
+        if not np.issubdtype(arrays[key].dtype, np.number):
+            raise DataError(f"{npz}: array {key!r} has non-numeric dtype {arrays[key].dtype}")
+        if key != "mask" and not np.isfinite(arrays[key]).all():
+            raise DataError(f"{npz}: array {key!r} has NaN/inf values")
+    return arrays
+
+
+def _planned_epochs(run_dir: str | None) -> tuple[int | None, str | None]:
+    """The planned epochs from the run's config.json, and a note when it cannot be read."""
+    config = Path(run_dir or "") / "config.json"
+    if not run_dir or not config.is_file():
+        return None, None
+    try:
+        epochs = json.loads(config.read_text()).get("training", {}).get("epochs")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None, f"{config} is unreadable; the early-stopping point is not marked"
+    return (int(epochs) if isinstance(epochs, int) else None), None
+
+
 def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | None = None) -> Rendered:
     """Tile panels, training curves and metric distributions as PNG files.
 
     Raises:
-        DataError: the results directory, a tile array file or the history is missing or unreadable.
+        DataError: the results directory, a tile array file or the history is missing, unreadable
+            or malformed, or the output directory cannot be written; nothing is written then.
     """
-    import numpy as np
-
     from axion.engine.history import HISTORY_FILE, read_history
-    from axion.viz.figures import metric_distributions, tile_panel, training_curves
-    from axion.viz.results import TILE_ARRAYS, load_results
+    from axion.outputs import check_writable_dir, clean_stale, remove_stale_folders, staging_name
+    from axion.viz.results import load_results
 
     loaded = load_results(settings.results)
     output_dir = Path(settings.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"{output_dir}: output directory is a file")
+    check_writable_dir(output_dir)
     history = settings.history
     if history is None:
         run_dir = loaded.summary.get("run_dir")
-        history = Path(run_dir) / HISTORY_FILE if run_dir else None
+        history = Path(run_dir) / HISTORY_FILE if isinstance(run_dir, str) and run_dir else None
     elif not history.is_file():
         raise DataError(f"{history}: training history not found")
-    output_dir.mkdir(parents=True, exist_ok=True)
     done = Rendered()
+    rows_by_name = {row["name"]: row for row in loaded.rows}
+    panels = [(npz, read_tile_arrays(npz)) for npz in loaded.tiles[: settings.max_tiles]]
+    rows_of_history = read_history(history) if history is not None and history.is_file() else None
+    planned, note = _planned_epochs(loaded.summary.get("run_dir"))
+    if note:
+        done.notes.append(note)
 
-    def wrote(path: Path) -> None:
-        done.figures.append(path)
-        if on_figure is not None:
-            on_figure(path)
+    from axion.viz.figures import metric_distributions, tile_panel, training_curves
 
-    rows = {row["name"]: row for row in loaded.rows}
-    if loaded.tiles and settings.max_tiles > 0:
-        (output_dir / "tiles").mkdir(exist_ok=True)
-    for npz in loaded.tiles[: settings.max_tiles]:
-        with np.load(npz) as data:
-            missing = [key for key in TILE_ARRAYS if key not in data.files]
-            if missing:
-                raise DataError(f"{npz}: missing array {missing[0]!r}")
-            arrays = {key: data[key] for key in TILE_ARRAYS}
-        wrote(
-            tile_panel(
-                arrays, rows.get(npz.stem), npz.stem, output_dir / "tiles" / f"{npz.stem}.png", settings.dpi
+    drawn: list[tuple[Path, Path]] = []  # (staged file, final place)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale(output_dir, output_dir / "tiles")
+    remove_stale_folders(output_dir, STAGING)
+    staging = output_dir / staging_name(STAGING)
+    staging.mkdir()
+    try:
+        if panels:
+            (staging / "tiles").mkdir()
+        for npz, arrays in panels:
+            relative = Path("tiles") / f"{npz.stem}.png"
+            tile_panel(arrays, rows_by_name.get(npz.stem), npz.stem, staging / relative, settings.dpi)
+            drawn.append((staging / relative, output_dir / relative))
+        if not loaded.tiles:
+            done.notes.append(
+                f"{settings.results} has no tile arrays (evaluate --save-arrays 0); no tile panels drawn"
             )
-        )
-    if not loaded.tiles:
-        done.notes.append(
-            f"{settings.results} has no tile arrays (evaluate --save-arrays 0); no tile panels drawn"
-        )
-
-    if history is not None and history.is_file():
-        planned = None
-        config = Path(loaded.summary.get("run_dir", "")) / "config.json"
-        if config.is_file():
-            planned = json.loads(config.read_text()).get("training", {}).get("epochs")
-        wrote(
-            training_curves(read_history(history), output_dir / "training_curves.png", settings.dpi, planned)
-        )
-    else:
-        done.notes.append(
-            f"no training history at {history}; pass --history PATH/metrics.jsonl for training curves"
-        )
-    if loaded.rows:
-        wrote(metric_distributions(loaded.rows, output_dir / "metric_distributions.png", settings.dpi))
+        if rows_of_history is not None:
+            name = "training_curves.png"
+            training_curves(rows_of_history, staging / name, settings.dpi, planned)
+            drawn.append((staging / name, output_dir / name))
+        else:
+            done.notes.append(
+                f"no training history at {history}; pass --history PATH/metrics.jsonl for training curves"
+            )
+        if loaded.rows:
+            name = "metric_distributions.png"
+            metric_distributions(loaded.rows, staging / name, settings.dpi)
+            drawn.append((staging / name, output_dir / name))
+        for staged, final in drawn:
+            final.parent.mkdir(exist_ok=True)
+            staged.replace(final)
+            done.figures.append(final)
+            if on_figure is not None:
+                on_figure(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return done

@@ -86,7 +86,7 @@ def read_per_tile_csv(path: Path) -> list[dict[str, Any]]:
             parsed: dict[str, Any] = {}
             for key, value in row.items():
                 try:
-                    parsed[key] = float(value) if key != "name" else value
+                    parsed[key] = value if key == "name" else (math.nan if value == "" else float(value))
                 except (TypeError, ValueError):
                     parsed[key] = value
             rows.append(parsed)
@@ -133,12 +133,40 @@ def load_results(directory: Path) -> Results:
     try:
         summary = json.loads(summary_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{summary_path}: unreadable JSON ({exc})") from None
-    if not isinstance(summary, dict) or "metrics" not in summary:
+        raise DataError(f"{summary_path}: unreadable JSON ({_first_line(exc)})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict):
         raise DataError(f"{summary_path}: not an evaluation summary (no 'metrics')")
     try:
         rows = read_per_tile_csv(csv_path)
     except (OSError, csv.Error, UnicodeDecodeError) as exc:
-        raise DataError(f"{csv_path}: unreadable CSV ({exc})") from None
+        raise DataError(f"{csv_path}: unreadable CSV ({_first_line(exc)})") from None
+    check_rows(csv_path, rows, summary)
     tiles = sorted((directory / TILES_DIR).glob("*.npz")) if (directory / TILES_DIR).is_dir() else []
     return Results(directory=directory, summary=summary, rows=rows, tiles=tiles)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def check_rows(path: Path, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> None:
+    """Every row names its tile and holds a number in every metric column the summary lists.
+
+    Raises:
+        DataError: naming the file, the row and the column.
+    """
+    columns = [
+        f"{source}_{metric}"
+        for source, metrics in summary["metrics"].items()
+        if source in SOURCES and isinstance(metrics, Mapping)
+        for metric in metrics
+    ]
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        if not isinstance(row.get("name"), str) or not row["name"]:
+            raise DataError(
+                f"{path}: line {number} has no tile name (not a per-tile table written by evaluate)"
+            )
+        for column in columns:
+            value = row.get(column)
+            if not isinstance(value, float):
+                raise DataError(f"{path}: line {number}: {column} is not a number ({value!r})")

@@ -28,6 +28,9 @@ def test_writes_summary_csv_and_tile_arrays(evaluation, checkpoint: Path, tiles_
             stats = summary["metrics"][source][key]
             assert stats["count"] == len(test_tiles) and math.isfinite(stats["mean"]), (source, key)
     assert set(summary["metrics"]["target"]) == {"sar_agreement"}
+    # Versions of this evaluation and of the run that wrote the checkpoint.
+    assert summary["provenance"]["versions"]["torch"] and summary["provenance"]["run"]["host"]
+    assert summary["provenance"]["checkpoint"]["versions"]["axion"]
 
     with (out / "per_tile.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -83,3 +86,20 @@ def test_rebuilt_model_reproduces_training_validation(checkpoint: Path, tiles_di
     opt_v3 = predict(predictor.model, batch, seeds, predictor.timesteps, precision=predictor.precision)
     measured = float(sar_agreement(opt_v3, batch["s1"], batch["mask"]).mean())
     assert measured == pytest.approx(state.val_stats["sar_agreement"], abs=2e-3)
+
+
+def test_an_export_folder_evaluates_like_its_checkpoint(
+    checkpoint: Path, tiles_dir: Path, tmp_path: Path
+) -> None:
+    export = tmp_path / "export"
+    assert run_cli(f"stage3 export --checkpoint {checkpoint} --output-dir {export}").exit_code == 0
+    summaries = []
+    for source, name in ((checkpoint, "from-checkpoint"), (export, "from-export")):
+        result = run_cli(
+            f"stage3 evaluate --checkpoint {source} --data-dir {tiles_dir} --output-dir {tmp_path / name} "
+            "--lpips-weight 0 --num-workers 0 --quiet --save-arrays 0"
+        )
+        assert result.exit_code == 0, result.output
+        summaries.append(json.loads((tmp_path / name / "summary.json").read_text()))
+    assert summaries[0]["metrics"] == summaries[1]["metrics"]
+    assert summaries[0]["seed"] == summaries[1]["seed"] and summaries[0]["epoch"] == summaries[1]["epoch"]

@@ -180,7 +180,7 @@ def test_two_processes_give_what_one_gives(checkpoint: Path, pair, tmp_path: Pat
     )
     proc = _spawn_infer([*scene, "--output-scene", tmp_path / "two.tif"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "2 process(es)" in proc.stdout and "2 x cpu" in proc.stdout
+    assert "2 processes" in proc.stdout and "2 x cpu" in proc.stdout
     for one, two in (("one.tif", "two.tif"), ("one_std.tif", "two_std.tif")):
         np.testing.assert_array_equal(read(tmp_path / one)[0], read(tmp_path / two)[0])
     scene_out, opt = read(tmp_path / "one.tif")[0], read(pair.opt_v2)[0]

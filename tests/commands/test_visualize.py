@@ -44,3 +44,16 @@ def test_not_a_results_directory_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "summary.json: missing" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "viz").exists()
+
+
+def test_leftovers_of_a_killed_visualize_are_removed(evaluation, tmp_path: Path) -> None:
+    from tests.conftest import killed_staging_folder, killed_writer_leftover
+
+    results, _ = evaluation
+    out = tmp_path / "viz"
+    leftovers = [killed_staging_folder(out, "visualize"), killed_writer_leftover(out / "training_curves.png")]
+    result = run_cli(f"stage3 visualize --results {results} --output-dir {out} --max-tiles 1")
+    assert result.exit_code == 0, result.output
+    assert not any(path.exists() for path in leftovers)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert (out / "training_curves.png").stat().st_size > 20_000

@@ -59,3 +59,16 @@ def tile_files(root: Path) -> dict[str, list[str]]:
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file below ``root`` with its bytes (to prove nothing was touched)."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def write_like(path: Path, src_path: Path, data: np.ndarray, **changes: Any) -> Path:
+    """A GeoTIFF with ``src_path``'s profile (CRS, transform, nodata) and new pixels or settings."""
+    import rasterio
+
+    with rasterio.open(src_path) as src:
+        profile = src.profile
+    profile.update(count=data.shape[0], dtype=data.dtype.name, **changes)
+    profile.pop("blockxsize", None), profile.pop("blockysize", None), profile.pop("tiled", None)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path

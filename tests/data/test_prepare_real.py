@@ -16,6 +16,7 @@ from axion.data.check import check_tiles
 from axion.data.tilefile import VALID_KEY
 
 from .conftest import tile_files
+from .conftest import write_like as _write_like
 
 TM_NAMES = ("282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3")
 
@@ -139,21 +140,13 @@ def test_sen1floods11_l1c_band_map_and_blocks(sen1floods11: Path, tmp_path: Path
     # An explicit band map that moves B8 elsewhere is honoured.
     order = "B1,B2,B3,B4,B5,B6,B7,B8A,B8,B9,B10,B11,B12"
     out2 = tmp_path / "tiles2"
-    result = prepare_cli("--s1", s1, "--s2", s2, "--tile-size", 256, "--s2-bands", order, "-o", out2)
+    result = prepare_cli(
+        "--s1", s1, "--s2", s2, "--tile-size", 256, "--s2-bands", order, "--split-ratios", "1,0,0", "-o", out2
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     (npz2,) = out2.rglob("Spain_7370579_S2Hand_r00000_c00000.npz")
     with rasterio.open(s2) as src, np.load(npz2) as tile:
         np.testing.assert_array_equal(tile["s2_b8"], src.read(9)[:256, :256])
-
-
-def _write_like(path: Path, src_path: Path, data: np.ndarray, **changes) -> Path:
-    with rasterio.open(src_path) as src:
-        profile = src.profile
-    profile.update(count=data.shape[0], dtype=data.dtype.name, **changes)
-    profile.pop("blockxsize", None), profile.pop("blockysize", None), profile.pop("tiled", None)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
 
 
 def test_s1_on_another_grid_is_resampled_and_nodata_tiles_skipped(
@@ -191,7 +184,8 @@ def test_s1_on_another_grid_is_resampled_and_nodata_tiles_skipped(
     geo = _write_like(tmp_path / "s1_4326.tif", s1_path, dest, crs="EPSG:4326", transform=transform,
                       width=width, height=height, nodata=np.nan)  # fmt: skip
     out2 = tmp_path / "tiles2"
-    result = prepare_cli("--s1", geo, "--s2", s2_path, "--tile-size", 64, "--max-nodata", 0.5, "-o", out2)
+    result = prepare_cli("--s1", geo, "--s2", s2_path, "--tile-size", 64, "--max-nodata", 0.5,
+                         "--split-ratios", "1,0,0", "-o", out2)  # fmt: skip
     assert result.exit_code == 0, result.output
     (npz,) = out2.rglob(f"{name}_r00064_c00064.npz")
     with np.load(npz) as tile:
@@ -208,11 +202,16 @@ def test_partial_nodata_is_filled_and_marked_invalid(sen1floods11: Path, tmp_pat
     holed = _write_like(tmp_path / "s1.tif", s1_path, s1)
     out = tmp_path / "tiles"
     s2 = sen1floods11 / "S2" / "Spain_7370579_S2Hand.tif"
-    result = prepare_cli("--s1", holed, "--s2", s2, "--tile-size", 128, "--max-nodata", 0.05, "-o", out)
+    one_block = ("--split-ratios", "1,0,0")  # a 4 x 4 tile scene is one spatial block
+    result = prepare_cli(
+        "--s1", holed, "--s2", s2, "--tile-size", 128, "--max-nodata", 0.05, *one_block, "-o", out
+    )
     assert result.exit_code == 0, result.output
     assert sum(len(v) for v in tile_files(out).values()) == 12  # the top row of 4 tiles is skipped
     out2 = tmp_path / "tiles2"
-    result = prepare_cli("--s1", holed, "--s2", s2, "--tile-size", 128, "--max-nodata", 0.1, "-o", out2)
+    result = prepare_cli(
+        "--s1", holed, "--s2", s2, "--tile-size", 128, "--max-nodata", 0.1, *one_block, "-o", out2
+    )
     assert result.exit_code == 0, result.output
     (npz,) = out2.rglob("*_r00000_c00000.npz")
     with np.load(npz) as tile:
@@ -233,7 +232,7 @@ def test_cloudy_s2_becomes_stage2_opt_v2(terramind_examples: Path, tmp_path: Pat
     cloudy_path = _write_like(tmp_path / "cloudy.tif", s2_path, cloudy)
     out = tmp_path / "tiles"
     result = prepare_cli("--s1", terramind_examples / "S1RTC" / f"{name}.tif", "--s2", s2_path,
-                         "--s2-cloudy", cloudy_path, "--tile-size", 112, "-o", out)  # fmt: skip
+                         "--s2-cloudy", cloudy_path, "--tile-size", 112, "--block-size", 1, "-o", out)  # fmt: skip
     assert result.exit_code == 0, result.output
     stage2 = sorted((out / "stage2").glob("*.npz"))
     assert [p.stem for p in stage2] == sorted(n for v in tile_files(out).values() for n in v)

@@ -32,6 +32,17 @@ def test_early_stopping_on_a_crafted_sequence() -> None:
     assert stopper.best == pytest.approx(0.58) and stopper.best_epoch == 5
 
 
+def test_early_stopping_lower_is_better_and_nan_never_improves() -> None:
+    stopper = EarlyStopping(patience=2, delta=0.001, mode="min")
+    assert stopper.update(0.05, 1)
+    assert not stopper.update(float("nan"), 2)  # a diverged validation is a miss, never a best
+    assert stopper.update(0.04, 3) and stopper.best == pytest.approx(0.04)
+    assert not stopper.update(0.0395, 4)  # within delta
+    assert not stopper.update(float("inf"), 5) and stopper.should_stop
+    highest = EarlyStopping(patience=5, delta=0.0)
+    assert not highest.update(float("nan"), 1) and highest.best_epoch == 0
+
+
 def test_early_stopping_state_round_trip() -> None:
     stopper = EarlyStopping(patience=5, delta=1e-4)
     stopper.update(0.7, 1)

@@ -45,14 +45,18 @@ def test_run_writes_every_file_with_every_key(three_epochs: tuple[Path, str]) ->
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["model_size"] == "tiny" and config["training"]["grad_accum"] == 2
+    record = config.pop("provenance")
+    assert set(record["versions"]) == {"axion", "torch", "terratorch", "peft", "python"}
+    assert record["run"]["host"] and record["run"]["started"]
 
     raw = torch.load(out / "checkpoint_epoch_3.pt", weights_only=True)
     assert tuple(raw) == (*CHECKPOINT_KEYS, META_KEY)
+    assert raw[META_KEY]["provenance"] == record  # the same run, the same versions
     ckpt = raw
     assert ckpt["epoch"] == 3 and ckpt["config"] == config
     # Trainable weights only: LoRA adapters and the head, nothing of the frozen base.
     names = list(ckpt["model_state_dict"])
-    assert names and all("lora_" in n or n.startswith("head.") for n in names)
+    assert names and all("lora_" in n or n.startswith("fusion.") for n in names)
     assert 0.0 <= ckpt["best_sar_agreement"] <= 1.0
     for key in ("loss", "sar", "cycle", "identity", "lpips", "spectral", "skipped_steps"):
         assert key in ckpt["train_stats"], key
@@ -68,6 +72,19 @@ def test_run_writes_every_file_with_every_key(three_epochs: tuple[Path, str]) ->
     assert "✓ SAR agreement improved to" in output
     assert "Trainable parameters:" in output and "Precision: bf16 mixed precision (CPU)" in output
     assert "effective batch size 2" in output
+
+
+def test_plain_logs_are_whole_lines_with_rate_and_eta(tiles_64: Path, tmp_path: Path) -> None:
+    """Output that is not a terminal (CI, | tee) never wraps, and progress lines carry rate and ETA."""
+    out = tmp_path / ("a-run-directory-with-a-long-name-" * 5) / "run"
+    output = train(
+        tiles_64, out, "--epochs", "1", "--max-samples", "3", "--grad-accum", "1", "--log-every", "2"
+    )
+    assert f"Last checkpoint: {out / 'checkpoint_epoch_1.pt'}" in output.splitlines()
+    progress = [line for line in output.splitlines() if line.startswith("Epoch 1: ")]
+    assert [line.split(" [")[0] for line in progress] == ["Epoch 1: 2/3", "Epoch 1: 3/3"]
+    assert all("<" in line and "it/s, loss=" in line and not line.endswith(", ]") for line in progress)
+    assert "Done: 1 epoch in" in output
 
 
 def test_accumulation_remainder_is_flushed(three_epochs: tuple[Path, str]) -> None:
@@ -86,7 +103,7 @@ def test_training_changes_the_weights(three_epochs: tuple[Path, str]) -> None:
     # With random TerraMind weights the UNet's output conv is zero, which blocks every gradient
     # into the adapters (tests/model covers them with that conv made non-zero); the fusion head
     # always learns.
-    head = [name for name in first if name.startswith("head.")]
+    head = [name for name in first if name.startswith("fusion.")]
     assert head and all(not torch.equal(first[name], last[name]) for name in head)
 
 
@@ -104,6 +121,36 @@ def test_resume_gives_the_same_weights(
         torch.testing.assert_close(got.model_state_dict[name], tensor, rtol=1e-5, atol=1e-6)
     assert got.best_sar_agreement == pytest.approx(expected.best_sar_agreement, abs=1e-6)
     assert not (resumed / "checkpoint_epoch_1.pt").exists()
+
+
+@pytest.mark.slow
+def test_resume_from_a_path_alone_latest_or_a_run_directory(tiles_64: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(tiles_64, out, "--epochs", "1", "--max-samples", "1", "--grad-accum", "1", "--lr", "1e-3")
+    # The checkpoint alone: data, output directory and settings come from it.
+    result = runner.invoke(
+        app, ["stage3", "train", "--resume", str(out / "checkpoint_epoch_1.pt"), "--epochs", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Resumed from" in result.output and (out / "checkpoint_epoch_2.pt").is_file()
+    # "latest" in --output-dir, and a run directory, both find epoch 2; a changed setting is reported.
+    result = runner.invoke(
+        app,
+        ["stage3", "train", "--resume", "latest", "--output-dir", str(out), "--epochs", "3", "--lr", "5e-4"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Resuming with lr = 0.0005 (the checkpoint had 0.001)" in result.output
+    assert "Resumed from " + str(out / "checkpoint_epoch_2.pt") in result.output
+    result = runner.invoke(app, ["stage3", "train", "--resume", str(out), "--epochs", "4", "--quiet"])
+    assert result.exit_code == 0 and "Resumed from " + str(out / "checkpoint_epoch_3.pt") in result.output
+    assert Checkpoint.read(out / "checkpoint_epoch_4.pt").config["training"]["lr"] == 5e-4
+    for args, needle in (
+        (["--resume", "latest"], "--resume latest needs --output-dir"),
+        (["--resume", str(tmp_path / "nowhere")], "checkpoint or run directory not found"),
+        (["--resume", "latest", "--output-dir", str(tmp_path)], "no checkpoint to resume from"),
+    ):
+        result = runner.invoke(app, ["stage3", "train", *args])
+        assert result.exit_code == 2 and needle in result.output, result.output
 
 
 def test_refuses_to_mix_runs_and_mismatched_resume(three_epochs: tuple[Path, str], tiles_64: Path) -> None:
@@ -128,6 +175,105 @@ def test_early_stopping_message(tiles_64: Path, tmp_path: Path) -> None:
     assert "⚠ Early stopping triggered!" in output and "Best SAR agreement:" in output
     assert "at epoch 1" in output
     assert not (tmp_path / "es" / "checkpoint_epoch_3.pt").exists()
+
+
+def test_fusion_network_has_its_own_rate(three_epochs: tuple[Path, str]) -> None:
+    out, output = three_epochs
+    ckpt = Checkpoint.read(out / "checkpoint_epoch_1.pt")
+    groups = ckpt.optimizer_state_dict["param_groups"]
+    assert [g["name"] for g in groups] == ["lora", "fusion"]
+    assert groups[0]["initial_lr"] == pytest.approx(1e-3) and groups[1]["initial_lr"] == pytest.approx(1e-3)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "lr_fusion" in rows[0] and "Fusion learning rate:" in output
+
+
+def test_monitor_picks_the_best_model_by_its_score(tiles_64: Path, tmp_path: Path) -> None:
+    out = tmp_path / "psnr"
+    output = train(
+        tiles_64, out, "--epochs", "3", "--max-samples", "2", "--grad-accum", "1", "--head-lr", "3e-3",
+        "--monitor", "psnr", "--early-stop-delta", "0",
+    )  # fmt: skip
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    best_epoch = max(rows, key=lambda row: row["val_psnr"])["epoch"]
+    best = Checkpoint.read(out / "best_model.pt")
+    assert best.epoch == best_epoch
+    assert best.val_stats["early_stopping"]["monitor"] == "psnr"
+    assert "validation PSNR improved to" in output
+    # The guide's key keeps its meaning: the highest validation SAR agreement so far.
+    assert best.best_sar_agreement <= max(row["val_sar_agreement"] for row in rows) + 1e-9
+    last = Checkpoint.read(out / "checkpoint_epoch_3.pt")
+    assert last.best_sar_agreement == pytest.approx(max(row["val_sar_agreement"] for row in rows))
+
+
+def test_generator_none_is_the_fusion_network_alone(tiles_64: Path, tmp_path: Path) -> None:
+    """The control arm: no terratorch import, no weights; evaluate and infer take its checkpoint."""
+    out = tmp_path / "none"
+    args = [
+        "stage3", "train", "--data-dir", str(tiles_64), "--output-dir", str(out), "--generator", "none",
+        "--pretrained", "--epochs", "2", "--max-samples", "2", "--grad-accum", "1", "--lpips-weight", "0",
+        "--num-workers", "0", "--quiet",
+    ]  # fmt: skip
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom axion.cli import app\n"
+        f"result = CliRunner().invoke(app, {args!r})\n"
+        "print(result.output)\nprint('EXIT', result.exit_code, 'terratorch' in sys.modules)\n"
+    )
+    env = {**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert done.stdout.strip().endswith("EXIT 0 False"), done.stdout + done.stderr
+    assert "Generator: none" in done.stdout
+    best = Checkpoint.read(out / "best_model.pt")
+    assert best.config["model"]["generator"] == "none"
+    assert all(name.startswith("fusion.") for name in best.model_state_dict)
+    result = runner.invoke(
+        app,
+        ["stage3", "evaluate", "--checkpoint", str(out / "best_model.pt"), "--data-dir", str(tiles_64),
+         "--output-dir", str(tmp_path / "eval"), "--split", "val", "--lpips-weight", "0", "--quiet",
+         "--num-workers", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["tiles"] >= 1 and summary["metrics"]["opt_v3"]["psnr"]["mean"] is not None
+    result = runner.invoke(
+        app,
+        ["stage3", "infer", "--checkpoint", str(out / "best_model.pt"), "--input-dir", str(tiles_64 / "val"),
+         "--output-dir", str(tmp_path / "inferred"), "--proxy-from-ground-truth", "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "inferred").glob("*.npz"))
+
+
+def test_s1_product_of_the_tiles_must_be_the_models(tiles_64: Path, tmp_path: Path) -> None:
+    import shutil
+
+    tiles = tmp_path / "tiles"
+    shutil.copytree(tiles_64, tiles)
+    sidecars = sorted((tiles / "train").glob("*.json")) + sorted((tiles / "val").glob("*.json"))
+
+    def mark(paths: list[Path], product: str) -> None:
+        for path in paths:
+            meta = json.loads(path.read_text())
+            path.write_text(json.dumps({**meta, "s1_product": product}))
+
+    mark(sidecars[:1], "rtc")
+    mark(sidecars[1:], "grd")
+    args = [
+        "stage3",
+        "train",
+        "--data-dir",
+        str(tiles),
+        "--output-dir",
+        str(tmp_path / "o"),
+        *FAST,
+        "--epochs",
+        "1",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "tiles mix Sentinel-1 products" in result.output
+    mark(sidecars, "rtc")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "use --s1-product rtc" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
 
 
 def test_bad_data_fails_before_training(tmp_path: Path) -> None:
@@ -187,13 +333,16 @@ def test_sigterm_writes_a_checkpoint_and_resumes(tiles_64: Path, tmp_path: Path)
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output
+    # A stop by SIGTERM exits as the shell expects of a terminated process, after its checkpoint.
+    assert proc.returncode == 128 + signal.SIGTERM, output
     assert "SIGTERM received" in output and "--resume" in output
     ckpt = Checkpoint.read(out / "checkpoint_interrupted.pt")
     assert ckpt.train_stats["partial_batches"] >= 1
     output = train(tiles_64, out, "--resume", str(out / "checkpoint_interrupted.pt"))
     assert "Resumed from" in output
     assert Checkpoint.read(out / "checkpoint_epoch_2.pt").epoch == 2
+    # The later epoch checkpoints supersede the interrupted one, which is removed.
+    assert not (out / "checkpoint_interrupted.pt").exists()
 
 
 @pytest.mark.slow

@@ -92,7 +92,7 @@ def wake(tiny_model, unet_zero_weights) -> Iterator[Callable[[], None]]:
         make_pretrained_like(tiny_model, unet_zero_weights)
         gen = torch.Generator().manual_seed(0)
         pieces = [p for n, p in tiny_model.named_parameters() if "lora_B" in n]
-        pieces += list(tiny_model.head.out.parameters())
+        pieces += list(tiny_model.fusion.out.parameters())
         with torch.no_grad():
             for p in pieces:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.02)

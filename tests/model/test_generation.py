@@ -75,7 +75,7 @@ def test_bf16_autocast_trains_and_stays_close(tiny_model, real_batch, wake):
     out.abs().mean().backward()
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
-    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in tiny_model.head.parameters())
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in tiny_model.fusion.parameters())
     # bf16 moves the output by a small fraction of the (awake) correction itself.
     correction = (reference - opt_v2).abs().max()
     assert correction > 1.0

@@ -23,8 +23,8 @@ def test_one_backward_reaches_every_trainable_and_no_frozen(tiny_model, real_bat
         (out - opt_v2 * 1.1).abs().mean().backward()
     finally:
         handle.remove()
-    # Per-step gradient checkpointing: backward ran the denoiser step again.
-    assert len(calls) == 2
+    # One gradient step (the default --grad-steps 1) is not checkpointed: no second denoiser call.
+    assert len(calls) == 1
     trainable = {n: p for n, p in tiny_model.named_parameters() if p.requires_grad}
     frozen = {n: p for n, p in tiny_model.named_parameters() if not p.requires_grad}
     assert any("lora_A" in n for n in trainable) and any("lora_B" in n for n in trainable)
@@ -66,7 +66,38 @@ def test_short_training_from_true_init_changes_every_adapter(tiny_model, real_ba
 def test_generator_stays_in_eval_mode(tiny_model):
     tiny_model.train()
     try:
-        assert tiny_model.head.training
+        assert tiny_model.fusion.training
         assert not any(m.training for m in tiny_model.generator.modules())
     finally:
         tiny_model.train(False)
+
+
+def test_grad_steps_truncate_backprop_through_the_sampler(tiny_model, real_batch, wake):
+    """At T=2, K=1 backpropagates through the last UNet call only; K=2 through both, each
+    checkpointed (recomputed in the backward pass)."""
+    wake()
+    s1, opt_v2 = real_batch[0][:1], real_batch[1][:1]
+    unet = tiny_model.generator.tokenizer[S2_TARGET].decoder
+    calls: list[bool] = []
+    handle = unet.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+    grads = {}
+    try:
+        for k in (1, 2):
+            calls.clear()
+            tiny_model.arm.grad_steps = k
+            out = tiny_model(s1, opt_v2, seeds=[0], timesteps=2)
+            forward = list(calls)
+            (out - opt_v2 * 1.1).abs().mean().backward()
+            grads[k] = {n: p.grad.clone() for n, p in tiny_model.named_parameters() if p.grad is not None}
+            tiny_model.zero_grad(set_to_none=True)
+            if k == 1:
+                assert forward == [False, True] and len(calls) == 2
+            else:
+                assert len(forward) == 2 and len(calls) == 4
+    finally:
+        handle.remove()
+        tiny_model.arm.grad_steps = tiny_model.cfg.grad_steps
+    unet_lora = [n for n in grads[2] if "lora_" in n and "tokenizer" in n]
+    assert unet_lora and all(n in grads[1] for n in unet_lora)
+    # Truncation changes the gradient, but not the output.
+    assert any(not torch.equal(grads[1][n], grads[2][n]) for n in unet_lora)

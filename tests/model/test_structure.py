@@ -43,9 +43,9 @@ def _lora_count(layer: torch.nn.Module, rank: int) -> int:
 
 
 def test_trainable_count_follows_from_rank_and_layer_sizes(tiny_model):
-    rank = tiny_model.lora_rank
+    rank = tiny_model.cfg.lora_rank
     expected_lora = sum(_lora_count(layer, rank) for layer in lora_layers(tiny_model.generator).values())
-    head = tiny_model.head
+    head = tiny_model.fusion
     expected_head = sum(
         conv.weight.numel() + conv.bias.numel()
         for conv in head.modules()
@@ -60,8 +60,8 @@ def test_trainable_count_follows_from_rank_and_layer_sizes(tiny_model):
 
 def test_everything_but_lora_and_head_is_frozen(tiny_model):
     for name, p in tiny_model.named_parameters():
-        assert p.requires_grad == ("lora_" in name or name.startswith("head.")), name
-    assert all(p.dtype == torch.float32 for p in tiny_model.head.parameters())
+        assert p.requires_grad == ("lora_" in name or name.startswith("fusion.")), name
+    assert all(p.dtype == torch.float32 for p in tiny_model.fusion.parameters())
 
 
 def test_band_slots_and_statistics_equal_terratorch(tiny_model):
@@ -93,3 +93,27 @@ def test_random_base_does_not_depend_on_the_callers_rng(tiny_model):
     for name, param in other.named_parameters():
         if not param.requires_grad:
             assert torch.equal(param, frozen[name]), name
+
+
+def test_rtc_product_uses_terramind_s1rtc_input_and_statistics(real_batch) -> None:
+    from terratorch.models.backbones.terramind.model import terramind_register as reg
+
+    from axion.config import ModelConfig
+    from axion.model import build_stage3_model
+    from axion.model.standardize import standardize_s1
+    from axion.model.terramind import S1_INPUTS
+
+    model = build_stage3_model(
+        ModelConfig(model_size="tiny", pretrained=False, timesteps=1, s1_product="rtc")
+    )
+    assert S1_INPUTS["rtc"] in model.generator.encoder_embeddings
+    assert S1_INPUTS["grd"] not in model.generator.encoder_embeddings
+    assert reg.v1_pretraining_mean[S1_INPUTS["rtc"]] == list(bands.S1RTC_MEAN)
+    assert reg.v1_pretraining_std[S1_INPUTS["rtc"]] == list(bands.S1RTC_STD)
+    s1 = real_batch[0]
+    expected = (s1 - torch.tensor(bands.S1RTC_MEAN).view(1, 2, 1, 1)) / torch.tensor(bands.S1RTC_STD).view(
+        1, 2, 1, 1
+    )
+    torch.testing.assert_close(standardize_s1(s1, "rtc"), expected)
+    out = model.generate(s1, real_batch[1], seeds=[0, 1])
+    assert torch.equal(out, real_batch[1])  # identity start, whatever the product

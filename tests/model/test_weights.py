@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors import safe_open
 
 from axion.config import ModelConfig
 from axion.errors import WeightsError
-from axion.model import build_stage3_model, check_weights, load_adapters, merge_adapters, save_adapters
-from axion.model.adapters import unmerge_adapters
+from axion.model import build_stage3_model, check_weights
+from axion.model.lora import merge_lora, unmerge_lora
 from axion.model.terramind import ENCDEC_PREFIX, S2_TARGET
 from axion.model.weights import TOKENIZER_FILE, TOKENIZER_REPO, generator_file, generator_repo
 
@@ -36,9 +35,7 @@ def test_missing_files_in_weights_dir_give_one_clear_error(tmp_path):
     assert "\n" not in message
     for needed in ("TerraMind_v1_small.pt", TOKENIZER_FILE, generator_repo("small"), TOKENIZER_REPO):
         assert needed in message
-    assert (
-        "--weights-dir" in message and "huggingface-cli download" in message and "--no-pretrained" in message
-    )
+    assert "--weights-dir" in message and "hf download" in message and "--no-pretrained" in message
 
 
 def test_missing_files_in_hub_cache_give_the_same_error(tmp_path, monkeypatch):
@@ -47,6 +44,46 @@ def test_missing_files_in_hub_cache_give_the_same_error(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(WeightsError, match="TerraMind_v1_tiny.pt.*not in the Hugging Face cache"):
         check_weights(ModelConfig(model_size="tiny"), download=False)
+
+
+def test_unreachable_hub_fails_at_once_without_retries(tmp_path, monkeypatch):
+    """Offline, one quick reachability check replaces the hub client's retries; the message says
+    which download command the installed huggingface_hub provides."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from axion.model import weights
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    calls = []
+    real = huggingface_hub.hf_hub_download
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs.get("local_files_only", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", recording)
+    monkeypatch.setattr(weights, "hub_reachable", lambda timeout=weights.HUB_TIMEOUT_S: False)
+    with pytest.raises(WeightsError) as err:
+        check_weights(ModelConfig(model_size="tiny"))
+    message = str(err.value)
+    assert (
+        "the hub is unreachable" in message and "hf download ibm-esa-geospatial/TerraMind-1.0-tiny" in message
+    )
+    assert calls and all(calls), "a download was attempted although the hub is unreachable"
+
+
+def test_hf_hub_offline_means_unreachable_without_a_connection(monkeypatch):
+    import socket
+
+    from axion.model.weights import hub_reachable
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a connection was attempted although HF_HUB_OFFLINE is set")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    assert hub_reachable() is False
 
 
 def _strip_lora(key: str) -> str | None:
@@ -87,32 +124,14 @@ def test_pretrained_from_weights_dir_loads_offline_and_exactly(hub_files, loaded
     assert differing == []
 
 
-def test_adapters_round_trip(tiny_model, wake, tmp_path):
-    wake()
-    path = save_adapters(tiny_model, tmp_path / "adapters.safetensors")
-    trained = tiny_model.trainable_state_dict()
-    with safe_open(str(path), framework="pt") as handle:
-        assert set(handle.keys()) == set(trained)
-    with torch.no_grad():
-        for p in tiny_model.parameters():
-            if p.requires_grad:
-                p.zero_()
-    meta = load_adapters(tiny_model, path)
-    assert meta["model_size"] == "tiny" and meta["lora_rank"] == tiny_model.lora_rank
-    assert all(torch.equal(v, trained[k]) for k, v in tiny_model.trainable_state_dict().items())
-
-
 def test_trainable_state_dict_loads_with_weights_only(tiny_model, tmp_path):
     torch.save(tiny_model.trainable_state_dict(), tmp_path / "state.pt")
     state = torch.load(tmp_path / "state.pt", weights_only=True)
     tiny_model.load_trainable_state_dict(state)
 
 
-def test_adapters_of_another_rank_fail_clearly(tiny_model, loaded_rank4, tmp_path):
+def test_adapters_of_another_rank_fail_clearly(tiny_model, loaded_rank4):
     model4, _ = loaded_rank4
-    path = save_adapters(tiny_model, tmp_path / "rank8.safetensors")
-    with pytest.raises(WeightsError, match="lora_rank=8.*lora_rank=4"):
-        load_adapters(model4, path)
     with pytest.raises(WeightsError, match="another size or rank"):
         model4.load_trainable_state_dict(tiny_model.trainable_state_dict())
 
@@ -121,10 +140,10 @@ def test_merged_adapters_give_the_same_output(tiny_model, real_batch, wake):
     wake()
     s1, opt_v2 = real_batch[0][:1], real_batch[1][:1]
     before = tiny_model.generate(s1, opt_v2, seeds=[3])
-    assert merge_adapters(tiny_model) > 0
+    assert merge_lora(tiny_model.generator) > 0
     try:
         merged = tiny_model.generate(s1, opt_v2, seeds=[3])
     finally:
-        unmerge_adapters(tiny_model)
+        unmerge_lora(tiny_model.generator)
     torch.testing.assert_close(merged, before, atol=0.05, rtol=0)
     assert not torch.equal(before, opt_v2)

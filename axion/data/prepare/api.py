@@ -13,7 +13,13 @@ from axion.data.prepare.run import PrepareReport, SplitSettings, TileSource, run
 from axion.errors import ConfigError
 
 #: Flags that only scenes (--s1/--s2) use.
-SCENE_ONLY = ("tile_size", "stride", "s1_units", "s2_bands")
+SCENE_ONLY = ("tile_size", "stride", "s1_units", "s2_bands", "s2_cloudy_bands", "s1_product", "s2_level")
+#: What the L1C warning says: L1C is top-of-atmosphere, the model was pretrained on L2A.
+L1C_WARNING = (
+    "S2 is L1C (top of atmosphere), not L2A: tiles are recorded as s2_level L1C; measured on real "
+    "scenes, L1C minus L2A is about +414 tile units in B2 and -276 in B8, so opt_v3 will carry that "
+    "bias; use L2A where you can"
+)
 
 
 def source_of(settings: PrepareConfig) -> str:
@@ -53,6 +59,7 @@ class CheckReport:
 
     total: int
     problems: list[Any]
+    warnings: list[Any]
 
     @property
     def bad_files(self) -> int:
@@ -60,11 +67,11 @@ class CheckReport:
 
 
 def check(data_dir: Path) -> CheckReport:
-    """Check every tile below ``data_dir`` (see :func:`axion.data.check.check_tiles`)."""
-    from axion.data.check import check_tiles, ensure_dir, tile_paths
+    """Check every tile below ``data_dir`` (see :func:`axion.data.check.inspect_tiles`)."""
+    from axion.data.check import inspect_tiles
 
-    ensure_dir(data_dir)
-    return CheckReport(total=len(tile_paths(data_dir)), problems=check_tiles(data_dir))
+    found = inspect_tiles(data_dir)
+    return CheckReport(total=found.total, problems=found.problems, warnings=found.warnings)
 
 
 def prepare(
@@ -86,12 +93,19 @@ def prepare(
     if source == "check":
         raise ConfigError("--check only checks tiles; call check() instead")
     output_dir = Path(settings.output_dir)  # type: ignore[arg-type]
-    splits = SplitSettings(ratios=parse_ratios(settings.split_ratios), seed=settings.seed)
+    splits = SplitSettings(
+        ratios=parse_ratios(settings.split_ratios), seed=settings.seed, block_size=settings.block_size
+    )
     manifest: dict[str, Any] = {"max_nodata": settings.max_nodata, "block_size": settings.block_size}
     check_output_dir(output_dir, settings.overwrite)
     if source == "scenes":
-        sources, record = _scene_sources(settings)
-        return _run(sources, output_dir, splits, settings, {**manifest, **record}, on_candidate, on_total)
+        sources, record, warnings = _scene_sources(settings)
+        return _run(
+            sources, output_dir, splits, settings, {**manifest, **record}, on_candidate, on_total, warnings
+        )
+    from axion.data.prepare.bigearthnet import S1_PRODUCT, S2_LEVEL
+
+    manifest |= {"s1_product": S1_PRODUCT, "s2_level": S2_LEVEL}
     if source == "demo":
         from axion.data.prepare.bigearthnet import DEMO_PACKAGE, extracted_demo
 
@@ -123,6 +137,7 @@ def _run(
     manifest: dict[str, Any],
     on_candidate: Callable[[], None] | None,
     on_total: Callable[[int], None] | None,
+    warnings: list[str] | None = None,
 ) -> PrepareReport:
     if on_total is not None:
         on_total(sum(source.total for source in sources))
@@ -133,6 +148,7 @@ def _run(
         overwrite=settings.overwrite,
         manifest=manifest,
         on_candidate=on_candidate,
+        warnings=warnings or [],
     )
 
 
@@ -144,7 +160,8 @@ def _bigearthnet(s1_root: Path, s2_root: Path, settings: PrepareConfig) -> list[
     ]
 
 
-def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str, Any]]:
+def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str, Any], list[str]]:
+    """The scene sources, what prepare.json records about them, and their warnings (L1C)."""
     from axion.data.prepare.bandmap import parse_band_list
     from axion.data.prepare.scene import SceneOptions, ScenePair, SceneSource
 
@@ -159,6 +176,9 @@ def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str,
         raise ConfigError(f"give one --s2-cloudy per --s2 (got {len(s2_cloudy)} and {len(s2)})")
     stride = settings.tile_size if settings.stride is None else settings.stride
     bands = parse_band_list(settings.s2_bands) if settings.s2_bands is not None else None
+    cloudy_bands = parse_band_list(settings.s2_cloudy_bands) if settings.s2_cloudy_bands else None
+    if cloudy_bands is not None and not s2_cloudy:
+        raise ConfigError("--s2-cloudy-bands needs --s2-cloudy")
     options = SceneOptions(
         tile_size=settings.tile_size,
         stride=stride,
@@ -166,26 +186,39 @@ def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str,
         s1_linear=settings.s1_units == "linear",
         s2_bands=bands,
         block_size=settings.block_size,
+        s1_product=settings.s1_product,
+        s2_level=None if settings.s2_level == "auto" else settings.s2_level,
+        s2_cloudy_bands=cloudy_bands,
     )
     cloudy: list[Path | None] = list(s2_cloudy) if s2_cloudy else [None] * len(s2)
-    sources: list[TileSource] = [
-        SceneSource(ScenePair(a, b, c), options) for a, b, c in zip(s1, s2, cloudy, strict=True)
-    ]
+    scenes = [SceneSource(ScenePair(a, b, c), options) for a, b, c in zip(s1, s2, cloudy, strict=True)]
+    levels = {scene.s2_level for scene in scenes}
+    if len(levels) > 1:
+        listed = ", ".join(f"{scene.pair.s2.name} {scene.s2_level}" for scene in scenes)
+        raise ConfigError(
+            f"the S2 scenes mix product levels ({listed}); prepare L2A and L1C scenes into separate "
+            "output directories"
+        )
+    level = levels.pop()
+    warnings = [f"{', '.join(str(p) for p in s2)}: {L1C_WARNING}"] if level == "L1C" else []
     record = {
         "source": {
             "s1": [str(p) for p in s1],
             "s2": [str(p) for p in s2],
             "s2_cloudy": [str(p) for p in s2_cloudy],
         },
+        "s1_product": settings.s1_product,
+        "s2_level": level,
         "tile_size": settings.tile_size,
         "stride": stride,
         "s1_units": settings.s1_units,
         "s2_bands": list(bands) if bands else "by band count",
+        "s2_cloudy_bands": list(cloudy_bands) if cloudy_bands else None,
     }
-    return sources, record
+    return list(scenes), record, warnings
 
 
-def _inference_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str, Any]]:
+def _inference_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str, Any], list[str]]:
     """Tiles without ground truth: ``--s1`` alone, or one ``--opt-v2`` per ``--s1``."""
     from axion.data.prepare.inference import InferencePair, InferenceSceneSource
     from axion.data.prepare.scene import SceneOptions
@@ -202,6 +235,7 @@ def _inference_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[
         stride=stride,
         max_nodata=settings.max_nodata,
         s1_linear=settings.s1_units == "linear",
+        s1_product=settings.s1_product,
     )
     pairs: list[Path | None] = list(opt_v2) if opt_v2 else [None] * len(s1)
     sources: list[TileSource] = [
@@ -212,6 +246,7 @@ def _inference_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[
         GROUND_TRUTH_KEY: False,
         "tile_size": settings.tile_size,
         "stride": stride,
+        "s1_product": settings.s1_product,
         "s1_units": settings.s1_units,
     }
-    return sources, record
+    return sources, record, []

@@ -15,6 +15,8 @@ L1C_ORDER: tuple[str, ...] = L2A_ORDER[:10] + ("B10",) + L2A_ORDER[10:]
 DEFAULT_ORDERS: dict[int, tuple[str, ...]] = {12: L2A_ORDER, 13: L1C_ORDER}
 #: The bands a tile keeps, in tile order.
 WANTED: tuple[str, ...] = KEPT_S2_BANDS
+#: The product levels a tile records (``s2_level``).
+LEVELS: tuple[str, ...] = ("L2A", "L1C")
 
 _BAND = re.compile(r"^B?(\d{1,2})(A?)$")
 
@@ -64,3 +66,9 @@ def band_indexes(count: int, names: Sequence[str] | None) -> tuple[tuple[int, ..
     if missing:
         raise ValueError(f"band map has no {missing[0]} (tiles need B02, B03, B04, B08)")
     return tuple(names.index(band) + 1 for band in WANTED), tuple(names)
+
+
+def level_of(order: Sequence[str]) -> str:
+    """The product level a band order implies: ``L1C`` when it holds B10 (L2A products drop
+    the cirrus band), else ``L2A``."""
+    return "L1C" if "B10" in order else "L2A"

@@ -32,6 +32,9 @@ DEMO_PACKAGE = "bigearthnet_common"
 DEMO_ARCHIVES: tuple[str, str] = ("BigEarthNet-S1-Example.tar.bz2", "BigEarthNet-S2-Example.tar.bz2")
 #: Skip reason of an S1 patch whose S2 partner is not in the S2 folder.
 NO_S2_PATCH = "S2 patch not found"
+#: BigEarthNet-MM pairs Sentinel-1 GRD with Sentinel-2 L2A.
+S1_PRODUCT = "grd"
+S2_LEVEL = "L2A"
 
 
 @dataclass(frozen=True)
@@ -152,15 +155,18 @@ class BigEarthNetSource:
         result = assemble(pixels, self.max_nodata)
         if isinstance(result, str):
             return Skipped(pair.s2_name, result)
-        arrays, valid_fraction = result
         meta: dict[str, Any] = {
             "name": pair.s2_name,
             "units": tile_units(),
+            "s1_product": S1_PRODUCT,
+            "s2_level": S2_LEVEL,
             "height": height,
             "width": width,
-            "valid_fraction": round(valid_fraction, 6),
+            "valid_fraction": round(result.valid_fraction, 6),
             "source": {"s1": str(pair.s1_dir.name), "s2": pair.s2_name, "dataset": "BigEarthNet-MM"},
         }
+        if result.warnings:
+            meta["warnings"] = result.warnings
         block = f"{pair.s2_name}"
         if crs is not None:
             meta["crs"] = crs.to_string()
@@ -169,5 +175,5 @@ class BigEarthNetSource:
             size_y = self.block_size * height * abs(affine.e)
             block = f"{crs.to_string()}:{math.floor(affine.c / size_x)}:{math.floor(affine.f / size_y)}"
         return PreparedTile(
-            name=pair.s2_name, arrays=arrays, meta=meta, block=block, touches=frozenset({block})
+            name=pair.s2_name, arrays=result.arrays, meta=meta, block=block, touches=frozenset({block})
         )

@@ -30,10 +30,16 @@ def resampling_scales(src: Any, ref: Any) -> dict[str, float]:
 
     cx, cy = ref.width / 2.0, ref.height / 2.0
     xs, ys = ref.transform @ (np.array([cx, cx + 1.0, cx]), np.array([cy, cy, cy + 1.0]))
-    sx, sy = warp_points(ref.crs, src.crs, list(xs), list(ys))
+    try:
+        sx, sy = warp_points(ref.crs, src.crs, list(xs), list(ys))
+    except Exception:  # rasterio's CPLE errors: ref's centre lies outside src's projection domain
+        # Then src cannot cover ref's centre either; no scale to fix (GDAL's own choice is used).
+        return {}
     cols, rows = (~src.transform) @ (np.asarray(sx), np.asarray(sy))
     along_x = float(np.hypot(cols[1] - cols[0], rows[1] - rows[0]))
     along_y = float(np.hypot(cols[2] - cols[0], rows[2] - rows[0]))
+    if not (np.isfinite(along_x) and np.isfinite(along_y) and along_x > 0 and along_y > 0):
+        return {}
     return {"XSCALE": 1.0 / along_x, "YSCALE": 1.0 / along_y}
 
 

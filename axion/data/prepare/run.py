@@ -29,10 +29,11 @@ class TileSource(Protocol):
 
 @dataclass(frozen=True)
 class SplitSettings:
-    """How tiles are dealt into splits."""
+    """How tiles are dealt into splits (``block_size`` only names the flag in messages)."""
 
     ratios: tuple[float, float, float]
     seed: int
+    block_size: int | None = None
 
 
 @dataclass
@@ -43,11 +44,40 @@ class PrepareReport:
     counts: dict[str, int]
     skipped: Counter[str] = field(default_factory=Counter)
     stage2: int = 0
+    #: One line per kind of warning (L1C, suspicious values in some tiles).
+    warnings: list[str] = field(default_factory=list)
+    #: Files in the output folders that ``--overwrite`` kept because prepare did not write them.
+    kept: list[Path] = field(default_factory=list)
 
     @property
     def written(self) -> int:
         """Tiles written over all splits."""
         return sum(self.counts.values())
+
+
+def check_splits(counts: dict[str, int], splits: SplitSettings, blocks: int) -> None:
+    """Refuse a split left empty although its ratio asks for tiles.
+
+    Raises:
+        DataError: naming the counts, and what gives more blocks (``--block-size``) or
+            allows the empty split (a 0 in ``--split-ratios``).
+    """
+    empty = [
+        split for split, ratio in zip(SPLITS, splits.ratios, strict=True) if ratio > 0 and not counts[split]
+    ]
+    if not empty:
+        return
+    listed = ", ".join(f"{split} {counts[split]}" for split in SPLITS)
+    block = f"lower --block-size (now {splits.block_size})" if splits.block_size else "lower --block-size"
+    ratios = [0.0 if split in empty else ratio for split, ratio in zip(SPLITS, splits.ratios, strict=True)]
+    receiver = next(i for i, split in enumerate(SPLITS) if counts[split])
+    ratios[receiver] += 1.0 - sum(ratios)
+    example = ",".join(f"{ratio:g}" for ratio in ratios)
+    raise DataError(
+        f"split {' and '.join(repr(s) for s in empty)} would be empty ({listed} tiles from {blocks} "
+        f"spatial block(s)): {block} so the input gives more blocks, add scenes, or allow it "
+        f"explicitly with a 0 in --split-ratios (e.g. --split-ratios {example})"
+    )
 
 
 def run_prepare(
@@ -58,6 +88,7 @@ def run_prepare(
     overwrite: bool = False,
     manifest: dict[str, Any] | None = None,
     on_candidate: Callable[[], None] | None = None,
+    warnings: Sequence[str] = (),
 ) -> PrepareReport:
     """Write every source's tiles into ``output_dir/{train,val,test}/``.
 
@@ -69,16 +100,18 @@ def run_prepare(
             ``prepare.json`` of an existing output directory (other files are kept).
         manifest: extra settings recorded in ``prepare.json``.
         on_candidate: called once per candidate tile (progress).
+        warnings: warnings about the sources (an L1C product), reported and recorded.
 
     Raises:
-        DataError: bad input, a non-empty output directory, or no tile left to write;
-            the output directory is then left as it was.
+        DataError: bad input, a non-empty output directory, no tile left to write, or a
+            split with a positive ratio left empty; the output directory is then left as it was.
     """
     check_output_dir(output_dir, overwrite)
     staging = Staging(output_dir)
     try:
         kept: dict[str, PreparedTile] = {}
         skipped: Counter[str] = Counter()
+        suspicious: Counter[str] = Counter()
         with_stage2: set[str] = set()
         for source in sources:
             for tile in source.tiles():
@@ -88,6 +121,7 @@ def run_prepare(
                     skipped[tile.reason] += 1
                     continue
                 staging.add(tile)
+                suspicious.update(tile.meta.get("warnings", []))
                 if tile.opt_v2 is not None:
                     with_stage2.add(tile.name)
                 tile.arrays, tile.opt_v2 = {}, None  # staged on disk; keep only the metadata in memory
@@ -102,17 +136,27 @@ def run_prepare(
         else:
             final = _assign_splits(kept, splits, skipped)
             counts = {split: sum(1 for s, _ in final.values() if s == split) for split in SPLITS}
+            check_splits(counts, splits, len({tile.block for tile in kept.values()}))
             split_record = {"split_ratios": list(splits.ratios), "seed": splits.seed}
         stage2 = len(with_stage2 & set(final))
+        notes = [*warnings, *(f"{n} tile(s): {reason}" for reason, n in sorted(suspicious.items()))]
         record = {
             **(manifest or {}),
             **split_record,
             "tiles": counts,
             "skipped": dict(skipped),
             "stage2_dir": STAGE2_DIR if stage2 else None,
+            "warnings": notes,
         }
         staging.commit(final, record)
-        return PrepareReport(output_dir=output_dir, counts=counts, skipped=skipped, stage2=stage2)
+        return PrepareReport(
+            output_dir=output_dir,
+            counts=counts,
+            skipped=skipped,
+            stage2=stage2,
+            warnings=notes,
+            kept=staging.kept,
+        )
     finally:
         staging.cleanup()
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from axion.data.prepare.bandmap import band_indexes
+from axion.data.prepare.bandmap import band_indexes, level_of
 from axion.data.prepare.grid import on_grid_of
-from axion.data.prepare.tile import Pixels, PreparedTile, Skipped, assemble, opt_v2_from, tile_units
+from axion.data.prepare.tile import Pixels, PreparedTile, Skipped, assemble, tile_units
 from axion.errors import DataError
 
 
@@ -39,6 +39,11 @@ class SceneOptions:
     s1_linear: bool = False
     s2_bands: tuple[str, ...] | None = None
     block_size: int = 4
+    s1_product: str = "grd"
+    #: ``L2A`` or ``L1C``; None: from the band order (:func:`~.bandmap.level_of`).
+    s2_level: str | None = None
+    #: Band order of the cloudy S2; None: ``s2_bands`` when the band counts agree, else by count.
+    s2_cloudy_bands: tuple[str, ...] | None = None
 
 
 def window_origins(size: int, tile: int, stride: int) -> list[int]:
@@ -84,6 +89,11 @@ class SceneSource:
         with _open(pair.s2) as s2:
             self.height, self.width = s2.height, s2.width
             self.s2_indexes, self.s2_order = self._bands(s2, pair.s2)
+        self.s2_level = options.s2_level or level_of(self.s2_order)
+        self.cloudy_order: tuple[str, ...] | None = None
+        if pair.s2_cloudy is not None:
+            with _open(pair.s2_cloudy) as cloudy:
+                _, self.cloudy_order = self._bands(cloudy, pair.s2_cloudy, cloudy=True)
         size = options.tile_size
         if self.height < size or self.width < size:
             raise DataError(
@@ -94,12 +104,16 @@ class SceneSource:
 
     def _bands(self, src: Any, path: Path, cloudy: bool = False) -> tuple[tuple[int, ...], tuple[str, ...]]:
         names = self.options.s2_bands
-        if cloudy and names is not None and len(names) != src.count:
-            names = None  # the cloudy scene may be another product level: default by count
+        flag = "--s2-cloudy-bands" if cloudy else "--s2-bands"
+        if cloudy:
+            if self.options.s2_cloudy_bands is not None:
+                names = self.options.s2_cloudy_bands
+            elif names is not None and len(names) != src.count:
+                names = None  # the cloudy scene may be another product level: default by count
         try:
             return band_indexes(src.count, names)
         except ValueError as exc:
-            raise DataError(f"{path}: {exc}") from None
+            raise DataError(f"{path}: {str(exc).replace('--s2-bands', flag)}") from None
 
     @property
     def total(self) -> int:
@@ -144,18 +158,22 @@ class SceneSource:
             s2_nodata=s2.nodata,
             s1_linear=self.options.s1_linear,
         )
+        if cloudy is not None:
+            pixels.cloudy = cloudy.read(list(cloudy_idx), window=window)
+            pixels.cloudy_nodata = cloudy.nodata
         result = assemble(pixels, self.options.max_nodata)
         if isinstance(result, str):
             return Skipped(name, result)
-        arrays, valid_fraction = result
         block_px = self.options.block_size * self.options.stride
         rows, cols = block_span(row, size, block_px), block_span(col, size, block_px)
         meta: dict[str, Any] = {
             "name": name,
             "units": tile_units(),
+            "s1_product": self.options.s1_product,
+            "s2_level": self.s2_level,
             "height": size,
             "width": size,
-            "valid_fraction": round(valid_fraction, 6),
+            "valid_fraction": round(result.valid_fraction, 6),
             "source": {
                 "s1": str(self.pair.s1),
                 "s2": str(self.pair.s2),
@@ -167,15 +185,16 @@ class SceneSource:
         if s2.crs is not None:
             meta["crs"] = s2.crs.to_string()
             meta["transform"] = list(transform(window, s2.transform))[:6]
-        opt_v2 = None
         if cloudy is not None:
-            opt_v2 = opt_v2_from(cloudy.read(list(cloudy_idx), window=window), cloudy.nodata)
             meta["source"]["s2_cloudy"] = str(self.pair.s2_cloudy)
+            meta["source"]["s2_cloudy_bands"] = list(self.cloudy_order or ())
+        if result.warnings:
+            meta["warnings"] = result.warnings
         return PreparedTile(
             name=name,
-            arrays=arrays,
+            arrays=result.arrays,
             meta=meta,
             block=f"{self.name}:{row // block_px}:{col // block_px}",
             touches=frozenset(f"{self.name}:{r}:{c}" for r in rows for c in cols),
-            opt_v2=opt_v2,
+            opt_v2=result.opt_v2,
         )

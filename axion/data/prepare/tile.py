@@ -8,11 +8,16 @@ from typing import Any
 import numpy as np
 
 from axion.bands import S1_KEYS, S1_UNITS, S2_KEYS, S2_UNITS
+from axion.data.plausible import Finding, optical_findings, s1_findings
 from axion.data.tilefile import VALID_KEY
 from axion.data.units import linear_to_db
 
 #: The reason a tile is skipped for invalid pixels (as shown in the summary).
 TOO_MANY_INVALID = "too many invalid pixels (> --max-nodata)"
+#: The start of the reason a tile is skipped for values no product can hold.
+IMPLAUSIBLE = "implausible values"
+#: Hints added to the reasons of some findings in ``prepare``'s terms.
+_HINTS = {"S1 looks like linear power, not dB": "; use --s1-units linear"}
 
 
 @dataclass
@@ -45,7 +50,20 @@ class Pixels:
     s1_nodata: float | None = None
     s2_nodata: float | None = None
     s1_linear: bool = False
+    #: (4, h, w) B2, B3, B4, B8 of a cloudy acquisition of the same place (a real opt_v2).
+    cloudy: np.ndarray | None = None
+    cloudy_nodata: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Assembled:
+    """A window turned into tile arrays, with its valid fraction, opt_v2 and warnings."""
+
+    arrays: dict[str, np.ndarray]
+    valid_fraction: float
+    opt_v2: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def s1_invalid(s1: np.ndarray, nodata: float | None, linear: bool) -> np.ndarray:
@@ -75,34 +93,46 @@ def fill_invalid(bands: np.ndarray, invalid: np.ndarray) -> np.ndarray:
     return out
 
 
-def assemble(pixels: Pixels, max_nodata: float) -> tuple[dict[str, np.ndarray], float] | str:
-    """Tile arrays (S1 float32 dB, S2 as read) and the valid fraction, or the reason to skip.
+def _skip_reason(finding: Finding) -> str:
+    return f"{IMPLAUSIBLE}: {finding.reason}{_HINTS.get(finding.reason, '')}"
 
-    Invalid pixels (see :func:`s1_invalid`, :func:`s2_invalid`) are filled with the band
-    median so the file stays finite, and recorded in the optional ``valid`` key, which
-    the dataset folds into its mask.
+
+def assemble(pixels: Pixels, max_nodata: float) -> Assembled | str:
+    """Tile arrays (S1 float32 dB, S2 as read), the valid fraction and opt_v2, or the reason to skip.
+
+    A pixel is invalid where S1, S2 or the cloudy S2 (when given) is invalid (see
+    :func:`s1_invalid`, :func:`s2_invalid`): pixels of the cloudy scene outside its
+    footprint count like S1's. Invalid pixels are filled with the band median so the
+    files stay finite, and recorded in the optional ``valid`` key, which the dataset
+    folds into its mask. Values no product can hold (:mod:`axion.data.plausible`) skip
+    the tile with the reason; suspicious ones become the tile's warnings.
     """
     invalid = s1_invalid(pixels.s1, pixels.s1_nodata, pixels.s1_linear) | s2_invalid(
         pixels.s2, pixels.s2_nodata
     )
+    if pixels.cloudy is not None:
+        invalid |= s2_invalid(pixels.cloudy, pixels.cloudy_nodata)
     fraction_invalid = float(invalid.mean())
     if fraction_invalid > max_nodata:
         return TOO_MANY_INVALID
     s1 = pixels.s1.astype(np.float32)
     s1 = fill_invalid(linear_to_db(s1) if pixels.s1_linear else s1, invalid)
     s2 = fill_invalid(pixels.s2, invalid)
+    valid = ~invalid
+    findings = s1_findings(s1, valid) + optical_findings(s2, valid)
+    opt_v2 = None
+    if pixels.cloudy is not None:
+        opt_v2 = fill_invalid(pixels.cloudy.astype(np.float32), invalid)
+        findings += optical_findings(opt_v2, valid, what="cloudy S2")
+    fatal = [f for f in findings if f.fatal]
+    if fatal:
+        return _skip_reason(fatal[0])
     arrays = {key: s1[i] for i, key in enumerate(S1_KEYS)} | {key: s2[i] for i, key in enumerate(S2_KEYS)}
     if invalid.any():
-        arrays[VALID_KEY] = (~invalid).astype(np.uint8)
-    return arrays, 1.0 - fraction_invalid
+        arrays[VALID_KEY] = valid.astype(np.uint8)
+    return Assembled(arrays, 1.0 - fraction_invalid, opt_v2, [str(f) for f in findings])
 
 
 def tile_units() -> dict[str, str]:
     """The ``"units"`` block every written tile declares."""
     return {"s1": S1_UNITS, "s2": S2_UNITS}
-
-
-def opt_v2_from(s2: np.ndarray, nodata: float | None) -> np.ndarray:
-    """A real opt_v2 (4, h, w) float32 from a cloudy S2 window; nodata pixels get the band median."""
-    invalid = s2_invalid(s2, nodata)
-    return fill_invalid(s2.astype(np.float32), invalid)
