@@ -129,7 +129,9 @@ def run_arm(args: argparse.Namespace) -> dict[str, float]:
 
         def predict_fn(s1: np.ndarray, opt_v2: np.ndarray, names: list[str]) -> Prediction:
             start = time.perf_counter()
-            mean, std = predictor.samples(torch.from_numpy(s1), torch.from_numpy(opt_v2), names, args.samples)
+            mean, std, _ = predictor.samples(
+                torch.from_numpy(s1), torch.from_numpy(opt_v2), names, args.samples
+            )
             in_model[0] += time.perf_counter() - start
             return Prediction(mean.numpy(), None if std is None else std.numpy())
 

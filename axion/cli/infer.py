@@ -46,6 +46,7 @@ def infer(
     overlap: int = _opt("overlap", _SCENE),
     datetime: str | None = _opt("datetime", _SCENE, show_default="the S1 file's datetime tag"),
     samples: int = _opt("samples", _OUT),
+    save_generated: bool = _opt("save_generated", _OUT),
     dtype: str = _opt("dtype", _OUT),
     overwrite: bool = _opt("overwrite", _OUT),
     timesteps: int | None = prediction_option("timesteps"),

@@ -226,6 +226,11 @@ class InferConfig(PredictionSettings):
         description="Seeded generations per tile: opt_v3 is their mean; with 2 or more, their per-pixel "
         "standard deviation is written too (<stem>_std.tif). Costs N x the time.",
     )
+    save_generated: bool = Field(
+        False,
+        description="Also write TerraMind's own generated B2, B3, B4, B8 (what the fusion network was given) "
+        "beside opt_v3: key 'generated' in <name>.npz and <name>_generated.tif (tile mode).",
+    )
     dtype: Literal["float32", "uint16"] = Field(
         "float32",
         description="GeoTIFF sample type: float32 (reflectance x 10000, nodata NaN) or uint16 (reflectance "

@@ -77,6 +77,11 @@ def mode_of(settings: InferConfig) -> str:
             raise ConfigError(
                 "--proxy-from-ground-truth applies to tile mode only (scenes bring their opt_v2)"
             )
+        if settings.save_generated:
+            raise ConfigError(
+                "--save-generated applies to tile mode only: cut the scene with "
+                "'axion stage3 prepare --s1 S1.tif --opt-v2 OPTV2.tif' and infer its tiles"
+            )
         return "scene"
     if settings.input_dir is None or settings.output_dir is None:
         raise ConfigError(
@@ -197,6 +202,11 @@ def _check_run(settings: InferConfig) -> Checkpoint:
     checkpoint = read_trained(settings.checkpoint)
     check_prediction(settings, checkpoint)
     check_devices(settings.devices)
+    if settings.save_generated and checkpoint.model_settings.get("generator") == "none":
+        raise ConfigError(
+            f"{settings.checkpoint}: --save-generated needs a TerraMind model; this one was trained with "
+            "--generator none (nothing is generated)"
+        )
     return checkpoint
 
 
@@ -278,13 +288,15 @@ def _run(devices: int, fn: Any, *args: Any) -> InferResult:
     return run_on_devices(devices, fn, *args)
 
 
-def tile_outputs(name: str, georeferenced: bool, samples: int) -> list[str]:
+def tile_outputs(name: str, georeferenced: bool, samples: int, generated: bool = False) -> list[str]:
     """File names tile mode writes for one tile."""
     names = [f"{name}.npz"]
     if georeferenced:
         names.append(f"{name}.tif")
         if samples > 1:
             names.append(f"{name}_std.tif")
+        if generated:
+            names.append(f"{name}_generated.tif")
     return names
 
 
@@ -316,25 +328,27 @@ def tiles_worker(
     with reporter.bar("Infer", len(mine)) as bar:
         for indices in mine:
             batch = collate_tiles([dataset[i] for i in indices])
-            mean, std = predictor.samples(batch["s1"], batch["opt_v2"], batch["name"], settings.samples)
+            drawn = predictor.samples(
+                batch["s1"],
+                batch["opt_v2"],
+                batch["name"],
+                settings.samples,
+                generated=settings.save_generated,
+            )
             for k, index in enumerate(indices):
                 tile = dataset.tiles[index]
                 crop = (k, slice(None), slice(None, tile.height), slice(None, tile.width))
                 invalid = batch["mask"][k, 0, : tile.height, : tile.width].numpy() == 0
-                _write_tile(
-                    output_dir,
-                    tile,
-                    mean[crop].numpy(),
-                    None if std is None else std[crop].numpy(),
-                    invalid,
-                    settings,
-                    record,
-                )
+                arrays = {
+                    key: None if value is None else value[crop].numpy()
+                    for key, value in drawn._asdict().items()
+                }
+                _write_tile(output_dir, tile, arrays, invalid, settings, record)
             bar.advance()
     shard.barrier()
     result = InferResult()
     for tile in dataset.tiles:
-        names = tile_outputs(tile.name, tile.georef is not None, settings.samples)
+        names = tile_outputs(tile.name, tile.georef is not None, settings.samples, settings.save_generated)
         result.outputs += [output_dir / name for name in names]
         result.georeferenced += tile.georef is not None
     if shard.rank == 0:
@@ -345,33 +359,46 @@ def tiles_worker(
 def _write_tile(
     output_dir: Path,
     tile: Any,
-    mean: np.ndarray,
-    std: np.ndarray | None,
+    arrays: dict[str, np.ndarray | None],
     invalid: np.ndarray,
     settings: InferConfig,
     record: dict[str, str],
 ) -> None:
-    """One tile's NPZ (NaN where its source pixels were invalid) and, if georeferenced, its COGs."""
+    """One tile's NPZ (NaN where its source pixels were invalid) and, if georeferenced, its COGs.
+
+    Args:
+        arrays: ``mean`` (opt_v3), ``std`` and ``generated`` (None when not made), (4, H, W) each.
+    """
     import numpy as np
 
     from axion.data.tilefile import write_npz_atomic
     from axion.engine.cog import RasterSpec, write_cog
     from axion.provenance import geotiff_tags
 
-    arrays = {"opt_v3": np.where(invalid, np.nan, mean).astype(np.float32)}
-    if std is not None:
-        arrays["opt_v3_std"] = np.where(invalid, np.nan, std).astype(np.float32)
-    write_npz_atomic(output_dir / f"{tile.name}.npz", arrays)
+    # NPZ key, file name suffix, GeoTIFF product tag and whether it is a spread, per array.
+    layout = {
+        "mean": ("opt_v3", "", False),
+        "std": ("opt_v3_std", "_std", True),
+        "generated": ("generated", "_generated", False),
+    }
+    made = {key: value for key, value in arrays.items() if value is not None}
+    write_npz_atomic(
+        output_dir / f"{tile.name}.npz",
+        {layout[key][0]: np.where(invalid, np.nan, value).astype(np.float32) for key, value in made.items()},
+    )
     georef = tile.georef
     if georef is None:
         return
     geo = {"crs": georef.rasterio_crs(), "transform": georef.affine(), "invalid": invalid}
-    tags = geotiff_tags(record, "opt_v3")
-    write_cog(output_dir / f"{tile.name}.tif", mean, RasterSpec(settings.dtype), tags=tags, **geo)
-    if std is not None:
-        std_tags = geotiff_tags(record, "opt_v3_std")
+    for key, value in made.items():
+        product, suffix, spread = layout[key]
+        tags = geotiff_tags(record, product)
         write_cog(
-            output_dir / f"{tile.name}_std.tif", std, RasterSpec(settings.dtype, True), tags=std_tags, **geo
+            output_dir / f"{tile.name}{suffix}.tif",
+            value,
+            RasterSpec(settings.dtype, spread),
+            tags=tags,
+            **geo,
         )
 
 
@@ -474,7 +501,9 @@ def scene_worker(
     )
 
     def predict_fn(s1: np.ndarray, opt_v2: np.ndarray, names: list[str]) -> Prediction:
-        mean, std = predictor.samples(torch.from_numpy(s1), torch.from_numpy(opt_v2), names, settings.samples)
+        mean, std, _ = predictor.samples(
+            torch.from_numpy(s1), torch.from_numpy(opt_v2), names, settings.samples
+        )
         return Prediction(mean.numpy(), None if std is None else std.numpy())
 
     sampled = settings.samples > 1

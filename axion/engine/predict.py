@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -32,6 +32,21 @@ if TYPE_CHECKING:
 #: Settings of the frozen base a user may change at prediction time (the rest must match the adapters).
 BASE_OVERRIDES = ("pretrained", "weights_dir")
 _AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+
+
+class Samples(NamedTuple):
+    """What :meth:`Predictor.samples` returns, each (B, 4, H, W) float32 in tile units.
+
+    Attributes:
+        mean: opt_v3, the mean of the seeded generations (each clipped at 0).
+        std: their per-pixel sample standard deviation (None for a single generation).
+        generated: the generator's own bands of the first generation, the one evaluate scores
+            (None unless asked for, or without a generator).
+    """
+
+    mean: Tensor
+    std: Tensor | None
+    generated: Tensor | None = None
 
 
 @dataclass
@@ -64,7 +79,13 @@ class Predictor:
 
     def __call__(self, s1: Tensor, opt_v2: Tensor, names: Sequence[str], sample: int = 0) -> Tensor:
         """opt_v3 (B, 4, H, W) float32 on the CPU for a batch of tiles; see :func:`predict`."""
-        return predict(
+        return self.outputs(s1, opt_v2, names, sample)[0]
+
+    def outputs(
+        self, s1: Tensor, opt_v2: Tensor, names: Sequence[str], sample: int = 0
+    ) -> tuple[Tensor, Tensor | None]:
+        """opt_v3 and the generated bands it was made from; see :func:`predict_outputs`."""
+        return predict_outputs(
             self.model,
             {"s1": s1, "opt_v2": opt_v2},
             self.seeds(names, sample),
@@ -74,17 +95,21 @@ class Predictor:
         )
 
     def samples(
-        self, s1: Tensor, opt_v2: Tensor, names: Sequence[str], count: int
-    ) -> tuple[Tensor, Tensor | None]:
+        self, s1: Tensor, opt_v2: Tensor, names: Sequence[str], count: int, *, generated: bool = False
+    ) -> Samples:
         """Mean and per-pixel standard deviation of ``count`` seeded generations (B, 4, H, W) each.
 
         Each generation is clipped at 0 first (reflectance is not negative). The standard
         deviation is the sample one (divisor ``count - 1``); None for a single generation.
+        With ``generated``, also the generator's bands of the first generation.
         """
-        draws = torch.stack([self(s1, opt_v2, names, sample=k).clamp_min(0.0) for k in range(count)])
+        first, bands = self.outputs(s1, opt_v2, names, sample=0)
+        rest = [self(s1, opt_v2, names, sample=k) for k in range(1, count)]
+        draws = torch.stack([d.clamp_min(0.0) for d in (first, *rest)])
+        kept = bands if generated else None
         if count == 1:
-            return draws[0], None
-        return draws.mean(dim=0), draws.std(dim=0, correction=1)
+            return Samples(draws[0], None, kept)
+        return Samples(draws.mean(dim=0), draws.std(dim=0, correction=1), kept)
 
 
 def tile_seeds(seed: int, names: Sequence[str], sample: int = 0) -> list[int]:
@@ -117,6 +142,20 @@ def predict(
     precision: PrecisionChoice | None = None,
     device: torch.device | str = "cpu",
 ) -> Tensor:
+    """opt_v3 for a batch, without gradients; see :func:`predict_outputs`."""
+    return predict_outputs(model, batch, seeds, timesteps, precision=precision, device=device)[0]
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: Stage3Model,
+    batch: dict[str, Any],
+    seeds: Sequence[int],
+    timesteps: int,
+    *,
+    precision: PrecisionChoice | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor | None]:
     """Run the model on a batch without gradients.
 
     Args:
@@ -130,7 +169,8 @@ def predict(
         device: where to run.
 
     Returns:
-        opt_v3 (B, 4, H, W) float32 on the CPU, tile units.
+        opt_v3 and TerraMind's generated B2, B3, B4, B8 (None with ``generator="none"``), each
+        (B, 4, H, W) float32 on the CPU, tile units.
     """
     device = torch.device(device)
     s1, opt_v2 = batch["s1"].to(device).float(), batch["opt_v2"].to(device).float()
@@ -138,8 +178,11 @@ def predict(
     side = max(height, width)
     dtype = autocast_dtype(precision) if precision is not None else None
     with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-        out = model.generate(_square(s1, side), _square(opt_v2, side), seeds=list(seeds), timesteps=timesteps)
-    return out[..., :height, :width].float().cpu()
+        opt_v3, generated = model.outputs(
+            _square(s1, side), _square(opt_v2, side), seeds=list(seeds), timesteps=timesteps
+        )
+    crop = (..., slice(None, height), slice(None, width))
+    return opt_v3[crop].float().cpu(), None if generated is None else generated[crop].float().cpu()
 
 
 def model_config_from(checkpoint: Checkpoint, overrides: dict[str, Any]) -> ModelConfig:

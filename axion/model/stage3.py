@@ -251,12 +251,30 @@ class Stage3Model(nn.Module):
         H and W must be multiples of 16; the TerraMind arm also needs them equal (its token grid
         is square).
         """
+        return self.outputs(s1, opt_v2, seeds, timesteps)[0]
+
+    def outputs(
+        self,
+        s1: Tensor,
+        opt_v2: Tensor,
+        seeds: Sequence[int] | None = None,
+        timesteps: int | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """opt_v3 and the generator's own B2, B3, B4, B8 it was made from, both in tile units.
+
+        One pass: the generated bands are exactly those the fusion network saw. The second
+        value is None without a generator (``generator="none"``). Arguments as for :meth:`forward`.
+        """
         s1_std, opt_std, generated = self._generated(s1, opt_v2, seeds, timesteps)
         features = [opt_std, s1_std] + ([] if generated is None else [generated.float()])
         with torch.autocast(device_type=opt_v2.device.type, enabled=False):
             correction = self.fusion(torch.cat(features, dim=1))
         base = opt_v2 if opt_v2.is_floating_point() else opt_v2.float()
-        return base + std.optical_std_to_tile_units(correction).to(base.dtype)
+        opt_v3 = base + std.optical_std_to_tile_units(correction).to(base.dtype)
+        if generated is None:
+            return opt_v3, None
+        generated = generated.float()
+        return opt_v3, std.optical_std_to_tile_units(generated) + std.optical_mean_like(generated)
 
     @torch.no_grad()
     def generate(
@@ -289,8 +307,7 @@ class Stage3Model(nn.Module):
         """
         if self.arm is None:
             raise ValueError("this model has no generator (generator='none'): nothing is generated")
-        _, _, generated = self._generated(s1, opt_v2, seeds, timesteps)
-        return std.optical_std_to_tile_units(generated) + std.optical_mean_like(generated)
+        return self.outputs(s1, opt_v2, seeds, timesteps)[1]  # type: ignore[return-value]
 
 
 def _check_inputs(s1: Tensor, opt_v2: Tensor, seeds: Sequence[int] | None, needs_square: bool) -> None:

@@ -63,10 +63,10 @@ def test_samples_are_seeded_draws_and_their_statistics(
     names = ["tile"]
     draws = torch.stack([noisy_predictor(s1, opt_v2, names, sample=k).clamp_min(0) for k in range(3)])
     assert (draws[0] - draws[1]).abs().max() > 1.0  # the noise reaches the output
-    mean, std = noisy_predictor.samples(s1, opt_v2, names, 3)
+    mean, std, _ = noisy_predictor.samples(s1, opt_v2, names, 3)
     torch.testing.assert_close(mean, draws.mean(dim=0))
     torch.testing.assert_close(std, torch.from_numpy(np.std(draws.numpy(), axis=0, ddof=1)))
-    one, none = noisy_predictor.samples(s1, opt_v2, names, 1)
+    one, none, _ = noisy_predictor.samples(s1, opt_v2, names, 1)
     assert none is None and torch.equal(one, draws[0])
     # Sample 0 is the draw evaluate makes; further samples have seeds of their own.
     assert tile_seeds(5, names, 0) == noisy_predictor.seeds(names)
@@ -81,7 +81,7 @@ def test_scene_spread_is_zero_without_data_and_positive_elsewhere(
     info = validate_scene(pair.s1, pair.opt_v2, outputs.tif)
 
     def predict_fn(s1: np.ndarray, opt_v2: np.ndarray, names: list[str]) -> Prediction:
-        mean, std = noisy_predictor.samples(torch.from_numpy(s1), torch.from_numpy(opt_v2), names, 3)
+        mean, std, _ = noisy_predictor.samples(torch.from_numpy(s1), torch.from_numpy(opt_v2), names, 3)
         return Prediction(mean.numpy(), std.numpy())
 
     run_scene(info, outputs.tif, predict_fn, tile_size=64, overlap=32, batch_size=2, std_output=outputs.std)

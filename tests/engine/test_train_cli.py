@@ -241,6 +241,13 @@ def test_generator_none_is_the_fusion_network_alone(tiles_64: Path, tmp_path: Pa
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert list((tmp_path / "inferred").glob("*.npz"))
+    result = runner.invoke(
+        app,
+        ["stage3", "infer", "--checkpoint", str(out / "best_model.pt"), "--input-dir", str(tiles_64 / "val"),
+         "--output-dir", str(tmp_path / "generated"), "--proxy-from-ground-truth", "--save-generated"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "trained with --generator none (nothing is generated)" in result.output
+    assert not (tmp_path / "generated").exists()
 
 
 def test_s1_product_of_the_tiles_must_be_the_models(tiles_64: Path, tmp_path: Path) -> None:
