@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import subprocess
 import sys
 import time
@@ -34,6 +35,14 @@ def test_command_help_shows_defaults(command: str) -> None:
     result = runner.invoke(app, ["stage3", command, "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "default" in result.output
+
+
+@pytest.mark.parametrize("args", [[], ["stage3"], *(["stage3", c] for c in COMMANDS)])
+def test_help_shows_flags_as_flags_and_values_by_kind(args: list[str]) -> None:
+    """No Python type names in help: flags stand alone, values read INT, PATH, [a|b]."""
+    result = runner.invoke(app, [*args, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert not re.search(r"<(bool|path|int|float|str|list)", result.output, re.IGNORECASE), result.output
 
 
 def test_help_is_fast_and_imports_no_torch() -> None:

@@ -113,12 +113,17 @@ def config_file_option(panel: str) -> Any:
         help="YAML, TOML or JSON file of settings (flat or grouped; other commands' settings are ignored). "
         "Precedence: defaults < file < AXION_* environment < flags.",
         rich_help_panel=panel,
+        metavar="PATH",
     )
 
 
 def print_config_option(panel: str) -> Any:
     return typer.Option(
-        False, "--print-config", help="Print the resolved settings as YAML and exit.", rich_help_panel=panel
+        False,
+        "--print-config",
+        help="Print the resolved settings as YAML and exit.",
+        rich_help_panel=panel,
+        metavar="",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from axion import __version__
 
@@ -13,7 +13,25 @@ from axion import __version__
 UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
-class OneLineErrors(TyperGroup):
+class _FlagHelp:
+    """``--help`` shown as the flag it is, without a ``<bool>`` type beside it."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Command(_FlagHelp, TyperCommand):
+    """Every ``axion stage3`` command: ``@stage3_app.command(cls=Command)``."""
+
+
+class Group(_FlagHelp, TyperGroup):
+    """The ``axion`` group."""
+
+
+class OneLineErrors(_FlagHelp, TyperGroup):
     """A command group whose commands report a bad flag value in one line, like every other error.
 
     Click's own usage errors (``--batch-size abc``, an unknown option) would otherwise be
@@ -34,6 +52,7 @@ class OneLineErrors(TyperGroup):
 
 
 app = typer.Typer(
+    cls=Group,
     name="axion",
     help="Axion-Sat toolkit: SAR-grounded optical refinement with TerraMind + LoRA.",
     no_args_is_help=True,
@@ -57,7 +76,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit.", metavar=""
     ),
 ) -> None:
     """Axion-Sat toolkit."""

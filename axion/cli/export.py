@@ -18,7 +18,7 @@ from axion.cli._common import (
     resolve_settings,
     user_errors,
 )
-from axion.cli.app import stage3_app
+from axion.cli.app import Command, stage3_app
 from axion.config import ExportConfig
 
 _PANEL = "Options"
@@ -28,7 +28,7 @@ def _opt(name: str, *decls: str, **kwargs: Any) -> Any:
     return config_option(ExportConfig, name, *decls, panel=_PANEL, **kwargs)
 
 
-@stage3_app.command(no_args_is_help=True)
+@stage3_app.command(cls=Command, no_args_is_help=True)
 @user_errors
 def export(
     ctx: typer.Context,

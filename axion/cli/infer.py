@@ -19,7 +19,7 @@ from axion.cli._common import (
     resolve_settings,
     user_errors,
 )
-from axion.cli.app import stage3_app
+from axion.cli.app import Command, stage3_app
 from axion.config import InferConfig
 
 _TILES, _SCENE, _OUT, _RUN = "Tile mode", "Scene mode", "Outputs", "Run"
@@ -29,7 +29,7 @@ def _opt(name: str, panel: str, **kwargs: Any) -> Any:
     return config_option(InferConfig, name, panel=panel, **kwargs)
 
 
-@stage3_app.command(no_args_is_help=True)
+@stage3_app.command(cls=Command, no_args_is_help=True)
 @user_errors
 def infer(
     ctx: typer.Context,

@@ -19,7 +19,7 @@ from axion.cli._common import (
     resolve_settings,
     user_errors,
 )
-from axion.cli.app import stage3_app
+from axion.cli.app import Command, stage3_app
 from axion.config import PrepareConfig
 from axion.errors import ConfigError
 
@@ -30,7 +30,7 @@ def _opt(name: str, *decls: str, panel: str = _OUT, **kwargs: Any) -> Any:
     return config_option(PrepareConfig, name, *decls, panel=panel, **kwargs)
 
 
-@stage3_app.command(no_args_is_help=True)
+@stage3_app.command(cls=Command, no_args_is_help=True)
 @user_errors
 def prepare(
     ctx: typer.Context,

@@ -13,7 +13,7 @@ import typer
 
 from axion.cli._common import config_file_option, explicit_flags, print_config_option, user_errors
 from axion.cli._common import config_option as _opt
-from axion.cli.app import stage3_app
+from axion.cli.app import Command, stage3_app
 from axion.config import (
     FIELD_SECTION,
     DataConfig,
@@ -38,7 +38,7 @@ _DATA, _MODEL, _TRAIN, _LOSS, _EARLY, _OTHER = (
 )
 
 
-@stage3_app.command(no_args_is_help=True)
+@stage3_app.command(cls=Command, no_args_is_help=True)
 @user_errors
 def train(
     ctx: typer.Context,
