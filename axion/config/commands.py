@@ -76,10 +76,15 @@ class PrepareConfig(Settings):
         description="Sentinel-2 product level: auto (L1C when the band order holds B10), L2A or L1C; "
         "recorded in every tile; L1C gives a warning.",
     )
-    tile_size: int = Field(
-        256, ge=1, description="Tile height and width in pixels (scenes only; 16-multiples avoid padding)."
+    tile_size: int | None = Field(
+        None,
+        ge=1,
+        description="Tile height and width in pixels (16-multiples avoid padding). Default: 256 for scenes; "
+        "BigEarthNet patches (and --demo) stay whole unless given.",
     )
-    stride: int | None = Field(None, ge=1, description="Pixels between tile origins (scenes only).")
+    stride: int | None = Field(
+        None, ge=1, description="Pixels between tile origins (default: --tile-size, no overlap)."
+    )
     max_nodata: float = Field(
         0.1, ge=0.0, le=1.0, description="Skip tiles with more than this fraction (0-1) of invalid pixels."
     )

@@ -60,6 +60,34 @@ def test_demo_writes_six_real_pairs_with_every_split(demo_dir: Path):
         assert 50 < np.median(s2) < 6000
 
 
+def test_demo_cut_into_windows_keeps_each_patch_in_one_split(tmp_path: Path, demo_dir: Path, prepare_cli):
+    out = tmp_path / "windows"
+    result = prepare_cli("--demo", "--tile-size", 64, "--stride", 28, "-o", out)
+    assert result.exit_code == 0, result.output
+    files = tile_files(out)
+    # 120 px patches: windows at 0, 28 and 56 on each axis, 9 per patch, 54 in all.
+    assert sum(len(v) for v in files.values()) == 54
+    assert check_tiles(out) == []
+    splits_of_patch: dict[str, set[str]] = {}
+    for split, names in files.items():
+        for name in names:
+            npz = out / split / f"{name}.npz"
+            patch, row, col = name.rsplit("_", 2)
+            splits_of_patch.setdefault(patch, set()).add(split)
+            meta = json.loads(npz.with_suffix(".json").read_text())
+            r, c = int(row[1:]), int(col[1:])
+            assert (meta["source"]["row"], meta["source"]["col"]) == (r, c) and r in (0, 28, 56)
+            (whole,) = demo_dir.rglob(f"{patch}.npz")
+            whole_meta = json.loads(whole.with_suffix(".json").read_text())
+            origin = whole_meta["transform"]
+            assert (
+                meta["transform"][2] == origin[2] + 10.0 * c and meta["transform"][5] == origin[5] - 10.0 * r
+            )
+            with np.load(npz) as tile, np.load(whole) as full:
+                np.testing.assert_array_equal(tile["s2_b4"], full["s2_b4"][r : r + 64, c : c + 64])
+    assert all(len(splits) == 1 for splits in splits_of_patch.values()) and len(splits_of_patch) == 6
+
+
 def test_demo_tiles_match_the_packaged_geotiffs(demo_dir: Path, tmp_path: Path):
     from axion.data.prepare.bigearthnet import extracted_demo
 

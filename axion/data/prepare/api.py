@@ -12,8 +12,10 @@ from axion.config import PrepareConfig
 from axion.data.prepare.run import PrepareReport, SplitSettings, TileSource, run_prepare
 from axion.errors import ConfigError
 
+#: Tile side of scenes when --tile-size is not given.
+SCENE_TILE_SIZE = 256
 #: Flags that only scenes (--s1/--s2) use.
-SCENE_ONLY = ("tile_size", "stride", "s1_units", "s2_bands", "s2_cloudy_bands", "s1_product", "s2_level")
+SCENE_ONLY = ("s1_units", "s2_bands", "s2_cloudy_bands", "s1_product", "s2_level")
 #: What the L1C warning says: L1C is top-of-atmosphere, the model was pretrained on L2A.
 L1C_WARNING = (
     "S2 is L1C (top of atmosphere), not L2A: tiles are recorded as s2_level L1C; measured on real "
@@ -155,8 +157,15 @@ def _run(
 def _bigearthnet(s1_root: Path, s2_root: Path, settings: PrepareConfig) -> list[TileSource]:
     from axion.data.prepare.bigearthnet import BigEarthNetSource
 
+    if settings.stride is not None and settings.tile_size is None:
+        raise ConfigError("--stride needs --tile-size for BigEarthNet patches (they stay whole without it)")
+    windows = None
+    if settings.tile_size is not None:
+        windows = (settings.tile_size, settings.stride or settings.tile_size)
     return [
-        BigEarthNetSource(s1_root, s2_root, max_nodata=settings.max_nodata, block_size=settings.block_size)
+        BigEarthNetSource(
+            s1_root, s2_root, max_nodata=settings.max_nodata, block_size=settings.block_size, windows=windows
+        )
     ]
 
 
@@ -174,13 +183,14 @@ def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str,
         raise ConfigError(f"give one --s1 per --s2 (got {len(s1)} --s1 and {len(s2)} --s2)")
     if s2_cloudy and len(s2_cloudy) != len(s2):
         raise ConfigError(f"give one --s2-cloudy per --s2 (got {len(s2_cloudy)} and {len(s2)})")
-    stride = settings.tile_size if settings.stride is None else settings.stride
+    size = settings.tile_size or SCENE_TILE_SIZE
+    stride = size if settings.stride is None else settings.stride
     bands = parse_band_list(settings.s2_bands) if settings.s2_bands is not None else None
     cloudy_bands = parse_band_list(settings.s2_cloudy_bands) if settings.s2_cloudy_bands else None
     if cloudy_bands is not None and not s2_cloudy:
         raise ConfigError("--s2-cloudy-bands needs --s2-cloudy")
     options = SceneOptions(
-        tile_size=settings.tile_size,
+        tile_size=size,
         stride=stride,
         max_nodata=settings.max_nodata,
         s1_linear=settings.s1_units == "linear",
@@ -209,7 +219,7 @@ def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str,
         },
         "s1_product": settings.s1_product,
         "s2_level": level,
-        "tile_size": settings.tile_size,
+        "tile_size": size,
         "stride": stride,
         "s1_units": settings.s1_units,
         "s2_bands": list(bands) if bands else "by band count",
@@ -229,9 +239,10 @@ def _inference_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[
         raise ConfigError(f"give one --opt-v2 per --s1 (got {len(opt_v2)} --opt-v2 and {len(s1)} --s1)")
     if settings.s2_bands is not None:
         raise ConfigError("--s2-bands applies to --s2 scenes; inference-only tiles (--s1 alone) have none")
-    stride = settings.tile_size if settings.stride is None else settings.stride
+    size = settings.tile_size or SCENE_TILE_SIZE
+    stride = size if settings.stride is None else settings.stride
     options = SceneOptions(
-        tile_size=settings.tile_size,
+        tile_size=size,
         stride=stride,
         max_nodata=settings.max_nodata,
         s1_linear=settings.s1_units == "linear",
@@ -244,7 +255,7 @@ def _inference_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[
     record = {
         "source": {"s1": [str(p) for p in s1], "opt_v2": [str(p) for p in opt_v2]},
         GROUND_TRUTH_KEY: False,
-        "tile_size": settings.tile_size,
+        "tile_size": size,
         "stride": stride,
         "s1_product": settings.s1_product,
         "s1_units": settings.s1_units,

@@ -3,7 +3,9 @@
 An S1 patch folder holds ``<patch>_VV.tif``, ``<patch>_VH.tif`` (dB) and a JSON whose
 ``corresponding_s2_patch`` names the S2 L2A folder, which holds one GeoTIFF per band
 (``<patch>_B02.tif`` ...). Each pair becomes one tile on the S2 10 m grid (120 x 120 px),
-named after the S2 patch. For the split, patches are grouped into spatial blocks of
+named after the S2 patch, or, with ``windows=(size, stride)``, one tile per window
+(``<patch>_r<row>_c<col>``): the six demo pairs cut into 64 px windows every 28 px give 54
+training tiles instead of 6. All windows of a patch share its block. For the split, patches are grouped into spatial blocks of
 ``block_size`` x ``block_size`` patches in map coordinates, so neighbouring patches stay
 in the same split.
 """
@@ -35,6 +37,8 @@ NO_S2_PATCH = "S2 patch not found"
 #: BigEarthNet-MM pairs Sentinel-1 GRD with Sentinel-2 L2A.
 S1_PRODUCT = "grd"
 S2_LEVEL = "L2A"
+#: Side of a BigEarthNet patch in pixels (1.2 km at 10 m).
+PATCH_SIDE = 120
 
 
 @dataclass(frozen=True)
@@ -113,18 +117,35 @@ def _read_single(path: Path, ref: Any) -> tuple[np.ndarray, float | None]:
         raise DataError(str(exc)) from None
 
 
-class BigEarthNetSource:
-    """One tile per S1/S2 patch pair."""
+def window_origins(length: int, size: int, stride: int) -> list[int]:
+    """Start offsets of windows of ``size`` every ``stride`` pixels that fit in ``length``."""
+    return list(range(0, length - size + 1, stride))
 
-    def __init__(self, s1_root: Path, s2_root: Path, *, max_nodata: float, block_size: int) -> None:
+
+class BigEarthNetSource:
+    """One tile per S1/S2 patch pair, or one per window of it (``windows=(size, stride)``)."""
+
+    def __init__(
+        self,
+        s1_root: Path,
+        s2_root: Path,
+        *,
+        max_nodata: float,
+        block_size: int,
+        windows: tuple[int, int] | None = None,
+    ) -> None:
         self.pairs = find_pairs(s1_root, s2_root)
         self.max_nodata = max_nodata
         self.block_size = block_size
+        self.windows = windows
 
     @property
     def total(self) -> int:
-        """How many S1 patches were found (before skipping)."""
-        return len(self.pairs)
+        """How many tiles the S1 patches found can give (before skipping)."""
+        if self.windows is None:
+            return len(self.pairs)
+        per_side = len(window_origins(PATCH_SIDE, *self.windows))
+        return len(self.pairs) * per_side * per_side
 
     def tiles(self) -> Iterator[PreparedTile | Skipped]:
         """Every pair, as a tile or a skip."""
@@ -132,9 +153,9 @@ class BigEarthNetSource:
             if pair.s2_dir is None:
                 yield Skipped(pair.s2_name, NO_S2_PATCH)
                 continue
-            yield self._tile(pair, pair.s2_dir)
+            yield from self._tiles(pair, pair.s2_dir)
 
-    def _tile(self, pair: PatchPair, s2_dir: Path) -> PreparedTile | Skipped:
+    def _tiles(self, pair: PatchPair, s2_dir: Path) -> Iterator[PreparedTile | Skipped]:
         import rasterio
 
         b02 = _band_file(s2_dir, "B02")
@@ -152,28 +173,61 @@ class BigEarthNetSource:
             s1_nodata=s1_bands[0][1],
             s2_nodata=s2_bands[0][1],
         )
+        block = f"{pair.s2_name}"
+        if crs is not None:
+            size_x = self.block_size * width * abs(affine.a)
+            size_y = self.block_size * height * abs(affine.e)
+            block = f"{crs.to_string()}:{math.floor(affine.c / size_x)}:{math.floor(affine.f / size_y)}"
+        if self.windows is None:
+            yield self._tile(pair, pixels, pair.s2_name, (0, 0, height, width), crs, affine, block)
+            return
+        size, stride = self.windows
+        if size > min(height, width):
+            raise DataError(f"{s2_dir}: patch is {height}x{width} px, smaller than --tile-size {size}")
+        for row in window_origins(height, size, stride):
+            for col in window_origins(width, size, stride):
+                window = Pixels(
+                    s1=pixels.s1[:, row : row + size, col : col + size],
+                    s2=pixels.s2[:, row : row + size, col : col + size],
+                    s1_nodata=pixels.s1_nodata,
+                    s2_nodata=pixels.s2_nodata,
+                )
+                name = f"{pair.s2_name}_r{row:03d}_c{col:03d}"
+                yield self._tile(pair, window, name, (row, col, size, size), crs, affine, block)
+
+    def _tile(
+        self,
+        pair: PatchPair,
+        pixels: Pixels,
+        name: str,
+        window: tuple[int, int, int, int],
+        crs: Any,
+        affine: Any,
+        block: str,
+    ) -> PreparedTile | Skipped:
+        """One tile of ``pixels``, the ``(row, col, height, width)`` window of the patch."""
+        row, col, height, width = window
         result = assemble(pixels, self.max_nodata)
         if isinstance(result, str):
-            return Skipped(pair.s2_name, result)
+            return Skipped(name, result)
+        source = {"s1": str(pair.s1_dir.name), "s2": pair.s2_name, "dataset": "BigEarthNet-MM"}
+        if self.windows is not None:
+            source |= {"row": row, "col": col}
         meta: dict[str, Any] = {
-            "name": pair.s2_name,
+            "name": name,
             "units": tile_units(),
             "s1_product": S1_PRODUCT,
             "s2_level": S2_LEVEL,
             "height": height,
             "width": width,
             "valid_fraction": round(result.valid_fraction, 6),
-            "source": {"s1": str(pair.s1_dir.name), "s2": pair.s2_name, "dataset": "BigEarthNet-MM"},
+            "source": source,
         }
         if result.warnings:
             meta["warnings"] = result.warnings
-        block = f"{pair.s2_name}"
         if crs is not None:
             meta["crs"] = crs.to_string()
-            meta["transform"] = list(affine)[:6]
-            size_x = self.block_size * width * abs(affine.a)
-            size_y = self.block_size * height * abs(affine.e)
-            block = f"{crs.to_string()}:{math.floor(affine.c / size_x)}:{math.floor(affine.f / size_y)}"
+            meta["transform"] = list(affine * type(affine).translation(col, row))[:6]
         return PreparedTile(
-            name=pair.s2_name, arrays=result.arrays, meta=meta, block=block, touches=frozenset({block})
+            name=name, arrays=result.arrays, meta=meta, block=block, touches=frozenset({block})
         )
