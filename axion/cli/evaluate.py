@@ -68,6 +68,8 @@ def evaluate(
     reporter = Reporter.for_terminal(quiet=settings.quiet)
     result = run_evaluation(settings, reporter)
     reporter.console.print(summary_table(result.summary))
+    if result.summary.get("clear"):
+        reporter.console.print(summary_table(result.summary, clear=True))
     saved = len(list((result.output_dir / "tiles").glob("*.npz")))
     reporter.info(
         f"Wrote {result.output_dir / SUMMARY_FILE}, {result.output_dir / PER_TILE_FILE} and {saved} tile arrays"
@@ -81,18 +83,22 @@ def _fmt(value: float | None, key: str, signed: bool = False) -> str:
     return f"{value:{sign}.3f}" if key in ("psnr", "sam_deg") else f"{value:{sign}.5f}"
 
 
-def summary_table(summary: dict[str, Any]) -> Any:
-    """The means of opt_v2 (input) and opt_v3 (output), side by side, and the ground truth's SAR agreement."""
+def summary_table(summary: dict[str, Any], clear: bool = False) -> Any:
+    """The means of opt_v2 (input) and opt_v3 (output), side by side, and the ground truth's SAR agreement.
+
+    With ``clear``, the same over the pixels where opt_v2 is clear (``summary["clear"]``).
+    """
     from rich.table import Table
 
     from axion.console import plural
     from axion.viz.results import METRICS
 
-    metrics = summary["metrics"]
-    table = Table(
-        title=f"Evaluation: {plural(summary['tiles'], summary['split'] + ' tile')} (mean over tiles)",
-        title_justify="left",
-    )
+    metrics = summary["clear"]["metrics"] if clear else summary["metrics"]
+    title = f"Evaluation: {plural(summary['tiles'], summary['split'] + ' tile')} (mean over tiles)"
+    if clear:
+        share = summary["clear"]["clear_fraction"]["mean"]
+        title = f"On opt_v2's clear pixels only (opt_v2_mask; {100 * share:.0f} % of the valid pixels)"
+    table = Table(title=title, title_justify="left")
     for column, justify in (
         ("metric", "left"),
         ("opt_v2 (input)", "right"),

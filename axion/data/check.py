@@ -23,6 +23,7 @@ from axion.data.georef import georef_from_meta
 from axion.data.plausible import Finding, optical_findings, s1_findings
 from axion.data.tilefile import (
     OPT_V2_KEY,
+    OPT_V2_MASK_KEY,
     VALID_KEY,
     find_npz,
     is_inference_tile,
@@ -76,7 +77,7 @@ def ensure_dir(data_dir: Path, what: str = "data directory") -> None:
 def is_stage2_output(npz: Path) -> bool:
     """Whether an NPZ without sidecar is a Stage 2 output (only ``opt_v2``), which tile scans skip."""
     try:
-        return set(npz_header(npz)) == {OPT_V2_KEY}
+        return set(npz_header(npz)) in ({OPT_V2_KEY}, {OPT_V2_KEY, OPT_V2_MASK_KEY})
     except ValueError:
         return False
 

@@ -92,6 +92,34 @@ def tile_rows(
     return rows
 
 
+def clear_rows(
+    scores: dict[str, dict[str, Tensor]], names: list[str], fractions: Tensor
+) -> list[dict[str, float]]:
+    """Per tile: the share of valid pixels opt_v2 is clear on, and the metrics on those pixels only."""
+    rows = []
+    for i, _ in enumerate(names):
+        row = {"clear_fraction": float(fractions[i])}
+        for src in ("opt_v2", "opt_v3"):
+            for key, values in scores[src].items():
+                row[f"clear_{src}_{key}"] = float(values[i]) if float(fractions[i]) > 0 else math.nan
+        rows.append(row)
+    return rows
+
+
+def clear_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Means over opt_v2's clear pixels (``opt_v2_mask``), or None when every tile is clear."""
+    from axion.viz.results import describe
+
+    if not rows or all(row.get("clear_fraction", 1.0) >= 1.0 for row in rows):
+        return None
+    keys = sorted({k.removeprefix("clear_opt_v3_") for k in rows[0] if k.startswith("clear_opt_v3_")})
+    metrics = {
+        src: {key: describe([row[f"clear_{src}_{key}"] for row in rows]) for key in keys}
+        for src in ("opt_v2", "opt_v3")
+    }
+    return {"clear_fraction": describe([row["clear_fraction"] for row in rows]), "metrics": metrics}
+
+
 def non_finite_tiles(rows: list[dict[str, Any]]) -> list[str]:
     """Names of the tiles with a non-finite opt_v3 metric (the summary's means leave them out)."""
     return [
@@ -174,7 +202,16 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
                 opt_v3 = predictor(batch["s1"], batch["opt_v2"], batch["name"])
                 s1, opt_v2, target, mask = batch["s1"], batch["opt_v2"], batch["target"], batch["mask"]
                 scores = score(opt_v2, opt_v3, target, s1, mask, perceptual)
-                rows += tile_rows(scores, batch["name"], sizes)
+                new = tile_rows(scores, batch["name"], sizes)
+                if settings.stage2_dir is not None:
+                    # Real opt_v2 may carry a clear-sky mask: score its clear pixels apart too.
+                    clear = mask * batch["opt_v2_mask"]
+                    fractions = clear.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
+                    extra = clear_rows(
+                        score(opt_v2, opt_v3, target, s1, clear, None), batch["name"], fractions
+                    )
+                    new = [row | more for row, more in zip(new, extra, strict=True)]
+                rows += new
                 for i, name in enumerate(batch["name"]):
                     if name not in keep:
                         continue
@@ -209,6 +246,7 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
             "lpips": perceptual is not None,
             "units": _units(),
             "metrics": summarise(rows, metric_keys),
+            "clear": clear_summary(rows),
             "non_finite_tiles": broken,
             "input_warnings": [str(w) for w in warnings],
             "seconds": round(time.perf_counter() - started, 2),

@@ -103,3 +103,57 @@ def test_an_export_folder_evaluates_like_its_checkpoint(
         summaries.append(json.loads((tmp_path / name / "summary.json").read_text()))
     assert summaries[0]["metrics"] == summaries[1]["metrics"]
     assert summaries[0]["seed"] == summaries[1]["seed"] and summaries[0]["epoch"] == summaries[1]["epoch"]
+
+
+def test_cloudy_opt_v2_is_also_scored_on_its_clear_pixels(
+    untrained_checkpoint: Path, tiles_dir: Path, tmp_path: Path
+) -> None:
+    """Stage 2 files with an ``opt_v2_mask``: a second table over the clear pixels, in summary.json too."""
+    from axion.data.dataset import TileDataset
+
+    dataset = TileDataset(tiles_dir, "test")
+    stage2 = tmp_path / "stage2"
+    stage2.mkdir()
+    for i, tile in enumerate(dataset.tiles):
+        sample = dataset[i]
+        opt_v2 = sample["target"][:, : tile.height, : tile.width].numpy().copy()
+        opt_v2[:, :, : tile.width // 2] = 9000.0  # a "cloud" over the left half
+        clear = np.ones((tile.height, tile.width), np.uint8)
+        clear[:, : tile.width // 2] = 0
+        np.savez(stage2 / f"{tile.name}.npz", opt_v2=opt_v2, opt_v2_mask=clear)
+    out = tmp_path / "results"
+    result = run_cli(
+        f"stage3 evaluate --checkpoint {untrained_checkpoint} --data-dir {tiles_dir} --stage2-dir {stage2} "
+        f"--output-dir {out} --lpips-weight 0 --save-arrays 0"
+    )
+    assert result.exit_code == 0, result.output
+    assert "On opt_v2's clear pixels only (opt_v2_mask; 50 % of the valid pixels)" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clear"]["clear_fraction"]["mean"] == pytest.approx(0.5)
+    # The untrained model returns opt_v2: exact on its clear half, far off over the whole tile.
+    clear_psnr = summary["clear"]["metrics"]["opt_v3"]["psnr"]["mean"]
+    assert clear_psnr > 60 and summary["metrics"]["opt_v3"]["psnr"]["mean"] < 20
+    assert summary["clear"]["metrics"]["opt_v2"]["psnr"]["mean"] == pytest.approx(clear_psnr)
+    with (out / "per_tile.csv").open() as handle:
+        assert {"clear_fraction", "clear_opt_v3_psnr"} <= set(next(csv.DictReader(handle)))
+
+
+def test_all_clear_stage2_outputs_get_no_second_table(
+    untrained_checkpoint: Path, tiles_dir: Path, tmp_path: Path
+) -> None:
+    from axion.data.dataset import TileDataset
+
+    dataset = TileDataset(tiles_dir, "test")
+    stage2 = tmp_path / "stage2"
+    stage2.mkdir()
+    for i, tile in enumerate(dataset.tiles):
+        opt_v2 = dataset[i]["target"][:, : tile.height, : tile.width].numpy()
+        np.savez(stage2 / f"{tile.name}.npz", opt_v2=opt_v2 * 1.1)
+    out = tmp_path / "results"
+    result = run_cli(
+        f"stage3 evaluate --checkpoint {untrained_checkpoint} --data-dir {tiles_dir} --stage2-dir {stage2} "
+        f"--output-dir {out} --lpips-weight 0 --save-arrays 0"
+    )
+    assert result.exit_code == 0, result.output
+    assert "clear pixels only" not in result.output
+    assert json.loads((out / "summary.json").read_text())["clear"] is None

@@ -265,11 +265,19 @@ def test_cloudy_s2_becomes_stage2_opt_v2(terramind_examples: Path, tmp_path: Pat
     stage2 = sorted((out / "stage2").glob("*.npz"))
     assert [p.stem for p in stage2] == sorted(n for v in tile_files(out).values() for n in v)
     with np.load(out / "stage2" / f"{name}_r00000_c00000.npz") as f:
-        opt_v2 = f["opt_v2"]
+        opt_v2, clear_mask = f["opt_v2"], f["opt_v2_mask"]
     assert opt_v2.shape == (4, 112, 112)
+    # The clear-sky mask: the bright block, grown by 5 px, is not clear; the rest of this clear scene is.
+    assert (clear[1, :112, :112] < 2000).all()  # B2 of the clear scene: below the cloud threshold
+    expected = np.ones((112, 112), np.uint8)
+    expected[15:85, 25:112] = 0
+    np.testing.assert_array_equal(clear_mask, expected)
+    (tile_json,) = out.rglob(f"{name}_r00000_c00000.json")
+    assert json.loads(tile_json.read_text())["opt_v2_clear_fraction"] == round(float(expected.mean()), 6)
     np.testing.assert_array_equal(opt_v2[:, 20:80, 30:112], 9000)
     np.testing.assert_array_equal(opt_v2[2, 90:, :], clear[3, 90:112, :112])  # B4 outside the cloud
     split = next(s for s, v in tile_files(out).items() if f"{name}_r00000_c00000" in v)
     ds = TileDataset(out, split, stage2_dir=out / "stage2")
     sample = ds[ds.names.index(f"{name}_r00000_c00000")]
     assert float(sample["opt_v2"][0, 50, 50]) == 9000.0
+    assert float(sample["opt_v2_mask"][0, 50, 50]) == 0.0 and float(sample["opt_v2_mask"][0, 100, 10]) == 1.0

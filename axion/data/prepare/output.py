@@ -18,7 +18,7 @@ from typing import Any
 
 from axion.atomic import write_json_atomic
 from axion.data.prepare.tile import PreparedTile
-from axion.data.tilefile import OPT_V2_KEY, SPLITS, npz_header, sidecar, write_npz_atomic
+from axion.data.tilefile import OPT_V2_KEY, OPT_V2_MASK_KEY, SPLITS, npz_header, sidecar, write_npz_atomic
 from axion.errors import DataError
 from axion.outputs import check_writable_dir, clean_stale, remove_stale_folders, staging_name
 
@@ -54,7 +54,7 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
 
 def _is_stage2_file(path: Path) -> bool:
     try:
-        return set(npz_header(path)) == {OPT_V2_KEY}
+        return set(npz_header(path)) in ({OPT_V2_KEY}, {OPT_V2_KEY, OPT_V2_MASK_KEY})
     except ValueError:
         return False
 
@@ -121,7 +121,10 @@ class Staging:
         write_npz_atomic(self.root / f"{tile.name}.npz", tile.arrays)
         if tile.opt_v2 is not None:
             (self.root / STAGE2_DIR).mkdir(exist_ok=True)
-            write_npz_atomic(self.root / STAGE2_DIR / f"{tile.name}.npz", {OPT_V2_KEY: tile.opt_v2})
+            stage2 = {OPT_V2_KEY: tile.opt_v2}
+            if tile.opt_v2_mask is not None:
+                stage2[OPT_V2_MASK_KEY] = tile.opt_v2_mask
+            write_npz_atomic(self.root / STAGE2_DIR / f"{tile.name}.npz", stage2)
 
     def commit(self, tiles: dict[str, tuple[str, dict[str, Any]]], manifest: dict[str, Any]) -> None:
         """Remove what an earlier prepare wrote, then move the staged tiles into their split folders.

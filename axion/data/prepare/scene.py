@@ -188,6 +188,8 @@ class SceneSource:
         if cloudy is not None:
             meta["source"]["s2_cloudy"] = str(self.pair.s2_cloudy)
             meta["source"]["s2_cloudy_bands"] = list(self.cloudy_order or ())
+        if result.opt_v2_mask is not None:
+            meta["opt_v2_clear_fraction"] = round(float(result.opt_v2_mask.mean()), 6)
         if result.warnings:
             meta["warnings"] = result.warnings
         return PreparedTile(
@@ -197,4 +199,5 @@ class SceneSource:
             block=f"{self.name}:{row // block_px}:{col // block_px}",
             touches=frozenset(f"{self.name}:{r}:{c}" for r in rows for c in cols),
             opt_v2=result.opt_v2,
+            opt_v2_mask=result.opt_v2_mask,
         )

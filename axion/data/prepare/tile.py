@@ -31,6 +31,7 @@ class PreparedTile:
     #: Blocks the tile's footprint reaches into (its own included); see :mod:`.splits`.
     touches: frozenset[str]
     opt_v2: np.ndarray | None = None
+    opt_v2_mask: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Assembled:
     valid_fraction: float
     opt_v2: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Where the cloudy opt_v2 looks clear (see :mod:`axion.data.cloudmask`).
+    opt_v2_mask: np.ndarray | None = None
 
 
 def s1_invalid(s1: np.ndarray, nodata: float | None, linear: bool) -> np.ndarray:
@@ -130,7 +133,12 @@ def assemble(pixels: Pixels, max_nodata: float) -> Assembled | str:
     arrays = {key: s1[i] for i, key in enumerate(S1_KEYS)} | {key: s2[i] for i, key in enumerate(S2_KEYS)}
     if invalid.any():
         arrays[VALID_KEY] = valid.astype(np.uint8)
-    return Assembled(arrays, 1.0 - fraction_invalid, opt_v2, [str(f) for f in findings])
+    opt_v2_mask = None
+    if opt_v2 is not None:
+        from axion.data.cloudmask import clear_sky_mask
+
+        opt_v2_mask = clear_sky_mask(opt_v2)
+    return Assembled(arrays, 1.0 - fraction_invalid, opt_v2, [str(f) for f in findings], opt_v2_mask)
 
 
 def tile_units() -> dict[str, str]:
