@@ -71,6 +71,10 @@ def train(
     devices: int = _opt(TrainingConfig, "devices", panel=_TRAIN),
     strategy: str = _opt(TrainingConfig, "strategy", panel=_TRAIN),
     keep_last: int | None = _opt(TrainingConfig, "keep_last", panel=_TRAIN),
+    keep_best: int | None = _opt(TrainingConfig, "keep_best", panel=_TRAIN),
+    max_steps: int | None = _opt(TrainingConfig, "max_steps", panel=_TRAIN),
+    val_every_steps: int | None = _opt(TrainingConfig, "val_every_steps", panel=_TRAIN),
+    checkpoint_every_steps: int | None = _opt(TrainingConfig, "checkpoint_every_steps", panel=_TRAIN),
     augment: bool = _opt(TrainingConfig, "augment", "--augment/--no-augment", panel=_TRAIN),
     crop_size: int | None = _opt(TrainingConfig, "crop_size", panel=_TRAIN),
     # Loss weights
@@ -91,6 +95,7 @@ def train(
     resume: Path | None = _opt(OtherConfig, "resume", panel=_OTHER),
     quiet: bool = _opt(OtherConfig, "quiet", panel=_OTHER),
     log_every: int | None = _opt(OtherConfig, "log_every", panel=_OTHER),
+    log_images_every: int = _opt(OtherConfig, "log_images_every", panel=_OTHER),
     config: Path | None = config_file_option(_OTHER),
     print_config: bool = print_config_option(_OTHER),
 ) -> None:

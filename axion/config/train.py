@@ -79,7 +79,28 @@ class TrainingConfig(Settings):
     devices: int = Field(1, ge=1, description="Number of devices (processes) for data-parallel training.")
     strategy: Literal["auto", "ddp", "ddp_spawn"] = Field("auto", description="Multi-device strategy.")
     keep_last: int | None = Field(
-        None, ge=1, description="Keep only the newest N epoch checkpoints (default: keep all)."
+        None, ge=1, description="Keep only the newest N epoch and step checkpoints (default: keep all)."
+    )
+    keep_best: int | None = Field(
+        None,
+        ge=1,
+        description="Also keep the N checkpoints with the best --monitor score (alone: the N best and the "
+        "newest).",
+    )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Stop after N optimizer steps, even mid-epoch; the schedule ends there "
+        "(default: --epochs decides).",
+    )
+    val_every_steps: int | None = Field(
+        None, ge=1, description="Also validate every N optimizer steps (default: after each epoch only)."
+    )
+    checkpoint_every_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Also write a resumable checkpoint_step_N.pt every N optimizer steps "
+        "(default: after each epoch only).",
     )
     augment: bool = Field(
         True, description="Random flips and 90-degree rotations of training tiles (S1, opt_v2, target alike)."
@@ -139,6 +160,12 @@ class OtherConfig(Settings):
         None,
         ge=1,
         description="Plain log lines: one progress line every N steps (default: about 20 per pass).",
+    )
+    log_images_every: int = Field(
+        1,
+        ge=0,
+        description="TensorBoard panels (SAR, opt_v2, opt_v3, target) of the first 4 validation tiles "
+        "every N epochs; 0: none.",
     )
 
 

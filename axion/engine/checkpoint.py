@@ -50,7 +50,10 @@ FORMAT = "axion-stage3-checkpoint/2"
 EPOCH_FILE = "checkpoint_epoch_{epoch}.pt"
 BEST_FILE = "best_model.pt"
 INTERRUPTED_FILE = "checkpoint_interrupted.pt"
+#: A checkpoint written mid-epoch (``--checkpoint-every-steps``, ``--max-steps``); N counts optimizer steps.
+STEP_FILE = "checkpoint_step_{step}.pt"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pt$")
+_STEP_RE = re.compile(r"^checkpoint_step_(\d+)\.pt$")
 #: Model settings the trainable weights depend on: a checkpoint fits only a model with the same values.
 ARCHITECTURE_FIELDS: tuple[str, ...] = ("generator", "model_size", "lora_rank", "lora_alpha", "s1_product")
 
@@ -235,8 +238,8 @@ def progress_of(path: Path) -> tuple[int, int]:
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """The checkpoint furthest into training in ``directory`` (epoch checkpoints and the interrupted one)."""
-    candidates = [path for _, path in epoch_checkpoints(directory)]
+    """The checkpoint furthest into training in ``directory`` (epoch, step and interrupted checkpoints)."""
+    candidates = list(rotating_checkpoints(directory))
     if (Path(directory) / INTERRUPTED_FILE).is_file():
         candidates.append(Path(directory) / INTERRUPTED_FILE)
     return max(candidates, key=progress_of, default=None)
@@ -265,50 +268,146 @@ def find_resume(value: Path, output_dir: Path | None) -> Path:
     latest = latest_checkpoint(directory)
     if latest is None:
         raise DataError(
-            f"{directory}: no checkpoint to resume from (checkpoint_epoch_N.pt or {INTERRUPTED_FILE})"
+            f"{directory}: no checkpoint to resume from "
+            f"(checkpoint_epoch_N.pt, checkpoint_step_N.pt or {INTERRUPTED_FILE})"
         )
     return latest
 
 
 def epoch_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     """``checkpoint_epoch_N.pt`` files in a directory, sorted by N."""
+    return _numbered(directory, _EPOCH_RE)
+
+
+def step_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``checkpoint_step_N.pt`` files in a directory, sorted by N (optimizer steps)."""
+    return _numbered(directory, _STEP_RE)
+
+
+def rotating_checkpoints(directory: Path) -> list[Path]:
+    """The checkpoints ``--keep-last`` and ``--keep-best`` choose among: epoch and step checkpoints."""
+    return [path for _, path in epoch_checkpoints(directory) + step_checkpoints(directory)]
+
+
+def _numbered(directory: Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
     found = []
-    for path in Path(directory).glob("checkpoint_epoch_*.pt"):
-        match = _EPOCH_RE.match(path.name)
+    for path in Path(directory).glob("checkpoint_*.pt"):
+        match = pattern.match(path.name)
         if match:
             found.append((int(match.group(1)), path))
     return sorted(found)
 
 
+@dataclass(frozen=True)
+class _Record:
+    """What rotation needs to know of a checkpoint file: how far into training, and its score."""
+
+    progress: tuple[int, int, int]  # (completed epochs, batches of the next one, optimizer steps)
+    score: float | None  # the monitored validation value; None when not validated or not finite
+
+
 class CheckpointSaver:
-    """Writes epoch, best and interrupt checkpoints into one directory.
+    """Writes epoch, step, best and interrupt checkpoints into one directory, and rotates them.
+
+    Rotation looks at the epoch and step checkpoints together: the newest ``keep_last`` (by
+    progress) stay, and so do the ``keep_best`` ones with the best monitored score; a
+    checkpoint kept for either reason stays. ``best_model.pt`` and the interrupt checkpoint
+    are never rotated. A checkpoint without a validation of its own, or whose validation is
+    not finite, never counts among the best.
 
     Args:
         directory: the run's output directory.
-        keep_last: keep only the newest N epoch checkpoints (None keeps all). ``best_model.pt`` is never rotated.
+        keep_last: keep only the newest N (None: keep all, unless ``keep_best`` is given: then the newest one).
+        keep_best: also keep the N best by ``score_key`` (None: by progress only).
+        score_key: the validation statistic ``keep_best`` ranks by (a key of ``val_stats``).
+        mode: ``max`` (higher is better) or ``min``.
     """
 
-    def __init__(self, directory: Path, keep_last: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        keep_last: int | None = None,
+        keep_best: int | None = None,
+        score_key: str = "sar_agreement",
+        mode: str = "max",
+    ) -> None:
         self.directory = Path(directory)
         self.keep_last = keep_last
+        self.keep_best = keep_best
+        self.score_key, self.mode = score_key, mode
+        self._records: dict[str, tuple[int, _Record]] = {}  # by file name, with its mtime
 
     def save_epoch(self, checkpoint: Checkpoint) -> Path:
-        """Write ``checkpoint_epoch_N.pt``; drop old ones (``keep_last``) and a superseded interrupt checkpoint."""
-        path = checkpoint.write(self.directory / EPOCH_FILE.format(epoch=checkpoint.epoch))
-        if self.keep_last is not None:
-            for _, old in epoch_checkpoints(self.directory)[: -self.keep_last]:
-                old.unlink(missing_ok=True)
-        interrupted = self.directory / INTERRUPTED_FILE
-        if interrupted.exists():
-            # It records the last completed epoch and stopped inside the next one: an epoch
-            # checkpoint at least that late supersedes it.
-            completed = Checkpoint.read_epoch(interrupted)
-            if completed is not None and completed < checkpoint.epoch:
-                interrupted.unlink(missing_ok=True)
-        return path
+        """Write ``checkpoint_epoch_N.pt``; rotate, and drop a superseded interrupt checkpoint."""
+        return self._save(checkpoint, EPOCH_FILE.format(epoch=checkpoint.epoch))
+
+    def save_step(self, checkpoint: Checkpoint) -> Path:
+        """Write ``checkpoint_step_N.pt`` (N: its optimizer steps); rotate, and drop a superseded interrupt checkpoint."""
+        return self._save(checkpoint, STEP_FILE.format(step=int(checkpoint.train_stats["optimizer_steps"])))
 
     def save_best(self, checkpoint: Checkpoint) -> Path:
         return checkpoint.write(self.directory / BEST_FILE)
 
     def save_interrupted(self, checkpoint: Checkpoint) -> Path:
         return checkpoint.write(self.directory / INTERRUPTED_FILE)
+
+    def _save(self, checkpoint: Checkpoint, name: str) -> Path:
+        path = checkpoint.write(self.directory / name)
+        self.rotate()
+        interrupted = self.directory / INTERRUPTED_FILE
+        if interrupted.exists():
+            # It stopped inside an epoch: a checkpoint further into training supersedes it.
+            try:
+                superseded = progress_of(interrupted) < progress_of(path)
+            except DataError:
+                superseded = False
+            if superseded:
+                interrupted.unlink(missing_ok=True)
+        return path
+
+    def rotate(self) -> None:
+        """Delete the epoch and step checkpoints that neither ``keep_last`` nor ``keep_best`` keeps."""
+        if self.keep_last is None and self.keep_best is None:
+            return
+        records = {}
+        for path in rotating_checkpoints(self.directory):
+            record = self._record(path)
+            if record is not None:  # an unreadable file is left alone
+                records[path] = record
+        by_progress = sorted(records, key=lambda p: records[p].progress)
+        keep = set(by_progress[-(self.keep_last or 1) :])
+        if self.keep_best is not None:
+            scored = [p for p in by_progress if records[p].score is not None]
+            sign = -1.0 if self.mode == "max" else 1.0
+            # Best first; between equal scores the earlier checkpoint (it reached the score first).
+            scored.sort(key=lambda p: (sign * records[p].score, records[p].progress))  # type: ignore[operator]
+            keep.update(scored[: self.keep_best])
+        for path in by_progress:
+            if path not in keep:
+                path.unlink(missing_ok=True)
+                self._records.pop(path.name, None)
+
+    def _record(self, path: Path) -> _Record | None:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return None
+        cached = self._records.get(path.name)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        try:
+            state = _load(path, mmap=True)
+            train, val = state["train_stats"], state["val_stats"]
+            progress = (
+                int(state["epoch"]),
+                int(train.get("partial_batches", 0)),
+                int(train.get("optimizer_steps", 0)),
+            )
+        except (DataError, AttributeError, TypeError, ValueError):
+            return None
+        score = val.get(self.score_key) if isinstance(val, dict) else None
+        numbers = [v for v in val.values() if isinstance(v, int | float)] if isinstance(val, dict) else []
+        finite = isinstance(score, int | float) and all(math.isfinite(v) for v in numbers)
+        record = _Record(progress=progress, score=float(score) if finite else None)  # type: ignore[arg-type]
+        self._records[path.name] = (mtime, record)
+        return record

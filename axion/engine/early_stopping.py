@@ -27,7 +27,9 @@ class EarlyStopping:
         delta: an improvement must beat the best value by more than this.
         mode: ``max`` (higher is better) or ``min``.
         best: best value seen so far.
-        best_epoch: epoch of the best value (0: none yet).
+        best_epoch: epoch of the best value (0: none yet); for a validation inside an epoch
+            (``--val-every-steps``), the epoch it was in.
+        best_step: optimizer steps done at the best value (0: none yet, or not recorded).
         wait: validations since the last improvement.
     """
 
@@ -36,18 +38,20 @@ class EarlyStopping:
     mode: Literal["max", "min"] = "max"
     best: float = math.nan
     best_epoch: int = 0
+    best_step: int = 0
     wait: int = 0
 
     def __post_init__(self) -> None:
         if math.isnan(self.best):
             self.best = -math.inf if self.mode == "max" else math.inf
 
-    def update(self, value: float, epoch: int, *, finite: bool = True) -> bool:
+    def update(self, value: float, epoch: int, *, step: int = 0, finite: bool = True) -> bool:
         """Record one validation; return whether it improved on the best.
 
         Args:
             value: the monitored value.
             epoch: the epoch it belongs to.
+            step: the optimizer steps done when it was taken.
             finite: False when anything else of the validation (its loss) was not finite.
         """
         if not finite or not math.isfinite(value):
@@ -55,7 +59,7 @@ class EarlyStopping:
             return False
         better = value > self.best + self.delta if self.mode == "max" else value < self.best - self.delta
         if better:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best, self.best_epoch, self.best_step, self.wait = value, epoch, step, 0
             return True
         self.wait += 1
         return False
@@ -70,6 +74,7 @@ class EarlyStopping:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = float(state["best"])
         self.best_epoch = int(state["best_epoch"])
+        self.best_step = int(state.get("best_step", 0))
         self.wait = int(state["wait"])
 
 

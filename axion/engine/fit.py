@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from axion.config import TrainConfig, TrainingConfig, write_config_json
 from axion.console import plural
 from axion.data.check import Problem, report_warnings
-from axion.engine.checkpoint import BEST_FILE, Checkpoint, CheckpointSaver, epoch_checkpoints
+from axion.engine.checkpoint import BEST_FILE, Checkpoint, CheckpointSaver, latest_checkpoint
 from axion.engine.recovery import RunDir, check_run_dir, clear_run_logs, restore_best
 from axion.errors import DataError
 from axion.outputs import check_writable_dir, clean_stale
@@ -170,11 +170,17 @@ def optimizer_steps_per_epoch(batches: int, grad_accum: int) -> int:
     return math.ceil(batches / grad_accum)
 
 
+def schedule_length(training: TrainingConfig, steps_per_epoch: int) -> int:
+    """Optimizer steps of the whole run: ``--epochs`` of them, or ``--max-steps`` if that ends it sooner."""
+    total = steps_per_epoch * training.epochs
+    return total if training.max_steps is None else min(total, training.max_steps)
+
+
 def build_optimization(
     model: torch.nn.Module, training: TrainingConfig, steps_per_epoch: int
 ) -> Optimization:
     """AdamW over the trainable weights (LoRA at ``--lr``, the fusion network at ``--head-lr``) and a
-    warm-up + cosine schedule over the whole run, shared by both groups."""
+    warm-up + cosine schedule over the whole run (:func:`schedule_length`), shared by both groups."""
     import torch
 
     from axion.engine.schedule import WarmupCosine
@@ -182,7 +188,7 @@ def build_optimization(
 
     groups = model.parameter_groups(training.lr, training.head_lr)  # type: ignore[operator]
     optimizer = torch.optim.AdamW(groups, weight_decay=training.weight_decay)
-    schedule = WarmupCosine(training.warmup_steps, steps_per_epoch * training.epochs)
+    schedule = WarmupCosine(training.warmup_steps, schedule_length(training, steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return Optimization(optimizer=optimizer, scheduler=scheduler, schedule=schedule)
 
@@ -269,9 +275,19 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
     fabric.barrier()
     history = None
     if fabric.is_global_zero:
-        history = MetricsHistory(out, resume_epoch=inputs.resume.epoch if inputs.resume else None)
+        resumed = inputs.resume
+        history = MetricsHistory(
+            out,
+            resume_epoch=resumed.epoch if resumed else None,
+            resume_step=int(resumed.train_stats.get("optimizer_steps", 0)) if resumed else None,
+        )
 
-    saver = CheckpointSaver(out, keep_last=training.keep_last)
+    from axion.engine.early_stopping import MONITORS
+
+    _, score_key, mode = MONITORS[cfg.early_stopping.monitor]
+    saver = CheckpointSaver(
+        out, keep_last=training.keep_last, keep_best=training.keep_best, score_key=score_key, mode=mode
+    )
     output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record)
     trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
     if inputs.resume is not None:
@@ -292,16 +308,22 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
             history.close()
     if trainer.stop_requested is None:
         best = trainer.early_stopping
-        done = f"Done: {plural(state.epoch, 'epoch')} in {out}."
+        done = f"Done: {plural(state.epoch, 'epoch')}"
+        if state.partial_batches:
+            done += f" + {plural(state.partial_batches, 'batch', 'batches')}"
+        if training.max_steps is not None:
+            done += f" ({plural(state.optimizer_steps, 'optimizer step')})"
+        done += f" in {out}."
         if best.best_epoch == 0:
             reporter.info(f"{done} No validation improved, so no {BEST_FILE}")
         elif not (out / BEST_FILE).is_file():
             reporter.info(f"{done} {out / BEST_FILE} is missing (see above)")
         else:
             reporter.info(
-                f"{done} Best {trainer.monitor_label} {best.best:.6f} at epoch {best.best_epoch} -> {out / BEST_FILE}"
+                f"{done} Best {trainer.monitor_label} {best.best:.6f} at epoch {trainer.best_where()} "
+                f"-> {out / BEST_FILE}"
             )
-    last = epoch_checkpoints(out)
-    if last and fabric.is_global_zero:
-        reporter.info(f"Last checkpoint: {last[-1][1]}")
+    last = latest_checkpoint(out) if fabric.is_global_zero else None
+    if last is not None:
+        reporter.info(f"Last checkpoint: {last}")
     return trainer.stop_requested

@@ -1,15 +1,20 @@
-"""The run's metrics history: one JSON line per epoch plus TensorBoard events.
+"""The run's metrics history: one JSON line per validation plus TensorBoard events.
 
 ``metrics.jsonl`` is strict JSON Lines: a value that is not finite is written as
-``null`` (JSON has no NaN), and read back as NaN.
+``null`` (JSON has no NaN), and read back as NaN. Each row has ``epoch`` (a fraction for a
+validation inside an epoch, ``--val-every-steps``) and ``step`` (optimizer steps done);
+TensorBoard's x-axis is ``step``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from axion.atomic import write_text_atomic
 from axion.errors import DataError
@@ -61,18 +66,37 @@ def read_history(path: Path, *, torn_tail_ok: bool = False) -> list[dict[str, An
     return rows
 
 
-class MetricsHistory:
-    """Appends one row per epoch to ``metrics.jsonl`` and mirrors scalars to TensorBoard.
+def _after(row: Mapping[str, Any], epoch: int, step: int | None) -> bool:
+    """Whether a row was written after the point a run resumes from (by step when both know it)."""
+    if step is not None and isinstance(row.get("step"), int | float):
+        return row["step"] > step
+    return row.get("epoch", 0) > epoch
 
-    On resume, rows after the resumed epoch (from the interrupted run) are dropped
+
+class MetricsHistory:
+    """Appends one row per validation to ``metrics.jsonl`` and mirrors scalars to TensorBoard.
+
+    On resume, rows after the resumed checkpoint (from the interrupted run) are dropped
     so the file describes the run that actually produced the weights; so is a last
     line torn by a kill.
+
+    Args:
+        directory: the run's output directory.
+        resume_epoch: the completed epochs of the checkpoint resumed from (None: a new run).
+        resume_step: its optimizer steps (rows of older runs without ``step`` go by epoch).
+        tensorboard: also write TensorBoard events under ``tensorboard/``.
     """
 
-    def __init__(self, directory: Path, resume_epoch: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        resume_epoch: int | None = None,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+    ) -> None:
         self.path = Path(directory) / HISTORY_FILE
         rows = read_history(self.path, torn_tail_ok=True) if resume_epoch is not None else []
-        rows = [row for row in rows if row.get("epoch", 0) <= (resume_epoch or 0)]
+        rows = [row for row in rows if not _after(row, resume_epoch or 0, resume_step)]
         write_text_atomic(self.path, "".join(json_row(row) + "\n" for row in rows))
         self.writer = None
         if tensorboard:
@@ -84,11 +108,19 @@ class MetricsHistory:
         with self.path.open("a") as handle:
             handle.write(json_row(row) + "\n")
         if self.writer is not None:
-            epoch = int(row["epoch"])
+            step = int(row.get("step", row["epoch"]))
             for key, value in row.items():
-                if key != "epoch" and isinstance(value, int | float):
-                    self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                if key != "step" and isinstance(value, int | float):
+                    self.writer.add_scalar(key.replace("_", "/", 1), value, step)
             self.writer.flush()
+
+    def add_images(self, panels: Mapping[str, np.ndarray], step: int) -> None:
+        """TensorBoard images ``val_images/<tile>`` of (H, W, 3) panels in [0, 1] at ``step``."""
+        if self.writer is None:
+            return
+        for name, panel in panels.items():
+            self.writer.add_image(f"val_images/{name}", panel, step, dataformats="HWC")
+        self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:

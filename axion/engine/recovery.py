@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from axion.atomic import atomic_path
-from axion.engine.checkpoint import BEST_FILE, EPOCH_FILE, Checkpoint
+from axion.engine.checkpoint import BEST_FILE, EPOCH_FILE, STEP_FILE, Checkpoint
 from axion.errors import DataError
 
 CONFIG_FILE = "config.json"
@@ -69,9 +69,10 @@ def clear_run_logs(output_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _best_source(epoch: int, candidates: list[Path], best_value: object) -> Path | None:
-    """The first candidate that is a verified end-of-epoch checkpoint of ``epoch`` whose early
-    stopping records the same best value."""
+def _best_source(epoch: int, step: int, candidates: list[Path], best_value: object) -> Path | None:
+    """The first candidate that is a verified checkpoint of the best validation whose early
+    stopping records the same best value: taken after ``step`` optimizer steps when the record
+    has them (a validation may be mid-epoch), else at the end of ``epoch``."""
     for path in candidates:
         if not path.is_file():
             continue
@@ -79,9 +80,12 @@ def _best_source(epoch: int, candidates: list[Path], best_value: object) -> Path
             ckpt = Checkpoint.read(path)
         except DataError:
             continue
-        end_of_epoch = int(ckpt.train_stats.get("partial_batches", 0)) == 0
         recorded = (ckpt.val_stats.get("early_stopping") or {}).get("best")
-        if ckpt.epoch == epoch and end_of_epoch and recorded == best_value:
+        if step > 0:
+            same = int(ckpt.train_stats.get("optimizer_steps", -1)) == step
+        else:
+            same = ckpt.epoch == epoch and int(ckpt.train_stats.get("partial_batches", 0)) == 0
+        if same and recorded == best_value:
             return path
     return None
 
@@ -99,26 +103,29 @@ def restore_best(output_dir: Path, resume: Checkpoint) -> str | None:
         A line for the console saying what was done, or None when nothing needed doing.
     """
     record = resume.val_stats.get("early_stopping") or {}
-    epoch = int(record.get("best_epoch", 0))
+    epoch, step = int(record.get("best_epoch", 0)), int(record.get("best_step", 0))
     if epoch <= 0:
         return None
     best = output_dir / BEST_FILE
     try:
-        current = Checkpoint.read(best).epoch if best.is_file() else None
+        current = Checkpoint.read(best) if best.is_file() else None
     except DataError:
         current = None
-    if current == epoch:
+    if current is not None and (
+        int(current.train_stats.get("optimizer_steps", -1)) == step if step > 0 else current.epoch == epoch
+    ):
         return None
-    name = EPOCH_FILE.format(epoch=epoch)
-    candidates = [output_dir / name]
+    names = ([STEP_FILE.format(step=step)] if step > 0 else []) + [EPOCH_FILE.format(epoch=epoch)]
+    candidates = [output_dir / name for name in names]
     if resume.path is not None:
-        candidates += [resume.path.parent / name, resume.path]
-    source = _best_source(epoch, candidates, record.get("best"))
+        candidates += [resume.path.parent / name for name in names] + [resume.path]
+    source = _best_source(epoch, step, candidates, record.get("best"))
+    where = f"epoch {epoch}" + (f" (step {step})" if step > 0 else "")
     if source is None:
         return (
-            f"note: {best} should hold epoch {epoch}, the best so far, but no checkpoint of epoch {epoch} "
+            f"note: {best} should hold {where}, the best so far, but no checkpoint of {where} "
             "is left to restore it from; the next improvement writes it"
         )
     with atomic_path(best, fsync=True) as tmp:
         shutil.copyfile(source, tmp)
-    return f"Restored {best} from {source} (best epoch {epoch}, as the checkpoint records)"
+    return f"Restored {best} from {source} (best {where}, as the checkpoint records)"

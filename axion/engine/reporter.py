@@ -144,10 +144,14 @@ class Reporter:
             task = progress.add_task(label, total=total, postfix="")
             yield ProgressHandle(progress, task, None)
 
-    def epoch_summary(self, epoch: int, row: dict[str, Any]) -> None:
-        """The epoch summary, as a table (live) or indented lines (plain)."""
+    def epoch_summary(self, epoch: int, row: dict[str, Any], title: str | None = None) -> None:
+        """The epoch summary, as a table (live) or indented lines (plain).
+
+        ``title`` replaces ``Epoch N`` for a validation inside an epoch (``Step 40 (epoch 1.50)``).
+        """
         if not self.enabled:
             return
+        title = title or f"Epoch {epoch}"
         lines = [
             ("Train loss", f"{row['train_loss']:.6f}"),
             ("Val loss", f"{row['val_loss']:.6f}"),
@@ -163,14 +167,14 @@ class Reporter:
         if "lr_fusion" in row:
             extra.append(("Fusion learning rate", f"{row['lr_fusion']:.2e}"))
         if self.live:
-            table = Table(title=f"Epoch {epoch} Summary", title_justify="left", show_header=False)
+            table = Table(title=f"{title} Summary", title_justify="left", show_header=False)
             table.add_column("metric", style="bold")
             table.add_column("value", justify="right")
             for name, value in lines + extra:
                 table.add_row(name, value)
             self.console.print(table)
         else:
-            self.console.print(f"Epoch {epoch} Summary:")
+            self.console.print(f"{title} Summary:")
             for name, value in lines + extra:
                 self.console.print(f"  {name}: {value}")
 
@@ -180,6 +184,6 @@ class Reporter:
     def no_improvement(self, label: str, wait: int, patience: int) -> None:
         self.info(f"No improvement in {label} ({wait}/{patience})")
 
-    def early_stop(self, label: str, best: float, epoch: int) -> None:
+    def early_stop(self, label: str, best: float, epoch: int | str) -> None:
         self.info("⚠ Early stopping triggered!")
         self.info(f"  Best {label}: {best:.6f} at epoch {epoch}")

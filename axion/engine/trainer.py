@@ -4,7 +4,9 @@
 schedule, non-finite losses, signals) and calls two hooks, :meth:`training_step`
 and :meth:`validation_step`, which hold what is specific to Stage 3: run the model
 on a batch and score it. Every epoch it validates, updates early stopping, and
-writes ``checkpoint_epoch_N.pt`` (and ``best_model.pt`` on improvement).
+writes ``checkpoint_epoch_N.pt`` (and ``best_model.pt`` on improvement). Inside an epoch it
+can also validate every ``--val-every-steps`` optimizer steps, write
+``checkpoint_step_N.pt`` every ``--checkpoint-every-steps``, and stop at ``--max-steps``.
 """
 
 from __future__ import annotations
@@ -140,7 +142,16 @@ class Stage3Trainer:
         self.best_sar_agreement = -math.inf
         self.state = LoopState()
         self.stop_requested: str | None = None
+        #: Why the run ended before ``epochs`` other than by a signal: ``max_steps`` or ``early_stopping``.
+        self.finished: str | None = None
         self.provenance = output.provenance
+        self.val_loader: Iterable = ()
+        self.epoch_started = time.perf_counter()
+        self.epoch_batches = 0  # batches of the epoch in progress (with those done before a resume)
+        self.epoch_rates: dict[str, float] = {}
+        #: TensorBoard panels of the last validation that drew them, by tile name.
+        self.panels: dict[str, Any] = {}
+        self.stretches: dict[str, Any] = {}  # each panel tile's fixed colour stretch
 
     @property
     def module(self) -> torch.nn.Module:
@@ -158,13 +169,18 @@ class Stage3Trainer:
 
     @torch.no_grad()
     def validation_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        """Per-sample loss terms and metrics; the noise is fixed per tile."""
+        """Per-sample loss terms and metrics; the noise is fixed per tile.
+
+        The output itself comes back under ``opt_v3`` (for the TensorBoard panels); every other
+        value is per sample and averaged over the pass.
+        """
         seeds = [stream_seed(self.seed, Stream.VAL_NOISE, name) for name in batch["name"]]
         opt_v3 = self.model(batch["s1"], batch["opt_v2"], seeds=seeds)
         terms = self.loss_fn(
             opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"], batch["opt_v2_mask"]
         )
-        return {**terms, **validation_metrics(opt_v3, batch["target"], batch["s1"], batch["mask"])}
+        metrics = validation_metrics(opt_v3, batch["target"], batch["s1"], batch["mask"])
+        return {**terms, **metrics, "opt_v3": opt_v3}
 
     # --- state ---------------------------------------------------------------
     def checkpoint(self, train_stats: dict[str, Any], val_stats: dict[str, Any]) -> Checkpoint:
@@ -232,13 +248,23 @@ class Stage3Trainer:
 
     # --- loop ----------------------------------------------------------------
     def fit(self, train_loader: Iterable, val_loader: Iterable, sampler: EpochSampler) -> LoopState:
-        """Train until ``epochs``, early stopping, or a stop signal."""
+        """Train until ``epochs``, ``max_steps``, early stopping, or a stop signal."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.val_loader = val_loader
         try:
-            while self.state.epoch < self.cfg.training.epochs:
+            if self._at_max_steps():
+                self.finished = "max_steps"
+                self.reporter.info(
+                    f"--max-steps {self.cfg.training.max_steps} already reached "
+                    f"({plural(self.state.optimizer_steps, 'optimizer step')}): nothing to train"
+                )
+                return self.state
+            while self.state.epoch < self.cfg.training.epochs and self.finished is None:
                 epoch = self.state.epoch + 1
-                started = time.perf_counter()
-                rates = self.learning_rates()  # the rates this epoch starts with, as the summary shows
+                self.epoch_started = time.perf_counter()
+                # The rates this epoch starts with, as every summary of the epoch shows (one meaning
+                # for the ``lr`` column, also in rows of validations inside the epoch).
+                rates = self.epoch_rates = self.learning_rates()
                 sampler.set_epoch(epoch, skip=self.state.partial_batches * self.cfg.training.batch_size)
                 train_stats = self.train_epoch(train_loader, epoch)
                 if self.stop_requested:
@@ -249,51 +275,141 @@ class Stage3Trainer:
                         f"Resume with the same command plus --resume {path}"
                     )
                     return self.state
-                val_stats = self.validate(val_loader, epoch)
+                if self.finished is not None:  # --max-steps or early stopping inside the epoch
+                    break
                 self.state.epoch, self.state.partial_batches = epoch, 0
-                finite = all_finite(val_stats)
-                score = val_stats[self.monitor_key]
-                improved = self.early_stopping.update(score, epoch, finite=finite)
-                if not finite:
-                    self.reporter.info(f"Validation of epoch {epoch} is not finite: not an improvement")
-                elif math.isfinite(val_stats["sar_agreement"]):
-                    self.best_sar_agreement = max(self.best_sar_agreement, val_stats["sar_agreement"])
-                row = {
-                    "epoch": epoch,
-                    **rates,
-                    "time_s": time.perf_counter() - started,
-                    **{f"train_{k}": v for k, v in train_stats.items()},
-                    **{f"val_{k}": v for k, v in val_stats.items()},
-                }
-                self.reporter.epoch_summary(epoch, row)
+                val_stats, improved = self._validate_and_record(epoch, train_stats, rates, end_of_epoch=True)
                 checkpoint = self.checkpoint(train_stats, val_stats)
                 if self.fabric.is_global_zero:
-                    if self.history is not None:
-                        self.history.append(row)
                     self.saver.save_epoch(checkpoint)
                     if improved:
                         self.saver.save_best(checkpoint)
                 self.fabric.barrier()
-                stopping = self.early_stopping
-                if improved:
-                    self.reporter.improved(self.monitor_label, score)
-                else:
-                    self.reporter.no_improvement(self.monitor_label, stopping.wait, stopping.patience)
-                    if stopping.should_stop:
-                        self.reporter.early_stop(self.monitor_label, stopping.best, stopping.best_epoch)
-                        break
+                self._report_early_stopping(improved, val_stats[self.monitor_key])
+                if self.finished is None and self._at_max_steps():
+                    self.finished = "max_steps"
+                    self._report_max_steps(epoch)
             return self.state
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def _at_max_steps(self) -> bool:
+        limit = self.cfg.training.max_steps
+        return limit is not None and self.state.optimizer_steps >= limit
+
+    def _report_max_steps(self, epoch: int) -> None:
+        self.reporter.info(f"Reached --max-steps {self.cfg.training.max_steps} in epoch {epoch}: stopping")
+
+    def _report_early_stopping(self, improved: bool, score: float) -> None:
+        """The early-stopping line of one validation; sets :attr:`finished` when patience ran out."""
+        stopping = self.early_stopping
+        if improved:
+            self.reporter.improved(self.monitor_label, score)
+            return
+        self.reporter.no_improvement(self.monitor_label, stopping.wait, stopping.patience)
+        if stopping.should_stop:
+            self.reporter.early_stop(self.monitor_label, stopping.best, self.best_where())
+            self.finished = "early_stopping"
+
+    def best_where(self) -> str:
+        """Where the best validation was: ``23`` (the guide's epoch), or with its step once
+        validations also happen inside epochs (``--val-every-steps``)."""
+        stopping = self.early_stopping
+        if self.cfg.training.val_every_steps is None or stopping.best_step <= 0:
+            return str(stopping.best_epoch)
+        return f"{stopping.best_epoch}, step {stopping.best_step}"
+
+    def _validate_and_record(
+        self, epoch: int, train_stats: dict[str, Any], rates: dict[str, float], *, end_of_epoch: bool
+    ) -> tuple[dict[str, float], bool]:
+        """Validate, update early stopping, print the summary and append the history row.
+
+        Returns:
+            The validation statistics, and whether they improved on the best (the caller
+            saves the checkpoints, then calls :meth:`_report_early_stopping`).
+        """
+        steps = self.state.optimizer_steps
+        every = self.cfg.other.log_images_every
+        images = end_of_epoch and every > 0 and epoch % every == 0 and self.fabric.is_global_zero
+        label = str(epoch) if end_of_epoch else f"{epoch}, step {steps}"
+        val_stats = self.validate(self.val_loader, label, images=images)
+        finite = all_finite(val_stats)
+        score = val_stats[self.monitor_key]
+        improved = self.early_stopping.update(score, epoch, step=steps, finite=finite)
+        if not finite:
+            where = f"epoch {epoch}" if end_of_epoch else f"step {steps}"
+            self.reporter.info(f"Validation of {where} is not finite: not an improvement")
+        elif math.isfinite(val_stats["sar_agreement"]):
+            self.best_sar_agreement = max(self.best_sar_agreement, val_stats["sar_agreement"])
+        # Inside an epoch, the epoch is a fraction: 1.5 is half-way through epoch 2.
+        position = self.state.epoch + self.state.partial_batches / max(1, self.epoch_batches)
+        row = {
+            "epoch": epoch if end_of_epoch else round(position, 4),
+            "step": steps,
+            **rates,
+            "time_s": time.perf_counter() - self.epoch_started,
+            **{f"train_{k}": v for k, v in train_stats.items()},
+            **{f"val_{k}": v for k, v in val_stats.items()},
+        }
+        title = None if end_of_epoch else f"Step {steps} (epoch {position:.2f})"
+        self.reporter.epoch_summary(epoch, row, title=title)
+        if self.history is not None:
+            self.history.append(row)
+            if self.panels:
+                self.history.add_images(self.panels, steps)
+        return val_stats, improved
+
+    def _after_step(self, epoch: int, sums: _Sums, skipped: int) -> bool:
+        """Validation and checkpoint due after an optimizer step inside an epoch; True to stop the epoch.
+
+        Not called for the epoch's last step: the epoch's own validation and checkpoint follow it.
+        """
+        training, steps = self.cfg.training, self.state.optimizer_steps
+        at_max = self._at_max_steps()
+        validate = at_max or (training.val_every_steps is not None and steps % training.val_every_steps == 0)
+        save = at_max or (
+            training.checkpoint_every_steps is not None and steps % training.checkpoint_every_steps == 0
+        )
+        if not (validate or save):
+            return False
+        train_stats = self._train_stats(sums, skipped)
+        val_stats: dict[str, float] = {}
+        improved = False
+        if validate:
+            val_stats, improved = self._validate_and_record(
+                epoch, train_stats, self.epoch_rates, end_of_epoch=False
+            )
+        checkpoint = self.checkpoint(train_stats, val_stats)
+        if self.fabric.is_global_zero:
+            if save:
+                self.saver.save_step(checkpoint)
+            if improved:
+                self.saver.save_best(checkpoint)
+        self.fabric.barrier()
+        if validate:
+            self._report_early_stopping(improved, val_stats[self.monitor_key])
+        if at_max and self.finished is None:
+            self.finished = "max_steps"
+            self._report_max_steps(epoch)
+        return self.finished is not None
+
+    def _train_stats(self, sums: _Sums, skipped: int) -> dict[str, Any]:
+        stats = sums.means(self.fabric)
+        return {"loss": stats.pop("total", math.nan), **stats, "skipped_steps": skipped}
+
     def train_epoch(self, loader: Iterable, epoch: int) -> dict[str, Any]:
-        """One pass over ``loader`` with accumulation and optimizer steps; returns the epoch's mean loss terms."""
+        """One pass over ``loader`` with accumulation and optimizer steps; returns the epoch's mean loss terms.
+
+        It ends early on a stop signal, at ``--max-steps``, or when a validation inside the
+        epoch (``--val-every-steps``) stops early; :attr:`finished` tells which of the last two.
+        """
         training = self.cfg.training
         self.model.eval()  # frozen base, no dropout in adapters: train and eval behave the same
         sums, skipped = _Sums(), 0
         total = len(loader)  # type: ignore[arg-type]
         done_before = self.state.partial_batches
+        self.epoch_batches = done_before + total
         cycle_skip = False
         with self.reporter.bar(f"Epoch {epoch}", total) as bar:
             for i, batch in enumerate(loader):
@@ -332,19 +448,55 @@ class Stage3Trainer:
                     cycle_skip = False
                 bar.advance(loss=float(loss.detach()))
                 self.state.partial_batches = position + 1
-                if self.stop_requested and last_in_cycle:
+                if not last_in_cycle:
+                    continue
+                if self.stop_requested:
                     break
-        stats = sums.means(self.fabric)
-        return {"loss": stats.pop("total", math.nan), **stats, "skipped_steps": skipped}
+                if position + 1 < epoch_len and self._after_step(epoch, sums, skipped):
+                    break
+        return self._train_stats(sums, skipped)
 
     @torch.no_grad()
-    def validate(self, loader: Iterable, epoch: int) -> dict[str, float]:
-        """Mean loss terms and metrics over the validation loader."""
+    def validate(self, loader: Iterable, epoch: int | str, *, images: bool = False) -> dict[str, float]:
+        """Mean loss terms and metrics over the validation loader.
+
+        Args:
+            loader: the validation loader.
+            epoch: how the progress bar names this validation.
+            images: also draw the panels of the first :data:`~axion.viz.panels.PANEL_TILES` tiles
+                into :attr:`panels` (from the opt_v3 this pass computes anyway).
+        """
         sums = _Sums()
+        self.panels = {}
         with self.reporter.bar(f"Validation {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
             for batch in loader:
-                values = self.validation_step(self.fabric.to_device(batch))
+                batch = self.fabric.to_device(batch)
+                values = self.validation_step(batch)
+                opt_v3 = values.pop("opt_v3", None)
+                if images and opt_v3 is not None:
+                    self._draw_panels(batch, opt_v3)
                 sums.add(values)
                 bar.advance(loss=float(values["total"].mean()), sar_agr=float(values["sar_agreement"].mean()))
         stats = sums.means(self.fabric)
         return {"loss": stats.pop("total", math.nan), **stats}
+
+    def _draw_panels(self, batch: dict[str, Any], opt_v3: Tensor) -> None:
+        """Panels of a batch's tiles until :data:`~axion.viz.panels.PANEL_TILES` are drawn.
+
+        The validation order is fixed (sorted names, no shuffling), so the same tiles come
+        first every time; each tile's colour stretch is computed once, from its target.
+        """
+        from axion.viz.panels import PANEL_TILES, Stretch, validation_panel
+
+        def numpy(tensor: Tensor, i: int) -> Any:
+            return tensor[i].detach().float().cpu().numpy()
+
+        for i, name in enumerate(batch["name"]):
+            if len(self.panels) >= PANEL_TILES:
+                return
+            s1, target = numpy(batch["s1"], i), numpy(batch["target"], i)
+            if name not in self.stretches:
+                self.stretches[name] = Stretch.of(s1, target, numpy(batch["mask"], i)[0] > 0)
+            self.panels[name] = validation_panel(
+                s1, numpy(batch["opt_v2"], i), numpy(opt_v3, i), target, self.stretches[name]
+            )

@@ -127,12 +127,36 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def _stop_label(
+    history: Sequence[Mapping[str, Any]], last: float, planned: int | None, max_steps: int | None
+) -> str | None:
+    """Why the run ended before its planned epochs, or None when it did not."""
+    steps = [r["step"] for r in history if isinstance(r.get("step"), int | float)]
+    if max_steps is not None and steps and max(steps) >= max_steps:
+        return f"--max-steps {max_steps} reached at epoch {last:g}"
+    if planned is not None and last < planned:
+        return f"early stop after epoch {last:g} of {planned}"
+    return None
+
+
 def training_curves(
-    history: Sequence[Mapping[str, Any]], path: Path, dpi: int, planned_epochs: int | None = None
+    history: Sequence[Mapping[str, Any]],
+    path: Path,
+    dpi: int,
+    planned_epochs: int | None = None,
+    max_steps: int | None = None,
 ) -> Path:
-    """Losses, loss terms, validation metrics and learning rate per epoch; best epoch marked."""
+    """Losses, loss terms, validation metrics and learning rate per epoch; best epoch and stop marked.
+
+    Constrained layout keeps titles, tick labels and axis labels apart; legends of crowded
+    panels sit outside the data, and the best epoch and the stopping point are legend entries
+    of their vertical lines rather than text placed among the curves, so nothing is clipped or
+    covered however the values fall.
+    """
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+    fig, axes = plt.subplots(2, 2, figsize=(15, 9), layout="constrained")
     style = {"marker": "o", "markersize": 4}
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         axes[0, 0].plot(*_series(history, key), label=label, **style)
@@ -147,34 +171,37 @@ def training_curves(
                 axes[0, 1].plot(x, y, line, label=f"{split} {term}", **style)
     axes[0, 1].set_title("Loss terms (solid: train, dashed: validation)")
     x, sar = _series(history, "val_sar_agreement")
-    axes[1, 0].plot(x, sar, color="tab:green", label="val SAR agreement", **style)
-    axes[1, 0].set_title("Validation SAR agreement (higher is better)")
+    axes[1, 1].plot(x, sar, color="tab:green", label="val SAR agreement", **style)
+    axes[1, 1].set_title("Validation SAR agreement (higher is better)")
     if sar:
         best = int(np.argmax(sar))
         for ax in axes.flat:
             ax.axvline(x[best], color="tab:green", linestyle=":", linewidth=1)
-        axes[1, 0].annotate(f"best: epoch {x[best]:g}\n{sar[best]:.4f}", (x[best], sar[best]), fontsize=9)
+        axes[1, 1].lines[-1].set_label(f"best: epoch {x[best]:g} ({sar[best]:.4f})")
         last = max(x)
-        if planned_epochs is not None and last < planned_epochs:
+        stop = _stop_label(history, last, planned_epochs, max_steps)
+        if stop is not None:
             for ax in axes.flat:
                 ax.axvline(last, color="tab:red", linestyle="--", linewidth=1)
-            axes[1, 0].annotate(
-                f"early stop after epoch {last:g} of {planned_epochs}", (last, min(sar)), fontsize=9
-            )
-    axes[1, 1].plot(*_series(history, "lr"), color="tab:purple", **style)
-    axes[1, 1].set_title("Learning rate")
-    from matplotlib.ticker import MaxNLocator
-
+            axes[1, 1].lines[-1].set_label(stop)
+    axes[1, 0].plot(*_series(history, "lr"), color="tab:purple", **style)
+    axes[1, 0].set_title("Learning rate")
+    axes[1, 0].yaxis.set_major_formatter(FormatStrFormatter("%.1e"))
     for ax in axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
     for ax in (axes[0, 0], axes[0, 1]):
         values = [v for line in ax.get_lines() for v in line.get_ydata() if v > 0]
         if values and max(values) / min(values) > 100:
             ax.set_yscale("log")
+    for ax in (axes[0, 0], axes[1, 1]):
+        if ax.get_yscale() == "linear":
+            ax.ticklabel_format(axis="y", useOffset=False)  # no "1e-5+5.25e-1" above the axis
+    axes[0, 0].legend(fontsize=8, loc="best")
+    for ax in (axes[0, 1], axes[1, 1]):  # the right column: legends beside the figure's edge
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.suptitle("Training history (metrics.jsonl)")
     return _save(fig, path, dpi)
 

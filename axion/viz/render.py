@@ -59,16 +59,21 @@ def read_tile_arrays(npz: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _planned_epochs(run_dir: str | None) -> tuple[int | None, str | None]:
-    """The planned epochs from the run's config.json, and a note when it cannot be read."""
+def _planned_length(run_dir: str | None) -> tuple[int | None, int | None, str | None]:
+    """The planned epochs and ``--max-steps`` from the run's config.json, and a note when it cannot be read."""
     config = Path(run_dir or "") / "config.json"
     if not run_dir or not config.is_file():
-        return None, None
+        return None, None, None
     try:
-        epochs = json.loads(config.read_text()).get("training", {}).get("epochs")
+        training = json.loads(config.read_text()).get("training", {})
+        epochs, max_steps = training.get("epochs"), training.get("max_steps")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return None, f"{config} is unreadable; the early-stopping point is not marked"
-    return (int(epochs) if isinstance(epochs, int) else None), None
+        return None, None, f"{config} is unreadable; the early-stopping point is not marked"
+    return (
+        int(epochs) if isinstance(epochs, int) else None,
+        int(max_steps) if isinstance(max_steps, int) else None,
+        None,
+    )
 
 
 def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | None = None) -> Rendered:
@@ -95,7 +100,7 @@ def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | Non
     rows_by_name = {row["name"]: row for row in loaded.rows}
     panels = [(npz, read_tile_arrays(npz)) for npz in loaded.tiles[: settings.max_tiles]]
     rows_of_history = read_history(history) if history is not None and history.is_file() else None
-    planned, note = _planned_epochs(loaded.summary.get("run_dir"))
+    planned, max_steps, note = _planned_length(loaded.summary.get("run_dir"))
     if note:
         done.notes.append(note)
 
@@ -120,7 +125,7 @@ def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | Non
             )
         if rows_of_history is not None:
             name = "training_curves.png"
-            training_curves(rows_of_history, staging / name, settings.dpi, planned)
+            training_curves(rows_of_history, staging / name, settings.dpi, planned, max_steps)
             drawn.append((staging / name, output_dir / name))
         else:
             done.notes.append(
