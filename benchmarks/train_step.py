@@ -207,7 +207,9 @@ def compare_grad_steps(args: argparse.Namespace) -> None:
             "--model-size", args.model_size, "--tile-size", str(args.tile_size), "--steps", str(args.steps),
             "--precision", args.precision, "--data", str(args.data),
         ]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"K = {k} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     reference = rows[-1]["engine_step_s"]
     print(f"machine: {rows[0]['device']}; precision: {rows[0]['precision']}")

@@ -99,3 +99,99 @@ def wake(tiny_model, unet_zero_weights) -> Iterator[Callable[[], None]]:
 
     with preserved(tiny_model, unet_zero_weights):
         yield _wake
+
+
+# --- a base that behaves like a trained one, and a planted teacher ----------------------------
+
+#: Regexes of the two adapter groups, as parameter names of the Stage 3 model.
+ADAPTER_GROUPS = {
+    "decoder": r"\.sampler\.model\.decoder\.\d+\.cross_attn\.(q|kv|proj)\.lora_[AB]\.",
+    "unet": r"\.tokenizer\.tok_sen2l2a@224\.decoder\..*\.(qkv|proj_out)\.lora_[AB]\.",
+}
+
+
+def token_head(model) -> torch.nn.Module:
+    """The decoder's S2L2A output embedding (its ``to_logits`` turns decoder states into logits)."""
+    return model.generator.sampler.model.decoder_embeddings["tok_sen2l2a@224"]
+
+
+def make_trained_like(
+    model,
+    unet_names: list[str],
+    s1: torch.Tensor,
+    opt_v2: torch.Tensor,
+    *,
+    logit_scale: float = 500.0,
+    cond_scale: float = 10.0,
+    noise_scale: float = 1.0,
+) -> None:
+    """Turn the random base into one that behaves like a trained generator, in place.
+
+    1. The UNet's zero-initialised weights get random values (:func:`make_pretrained_like`).
+    2. Confident, position-dependent token logits: a random decoder gives every position the
+       same large common state (after its final norm), so every position argmaxes to one token
+       and the logits are nearly flat. The token head becomes ``logit_scale * W (I - u u^T)``,
+       ``u`` the unit mean decoder state over ``s1``/``opt_v2``: the common part is projected out
+       and a trained model's confidence (top-1 probability near 1) comes back.
+    3. The UNet's first convolution reads the 5 latent (token code) channels ``cond_scale`` times
+       more strongly: a trained denoiser takes its content from the tokens, a random one from
+       the noise.
+    """
+    from axion.model import standardize as std
+
+    make_pretrained_like(model, unet_names)
+    states: dict[str, torch.Tensor] = {}
+    sampler_model = model.generator.sampler.model
+    handle = sampler_model.decoder_norm.register_forward_hook(
+        lambda _m, _i, out: states.__setitem__("y", out.detach())
+    )
+    try:
+        with torch.no_grad():
+            model.arm.token_logits(
+                std.standardize_s1(s1), std.optical_to_s2l2a(std.standardize_optical(opt_v2))
+            )
+    finally:
+        handle.remove()
+    u = states["y"].reshape(-1, states["y"].shape[-1]).mean(0)
+    u = u / u.norm()
+    head = token_head(model).to_logits.weight
+    conv_in = dict(denoiser(model).named_parameters())["input_blocks.0.0.weight"]
+    with torch.no_grad():
+        head.copy_(logit_scale * head @ (torch.eye(u.numel()) - torch.outer(u, u)))
+        conv_in[:, -5:].mul_(cond_scale)
+        conv_in[:, :-5].mul_(noise_scale)
+
+
+def adapter_params(model, group: str) -> dict[str, torch.nn.Parameter]:
+    """The LoRA A and B matrices of one adapter group (``decoder`` or ``unet``), by name."""
+    import re
+
+    pattern = re.compile(ADAPTER_GROUPS[group])
+    found = {n: p for n, p in model.named_parameters() if pattern.search(n)}
+    assert found, f"no {group} adapters"
+    return found
+
+
+def planted_delta(model, group: str, seed: int, a_std: float, b_std: float) -> dict[str, torch.Tensor]:
+    """Random A and B for one adapter group: a known LoRA delta (name -> tensor)."""
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        n: torch.randn(p.shape, generator=gen) * (a_std if ".lora_A." in n else b_std)
+        for n, p in sorted(adapter_params(model, group).items())
+    }
+
+
+@contextmanager
+def loaded(model, state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Parameters from ``state`` for the duration of the block (restored afterwards)."""
+    params = dict(model.named_parameters())
+    saved = {n: params[n].detach().clone() for n in state}
+    with torch.no_grad():
+        for n, v in state.items():
+            params[n].copy_(v)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for n, v in saved.items():
+                params[n].copy_(v)
