@@ -83,7 +83,6 @@ def main() -> None:
         return
 
     import torch
-    from torch.utils.data import Subset
 
     from axion.config import TrainConfig
     from axion.engine.checkpoint import CheckpointSaver
@@ -164,7 +163,8 @@ def main() -> None:
     # --- the real engine loop over the same tiles ------------------------------------------
     output = RunOutput(reporter=Reporter.silent(), saver=CheckpointSaver(tmp))
     trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
-    sub = Subset(dataset, list(range(min(len(dataset), n))))
+    # The dataset already holds the first n tiles; the engine's sampler yields (tile, epoch) pairs.
+    sub = dataset
     engine = build_loaders(RunInputs(train_set=sub, val_set=sub, perceptual=None, resume=None), cfg)
     engine.sampler.set_epoch(1)
     trainer.train_epoch(engine.train, epoch=1)  # warm-up epoch
