@@ -1,0 +1,218 @@
+"""Does opt_v3 beat opt_v2 on real tiles never trained on? Both arms, a fixed budget, one run.
+
+Trains the head-only baseline (``--generator none``) and the TerraMind arm (random weights:
+no pretrained weights are reachable offline) with ``axion stage3 train`` on real Sentinel-1 GRD /
+Sentinel-2 tiles, then scores each run's ``best_model.pt`` with ``axion stage3 evaluate`` on
+tiles of other places, and prints opt_v2 against opt_v3 (PSNR, SSIM, SAM, SAR agreement):
+
+- **train / val**: the Sen1Floods11 scene (Spain), cut into 64 px windows every 32 px;
+  ``prepare`` puts whole 4x4-window blocks into train or val, and drops windows that reach
+  into the other split.
+- **test, proxy**: the two SEN12MS-CR patches (China and a winter scene: other places, other
+  dates), opt_v2 the training proxy of their clear image.
+- **test, real cloudy**: the same tiles with opt_v2 = their real cloudy acquisition
+  (``prepare --s2-cloudy`` -> ``--stage2-dir``), the closest thing to a Stage 2 output here.
+
+Each arm is trained under two loss recipes: the guide's defaults (five terms, SAR agreement as
+the monitor) and ``spectral`` (the spectral L1 alone, PSNR as the monitor). With
+``--monitor-study`` every epoch's checkpoint is also scored on the proxy test tiles, to show
+which epoch each monitor would pick and what that epoch scores on unseen tiles.
+
+Usage (from the repository root; ../shared/data beside it)::
+
+    python benchmarks/quality.py                        # both arms, both recipes
+    python benchmarks/quality.py --arms none --epochs 40 --monitor-study
+
+Figures depend on the machine only through time; quality depends on the budget (epochs x
+steps per epoch), which is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+#: Loss settings of each recipe (flags of ``axion stage3 train``).
+RECIPES: dict[str, list[str]] = {
+    "guide": [],
+    "spectral": [
+        "--sar-weight", "0", "--cycle-weight", "0", "--identity-weight", "0", "--lpips-weight", "0",
+        "--monitor", "psnr",
+    ],
+}  # fmt: skip
+ARMS: dict[str, list[str]] = {
+    "none": ["--generator", "none"],
+    "terramind": ["--generator", "terramind", "--no-pretrained", "--model-size", "tiny", "--timesteps", "1"],
+}
+METRICS = (
+    ("psnr", "PSNR (dB)", 3),
+    ("ssim", "SSIM", 4),
+    ("sam_deg", "SAM (deg)", 3),
+    ("sar_agreement", "SAR agr.", 4),
+)
+SEN12MSCR = ("ROIs1970_fall_139_p839", "ROIs2017_winter_112_p797")
+
+
+def axion(*args: str | Path, log: Path | None = None) -> None:
+    """Run ``axion`` as a user would (a fresh process); stop the benchmark if it fails."""
+    command = [sys.executable, "-m", "axion", *map(str, args)]
+    env = {**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+    if log is not None:
+        log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        sys.exit(
+            f"failed ({done.returncode}): {shlex.join(command)}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
+
+
+def prepare(shared: Path, work: Path) -> tuple[Path, Path]:
+    """Train/val tiles of the Spain scene and test tiles (with real cloudy opt_v2) of SEN12MS-CR."""
+    floods, mscr = work / "tiles" / "floods", work / "tiles" / "sen12mscr"
+    if not (floods / "prepare.json").is_file():
+        scene = shared / "sen1floods11-sample"
+        axion(
+            "stage3", "prepare", "-o", floods, "--overwrite", "--tile-size", "64", "--stride", "32",
+            "--block-size", "4", "--split-ratios", "0.7,0.3,0",
+            "--s1", scene / "S1" / "Spain_7370579_S1Hand.tif", "--s2", scene / "S2" / "Spain_7370579_S2Hand.tif",
+        )  # fmt: skip
+    if not (mscr / "prepare.json").is_file():
+        args: list[str | Path] = ["stage3", "prepare", "-o", mscr, "--overwrite", "--tile-size", "64"]
+        args += ["--split-ratios", "0,0,1"]
+        root = shared / "sen12mscr-sample"
+        for patch in SEN12MSCR:
+            args += ["--s1", root / "s1" / f"{patch}.tif", "--s2", root / "s2_cloudfree" / f"{patch}.tif"]
+            args += ["--s2-cloudy", root / "s2_cloudy" / f"{patch}.tif"]
+        axion(*args)
+    return floods, mscr
+
+
+def train(arm: str, recipe: str, floods: Path, run: Path, options: argparse.Namespace) -> float:
+    """Train one arm under one recipe; returns the wall time in seconds (0 if already trained)."""
+    if (run / "best_model.pt").is_file() and (run / "done").is_file():
+        return float((run / "done").read_text())
+    lpips = ["--lpips-weights", options.lpips_weights] if options.lpips_weights.is_file() else []
+    started = time.perf_counter()
+    axion(
+        "stage3", "train", "--data-dir", floods, "--output-dir", run, *ARMS[arm], *RECIPES[recipe], *lpips,
+        "--epochs", str(options.epochs), "--batch-size", str(options.batch_size), "--grad-accum", "1",
+        "--early-stop-patience", str(options.epochs), "--num-workers", "0", "--seed", str(options.seed), "--quiet",
+        log=run.parent / f"{run.name}.log" if run.parent.is_dir() else None,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    (run / "done").write_text(f"{seconds:.1f}")
+    return seconds
+
+
+def evaluate(checkpoint: Path, mscr: Path, out: Path, real: bool) -> dict:
+    """``summary.json`` of evaluate on the SEN12MS-CR test tiles (proxy, or real cloudy opt_v2)."""
+    if not (out / "summary.json").is_file():
+        stage2 = ["--stage2-dir", mscr / "stage2"] if real else []
+        axion(
+            "stage3", "evaluate", "--checkpoint", checkpoint, "--data-dir", mscr, "--split", "test", *stage2,
+            "--lpips-weight", "0", "--save-arrays", "0", "--output-dir", out, "--quiet",
+        )  # fmt: skip
+    return json.loads((out / "summary.json").read_text())
+
+
+def row(label: str, summary: dict) -> str:
+    cells = []
+    for key, _, digits in METRICS:
+        before = summary["metrics"]["opt_v2"][key]["mean"]
+        after = summary["metrics"]["opt_v3"][key]["mean"]
+        cells.append(f"{before:.{digits}f} -> {after:.{digits}f} ({after - before:+.{digits}f})")
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def monitor_study(run: Path, mscr: Path, work: Path) -> list[str]:
+    """Which epoch each monitor picks from validation, and what each epoch scores on test (proxy)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    picks = {
+        "sar_agreement (max)": max(rows, key=lambda r: r["val_sar_agreement"])["epoch"],
+        "psnr (max)": max(rows, key=lambda r: r["val_psnr"])["epoch"],
+        "val_loss (min)": min(rows, key=lambda r: r["val_loss"])["epoch"],
+    }
+    # The picked epochs and about eight more spread over the run (scoring all costs too much).
+    every = max(1, len(rows) // 8)
+    epochs = sorted({*picks.values(), *(r["epoch"] for r in rows[every - 1 :: every])})
+    test = {}
+    for epoch in epochs:
+        checkpoint = run / f"checkpoint_epoch_{epoch}.pt"
+        if checkpoint.is_file():
+            summary = evaluate(checkpoint, mscr, work / "eval" / f"{run.name}_epoch{epoch}", real=False)
+            metrics = summary["metrics"]
+            test[epoch] = metrics["opt_v3"]["psnr"]["mean"] - metrics["opt_v2"]["psnr"]["mean"]
+    lines = [f"monitor study, {run.name}: test dPSNR (proxy) by epoch, and the epoch each monitor picks"]
+    lines.append("  " + ", ".join(f"{epoch}: {gain:+.3f}" for epoch, gain in sorted(test.items())))
+    for name, epoch in picks.items():
+        lines.append(f"  {name:<22} epoch {epoch:>3}: {test.get(epoch, float('nan')):+.3f} dB")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument(
+        "--work", type=Path, default=Path("/tmp/axion-quality"), help="tiles, runs, evaluations"
+    )
+    parser.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=["none", "terramind"])
+    parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=["guide", "spectral"])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--monitor-study", action="store_true", help="score every epoch's checkpoint on test")
+    parser.add_argument(
+        "--lpips-weights",
+        type=Path,
+        default=REPO.parent / "shared" / "weights" / "alexnet-features-imagenet.pth",
+        help="AlexNet weights for the guide recipe's LPIPS term (offline)",
+    )
+    options = parser.parse_args()
+    work = options.work
+    (work / "runs").mkdir(parents=True, exist_ok=True)
+    floods, mscr = prepare(options.shared, work)
+    train_tiles = len(list((floods / "train").glob("*.npz")))
+    per_epoch = -(-train_tiles // options.batch_size)
+
+    load = os.getloadavg()[0]
+    table = [
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), load {load:.1f} at the start; "
+        f"{train_tiles} train tiles, batch {options.batch_size}: {per_epoch} optimizer steps per epoch",
+        "test: 32 SEN12MS-CR tiles (64 px) of places and dates never trained on; mean over tiles; "
+        "opt_v2 -> opt_v3 (change)",
+        "",
+        "| arm / recipe / opt_v2 | "
+        + " | ".join(label for _, label, _ in METRICS)
+        + " | steps | train time |",
+        "|---" * (len(METRICS) + 3) + "|",
+    ]
+    studies: list[str] = []
+    for arm in options.arms:
+        for recipe in options.recipes:
+            run = work / "runs" / f"{arm}_{recipe}"
+            seconds = train(arm, recipe, floods, run, options)
+            epochs = sum(1 for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip())
+            for real in (False, True):
+                summary = evaluate(
+                    run / "best_model.pt",
+                    mscr,
+                    work / "eval" / f"{run.name}_{'real' if real else 'proxy'}",
+                    real,
+                )
+                label = f"{arm} / {recipe} / {'real cloudy' if real else 'proxy'} (epoch {summary['epoch']})"
+                table.append(row(label, summary) + f" {per_epoch * epochs} | {seconds / 60:.1f} min |")
+            if options.monitor_study:
+                studies += monitor_study(run, mscr, work)
+    print("\n".join(table + [""] + studies))
+
+
+if __name__ == "__main__":
+    main()
