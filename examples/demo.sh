@@ -38,7 +38,7 @@ RECIPE=(--sar-weight 0 --cycle-weight 0 --identity-weight 0 --lpips-weight 0 --m
 # The six 120 px pairs cut into 64 px windows every 28 px: 54 tiles, a pair's windows in one split.
 "$AXION" stage3 prepare --demo --tile-size 64 --stride 28 --output-dir "$OUT/tiles"
 "$AXION" stage3 train --data-dir "$OUT/tiles" --output-dir "$OUT/checkpoints" "${ARM[@]}" "${RECIPE[@]}" \
-    --epochs 30 --early-stop-patience 30 --batch-size 8 --grad-accum 1 --num-workers 0
+    --epochs 200 --early-stop-patience 200 --batch-size 8 --grad-accum 1 --num-workers 0 --log-every 1000
 "$AXION" stage3 evaluate --checkpoint "$OUT/checkpoints/best_model.pt" \
     --data-dir "$OUT/tiles" --output-dir "$OUT/results" --lpips-weight 0
 # The demo's test tiles have ground truth and no Stage 2 outputs: opt_v2 is the training proxy,
