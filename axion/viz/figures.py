@@ -15,6 +15,7 @@ import numpy as np
 
 from axion.atomic import atomic_path
 from axion.bands import RGB_INDICES, to_reflectance
+from axion.engine.early_stopping import MONITORS, EarlyStopping, all_finite
 from axion.viz.results import METRICS
 
 #: Percentiles of the shared true-colour stretch (taken from the ground truth).
@@ -139,14 +140,39 @@ def _stop_label(
     return None
 
 
+def monitored_best(
+    history: Sequence[Mapping[str, Any]], monitor: str, delta: float = 0.0
+) -> tuple[float, float] | None:
+    """(epoch, value) of the best validation by ``monitor``; None without one.
+
+    The history is replayed through the trainer's own :class:`EarlyStopping` (same ``delta``,
+    same refusal of non-finite validations), so the epoch is the one ``best_model.pt`` holds.
+    """
+    _, key, mode = MONITORS[monitor]
+    stopping = EarlyStopping(patience=len(history) + 1, delta=delta, mode=mode)
+    for row in history:
+        value = row.get(f"val_{key}")
+        if not isinstance(value, int | float):
+            continue
+        val_stats = {k: v for k, v in row.items() if k.startswith("val_")}
+        stopping.update(float(value), int(row["epoch"]), finite=all_finite(val_stats))
+    return None if stopping.best_epoch == 0 else (float(stopping.best_epoch), stopping.best)
+
+
 def training_curves(
     history: Sequence[Mapping[str, Any]],
     path: Path,
     dpi: int,
     planned_epochs: int | None = None,
     max_steps: int | None = None,
+    monitor: str = "sar_agreement",
+    delta: float = 0.0,
 ) -> Path:
-    """Losses, loss terms, validation metrics and learning rate per epoch; best epoch and stop marked.
+    """Losses, loss terms, the monitored validation value and learning rate per epoch; best epoch and stop marked.
+
+    ``monitor`` and ``delta`` are the run's ``--monitor`` and ``--early-stop-delta``: the
+    monitored validation value is drawn bottom right and its best epoch (the one
+    ``best_model.pt`` holds) is marked on every panel.
 
     Constrained layout keeps titles, tick labels and axis labels apart; legends of crowded
     panels sit outside the data, and the best epoch and the stopping point are legend entries
@@ -170,14 +196,17 @@ def training_curves(
             if x:
                 axes[0, 1].plot(x, y, line, label=f"{split} {term}", **style)
     axes[0, 1].set_title("Loss terms (solid: train, dashed: validation)")
-    x, sar = _series(history, "val_sar_agreement")
-    axes[1, 1].plot(x, sar, color="tab:green", label="val SAR agreement", **style)
-    axes[1, 1].set_title("Validation SAR agreement (higher is better)")
-    if sar:
-        best = int(np.argmax(sar))
+    _, key, mode = MONITORS[monitor]
+    name = {"sar_agreement": "SAR agreement", "psnr": "PSNR (dB)", "loss": "loss"}[key]
+    x, score = _series(history, f"val_{key}")
+    axes[1, 1].plot(x, score, color="tab:green", label=f"validation {name}", **style)
+    better = "higher" if mode == "max" else "lower"
+    axes[1, 1].set_title(f"Validation {name}: the --monitor ({better} is better)")
+    best = monitored_best(history, monitor, delta)
+    if best is not None:
         for ax in axes.flat:
-            ax.axvline(x[best], color="tab:green", linestyle=":", linewidth=1)
-        axes[1, 1].lines[-1].set_label(f"best: epoch {x[best]:g} ({sar[best]:.4f})")
+            ax.axvline(best[0], color="tab:green", linestyle=":", linewidth=1)
+        axes[1, 1].lines[-1].set_label(f"best: epoch {best[0]:g} ({best[1]:.4f})")
         last = max(x)
         stop = _stop_label(history, last, planned_epochs, max_steps)
         if stop is not None:

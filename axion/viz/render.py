@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from axion.config import VisualizeConfig
+from axion.engine.early_stopping import MONITORS
 from axion.errors import DataError
 
 #: Figures are drawn into ``<output-dir>/.visualize-<pid>-<random>/`` first.
@@ -59,21 +60,34 @@ def read_tile_arrays(npz: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _planned_length(run_dir: str | None) -> tuple[int | None, int | None, str | None]:
-    """The planned epochs and ``--max-steps`` from the run's config.json, and a note when it cannot be read."""
+@dataclass(frozen=True)
+class RunPlan:
+    """What the run's config.json says about its length and model selection."""
+
+    epochs: int | None = None
+    max_steps: int | None = None
+    monitor: str = "sar_agreement"
+    delta: float = 0.0
+
+
+def _run_plan(run_dir: str | None) -> tuple[RunPlan, str | None]:
+    """The run's plan from its config.json, and a note when that cannot be read."""
     config = Path(run_dir or "") / "config.json"
     if not run_dir or not config.is_file():
-        return None, None, None
+        return RunPlan(), None
     try:
-        training = json.loads(config.read_text()).get("training", {})
+        saved = json.loads(config.read_text())
+        training, stopping = saved.get("training", {}), saved.get("early_stopping", {})
         epochs, max_steps = training.get("epochs"), training.get("max_steps")
+        monitor, delta = stopping.get("monitor"), stopping.get("early_stop_delta")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return None, None, f"{config} is unreadable; the early-stopping point is not marked"
-    return (
-        int(epochs) if isinstance(epochs, int) else None,
-        int(max_steps) if isinstance(max_steps, int) else None,
-        None,
-    )
+        return RunPlan(), f"{config} is unreadable; the best epoch and the early-stopping point may be off"
+    return RunPlan(
+        epochs=epochs if isinstance(epochs, int) else None,
+        max_steps=max_steps if isinstance(max_steps, int) else None,
+        monitor=monitor if monitor in MONITORS else "sar_agreement",
+        delta=float(delta) if isinstance(delta, int | float) else 0.0,
+    ), None
 
 
 def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | None = None) -> Rendered:
@@ -100,7 +114,7 @@ def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | Non
     rows_by_name = {row["name"]: row for row in loaded.rows}
     panels = [(npz, read_tile_arrays(npz)) for npz in loaded.tiles[: settings.max_tiles]]
     rows_of_history = read_history(history) if history is not None and history.is_file() else None
-    planned, max_steps, note = _planned_length(loaded.summary.get("run_dir"))
+    plan, note = _run_plan(loaded.summary.get("run_dir"))
     if note:
         done.notes.append(note)
 
@@ -125,7 +139,15 @@ def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | Non
             )
         if rows_of_history is not None:
             name = "training_curves.png"
-            training_curves(rows_of_history, staging / name, settings.dpi, planned, max_steps)
+            training_curves(
+                rows_of_history,
+                staging / name,
+                settings.dpi,
+                plan.epochs,
+                plan.max_steps,
+                plan.monitor,
+                plan.delta,
+            )
             drawn.append((staging / name, output_dir / name))
         else:
             done.notes.append(
