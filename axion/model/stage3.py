@@ -33,6 +33,8 @@ from axion.model.weights import check_weights
 
 #: Seed of the frozen base when built without pretrained weights.
 RANDOM_BASE_SEED = 0
+#: The TerraMind arm's token grid side must be a multiple of this (see :meth:`TerraMindArm.forward`).
+GRID_MULTIPLE = 2
 #: Version tag of the trainable-weights layout.
 ADAPTER_FORMAT = "axion-stage3-adapters/2"
 
@@ -144,9 +146,34 @@ class TerraMindArm(nn.Module):
         return std.s2l2a_to_optical(self.denoise(noise, latent, timesteps, self.grad_steps))
 
     def forward(self, s1_std: Tensor, opt_std: Tensor, seeds: Sequence[int] | None, timesteps: int) -> Tensor:
-        """Generated B2, B3, B4, B8 (B, 4, H, W), standardised, float32."""
+        """Generated B2, B3, B4, B8 (B, 4, H, W), standardised, float32.
+
+        TerraMind needs a square token grid with an even side (its diffusion UNet halves the
+        latent grid once and joins it back to the skip connection: a 48 px tile, 3 x 3 tokens,
+        fails inside it). Other tiles are padded at the bottom and right to the next such
+        square and the generation is cropped back; tiles that fit run as they are.
+        """
+        h, w = opt_std.shape[-2:]
+        side = generator_side(h, w)
+        s1_std, opt_std = pad_to_square(s1_std, side), pad_to_square(opt_std, side)
         logits, tokens = self.tokens(s1_std, opt_std, seeds)
-        return self.decode(logits, tokens, seeds, timesteps, (opt_std.shape[-2], opt_std.shape[-1]))
+        return self.decode(logits, tokens, seeds, timesteps, (side, side))[..., :h, :w]
+
+
+def generator_side(height: int, width: int) -> int:
+    """Side of the square the TerraMind arm runs on: the next multiple of two patches (32 px)."""
+    multiple = GRID_MULTIPLE * bands.PATCH_SIZE
+    return -(-max(height, width) // multiple) * multiple
+
+
+def pad_to_square(x: Tensor, side: int) -> Tensor:
+    """Pad (B, C, H, W) at the bottom and right to (B, C, side, side): mirrored where the tile is
+    large enough (image statistics stay continuous), the edge repeated where it is not."""
+    pad_h, pad_w = side - x.shape[-2], side - x.shape[-1]
+    if pad_h == 0 and pad_w == 0:
+        return x
+    mode = "reflect" if pad_h < x.shape[-2] and pad_w < x.shape[-1] else "replicate"
+    return nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
 class Stage3Model(nn.Module):
@@ -225,7 +252,7 @@ class Stage3Model(nn.Module):
     def _generated(
         self, s1: Tensor, opt_v2: Tensor, seeds: Sequence[int] | None, timesteps: int | None
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        _check_inputs(s1, opt_v2, seeds, needs_square=self.arm is not None)
+        _check_inputs(s1, opt_v2, seeds)
         s1_std = std.standardize_s1(s1, self.cfg.s1_product)
         opt_std = std.standardize_optical(opt_v2)
         if self.arm is None:
@@ -248,8 +275,8 @@ class Stage3Model(nn.Module):
                 independent of batch mates); None draws from torch's global RNG.
             timesteps: DDIM steps (default: the configured number).
 
-        H and W must be multiples of 16; the TerraMind arm also needs them equal (its token grid
-        is square).
+        H and W must be multiples of 16. The TerraMind arm generates on a square whose side is a
+        multiple of 32 (tiles are padded to it and cropped back, see :meth:`TerraMindArm.forward`).
         """
         return self.outputs(s1, opt_v2, seeds, timesteps)[0]
 
@@ -310,7 +337,7 @@ class Stage3Model(nn.Module):
         return self.outputs(s1, opt_v2, seeds, timesteps)[1]  # type: ignore[return-value]
 
 
-def _check_inputs(s1: Tensor, opt_v2: Tensor, seeds: Sequence[int] | None, needs_square: bool) -> None:
+def _check_inputs(s1: Tensor, opt_v2: Tensor, seeds: Sequence[int] | None) -> None:
     if s1.ndim != 4 or s1.shape[1] != len(bands.S1_KEYS):
         raise ValueError(f"s1 must be (B, 2, H, W), got {tuple(s1.shape)}")
     if opt_v2.ndim != 4 or opt_v2.shape[1] != len(bands.OPTICAL_BANDS):
@@ -318,9 +345,8 @@ def _check_inputs(s1: Tensor, opt_v2: Tensor, seeds: Sequence[int] | None, needs
     if s1.shape[0] != opt_v2.shape[0] or s1.shape[-2:] != opt_v2.shape[-2:]:
         raise ValueError(f"s1 {tuple(s1.shape)} and opt_v2 {tuple(opt_v2.shape)} do not match")
     h, w = opt_v2.shape[-2:]
-    if h % bands.PATCH_SIZE or w % bands.PATCH_SIZE or (needs_square and h != w):
-        shape = "square with a side that is" if needs_square else "sides that are"
-        raise ValueError(f"tiles must be {shape} a multiple of {bands.PATCH_SIZE}, got {h}x{w}")
+    if h % bands.PATCH_SIZE or w % bands.PATCH_SIZE:
+        raise ValueError(f"tiles must have sides that are a multiple of {bands.PATCH_SIZE}, got {h}x{w}")
     if seeds is not None and len(seeds) != opt_v2.shape[0]:
         raise ValueError(f"{len(seeds)} seeds for a batch of {opt_v2.shape[0]}")
 

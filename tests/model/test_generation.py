@@ -90,3 +90,15 @@ def test_rejects_bad_shapes(tiny_model, real_batch):
         tiny_model.generate(s1, opt_v2[:, :3], seeds=[0, 1])
     with pytest.raises(ValueError, match="seeds"):
         tiny_model.generate(s1, opt_v2, seeds=[0])
+
+
+@pytest.mark.parametrize(("height", "width"), [(48, 48), (32, 64), (16, 16)])
+def test_grids_terramind_cannot_take_are_padded_and_cropped_back(tiny_model, real_batch, wake, height, width):
+    """A 3 x 3 token grid fails inside TerraMind's UNet and its grid must be square: such tiles
+    run on the next square multiple of 32 px, and come back at their own size."""
+    wake()
+    s1, opt_v2 = real_batch[0][:1, :, :height, :width], real_batch[1][:1, :, :height, :width]
+    opt_v3, generated = tiny_model.outputs(s1, opt_v2, seeds=[3])
+    assert opt_v3.shape == generated.shape == opt_v2.shape
+    assert torch.isfinite(opt_v3).all() and torch.isfinite(generated).all()
+    assert (opt_v3 - opt_v2).abs().max() > 0.1  # the pieces are awake: the generation reached opt_v3
