@@ -1,7 +1,7 @@
 """Does opt_v3 beat opt_v2 on real tiles never trained on? Both arms, a fixed budget, one run.
 
-Trains the head-only baseline (``--generator none``) and the TerraMind arm (random weights:
-no pretrained weights are reachable offline) with ``axion stage3 train`` on real Sentinel-1 GRD /
+Trains the head-only baseline (``--generator none``) and the TerraMind arm (random weights
+unless ``--weights-dir`` holds the pretrained files) with ``axion stage3 train`` on real Sentinel-1 GRD /
 Sentinel-2 tiles, then scores each run's ``best_model.pt`` with ``axion stage3 evaluate`` on
 tiles of other places, and prints opt_v2 against opt_v3 (PSNR, SSIM, SAM, SAR agreement):
 
@@ -22,6 +22,7 @@ Usage (from the repository root; ../shared/data beside it)::
 
     python benchmarks/quality.py                        # both arms, both recipes
     python benchmarks/quality.py --arms none --epochs 40 --monitor-study
+    python benchmarks/quality.py --recipes spectral --epochs 118 --weights-dir DIR  # pretrained TerraMind
 
 Figures depend on the machine only through time; quality depends on the budget (epochs x
 steps per epoch), which is printed with them.
@@ -48,10 +49,7 @@ RECIPES: dict[str, list[str]] = {
         "--monitor", "psnr",
     ],
 }  # fmt: skip
-ARMS: dict[str, list[str]] = {
-    "none": ["--generator", "none"],
-    "terramind": ["--generator", "terramind", "--no-pretrained", "--model-size", "tiny", "--timesteps", "1"],
-}
+ARMS = ("none", "terramind")
 METRICS = (
     ("psnr", "PSNR (dB)", 3),
     ("ssim", "SSIM", 4),
@@ -95,6 +93,24 @@ def prepare(shared: Path, work: Path) -> tuple[Path, Path]:
     return floods, mscr
 
 
+def arm_flags(arm: str, options: argparse.Namespace) -> list[str]:
+    """``train`` flags of one arm: the TerraMind arm is pretrained only when ``--weights-dir`` is given."""
+    if arm == "none":
+        return ["--generator", "none"]
+    base = ["--weights-dir", str(options.weights_dir)] if options.weights_dir else ["--no-pretrained"]
+    sizes = ["--model-size", options.model_size, "--timesteps", str(options.timesteps)]
+    return ["--generator", "terramind", *base, *sizes]
+
+
+def arm_name(arm: str, options: argparse.Namespace) -> str:
+    """The arm as named in the table and its run folder (finished runs are reused by name, so a
+    pretrained or larger TerraMind never takes the place of another)."""
+    if arm == "none":
+        return arm
+    weights = "pretrained" if options.weights_dir else "random"
+    return f"{arm}-{options.model_size}-T{options.timesteps}-{weights}"
+
+
 def train(arm: str, recipe: str, floods: Path, run: Path, options: argparse.Namespace) -> float:
     """Train one arm under one recipe; returns the wall time in seconds (0 if already trained)."""
     if (run / "best_model.pt").is_file() and (run / "done").is_file():
@@ -102,7 +118,7 @@ def train(arm: str, recipe: str, floods: Path, run: Path, options: argparse.Name
     lpips = ["--lpips-weights", options.lpips_weights] if options.lpips_weights.is_file() else []
     started = time.perf_counter()
     axion(
-        "stage3", "train", "--data-dir", floods, "--output-dir", run, *ARMS[arm], *RECIPES[recipe], *lpips,
+        "stage3", "train", "--data-dir", floods, "--output-dir", run, *arm_flags(arm, options), *RECIPES[recipe], *lpips,
         "--epochs", str(options.epochs), "--batch-size", str(options.batch_size), "--grad-accum", "1",
         "--early-stop-patience", str(options.epochs), "--num-workers", "0", "--seed", str(options.seed), "--quiet",
         log=run.parent / f"{run.name}.log" if run.parent.is_dir() else None,
@@ -132,8 +148,11 @@ def row(label: str, summary: dict) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
-def monitor_study(run: Path, mscr: Path, work: Path) -> list[str]:
-    """Which epoch each monitor picks from validation, and what each epoch scores on test (proxy)."""
+def monitor_study(run: Path, mscr: Path, work: Path) -> tuple[list[str], dict[int, float]]:
+    """Which epoch each monitor picks from validation, and what each epoch scores on test (proxy).
+
+    Returns the report's lines and the test dPSNR by epoch.
+    """
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     picks = {
         "sar_agreement (max)": max(rows, key=lambda r: r["val_sar_agreement"])["epoch"],
@@ -154,6 +173,17 @@ def monitor_study(run: Path, mscr: Path, work: Path) -> list[str]:
     lines.append("  " + ", ".join(f"{epoch}: {gain:+.3f}" for epoch, gain in sorted(test.items())))
     for name, epoch in picks.items():
         lines.append(f"  {name:<22} epoch {epoch:>3}: {test.get(epoch, float('nan')):+.3f} dB")
+    return lines, test
+
+
+def per_step(curves: dict[str, dict[int, float]], per_epoch: int) -> list[str]:
+    """Test dPSNR (proxy) of every arm at the same optimizer steps: which arm learns faster per step."""
+    names = list(curves)
+    epochs = sorted(set.intersection(*(set(curve) for curve in curves.values())))
+    lines = ["| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for epoch in epochs:
+        cells = " | ".join(f"{curves[name][epoch]:+.3f}" for name in names)
+        lines.append(f"| {epoch * per_epoch} (epoch {epoch}) | {cells} |")
     return lines
 
 
@@ -163,11 +193,19 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, default=Path("/tmp/axion-quality"), help="tiles, runs, evaluations"
     )
-    parser.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=["none", "terramind"])
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=["guide", "spectral"])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=None,
+        help="pretrained TerraMind files for the terramind arm (default: random weights, --no-pretrained)",
+    )
+    parser.add_argument("--model-size", choices=("tiny", "small", "base", "large"), default="tiny")
+    parser.add_argument("--timesteps", type=int, default=1, help="DDIM steps of the terramind arm")
     parser.add_argument("--monitor-study", action="store_true", help="score every epoch's checkpoint on test")
     parser.add_argument(
         "--lpips-weights",
@@ -195,9 +233,11 @@ def main() -> None:
         "|---" * (len(METRICS) + 3) + "|",
     ]
     studies: list[str] = []
+    curves: dict[str, dict[str, dict[int, float]]] = {recipe: {} for recipe in options.recipes}
     for arm in options.arms:
         for recipe in options.recipes:
-            run = work / "runs" / f"{arm}_{recipe}"
+            name = arm_name(arm, options)
+            run = work / "runs" / f"{name}_{recipe}"
             seconds = train(arm, recipe, floods, run, options)
             epochs = sum(1 for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip())
             for real in (False, True):
@@ -207,10 +247,15 @@ def main() -> None:
                     work / "eval" / f"{run.name}_{'real' if real else 'proxy'}",
                     real,
                 )
-                label = f"{arm} / {recipe} / {'real cloudy' if real else 'proxy'} (epoch {summary['epoch']})"
+                label = f"{name} / {recipe} / {'real cloudy' if real else 'proxy'} (epoch {summary['epoch']})"
                 table.append(row(label, summary) + f" {per_epoch * epochs} | {seconds / 60:.1f} min |")
             if options.monitor_study:
-                studies += monitor_study(run, mscr, work)
+                lines, curves[recipe][name] = monitor_study(run, mscr, work)
+                studies += lines
+    for recipe, by_arm in curves.items():
+        if len(by_arm) > 1:
+            studies += ["", f"{recipe}: test dPSNR (proxy, dB) of each arm at the same optimizer steps"]
+            studies += per_step(by_arm, per_epoch)
     print("\n".join(table + [""] + studies))
 
 
