@@ -83,13 +83,27 @@ class _Sums:
             self.sums[key] += float(value.detach().float().sum())
         self.count += batch
 
-    def means(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
+    def totals(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
+        """The sums over every rank, with the sample count under ``"count"``."""
         keys = sorted(self.sums)
         packed = torch.tensor([self.sums[k] for k in keys] + [float(self.count)], dtype=torch.float64)
         if fabric.world_size > 1:
             packed = fabric.all_reduce(packed.to(fabric.device), reduce_op="sum").cpu()
-        count = max(1.0, float(packed[-1]))
-        return {k: float(packed[i]) / count for i, k in enumerate(keys)}
+        return {**{k: float(packed[i]) for i, k in enumerate(keys)}, "count": float(packed[-1])}
+
+    def means(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
+        totals = self.totals(fabric)
+        count = max(1.0, totals.pop("count"))
+        return {k: v / count for k, v in totals.items()}
+
+    @classmethod
+    def resumed(cls, totals: dict[str, float] | None, rank_zero: bool) -> _Sums:
+        """Sums that start from a checkpoint's :meth:`totals` (on rank 0 only: they cover every rank)."""
+        sums = cls()
+        if totals and rank_zero:
+            sums.count = int(totals.get("count", 0))
+            sums.sums.update({k: float(v) for k, v in totals.items() if k != "count"})
+        return sums
 
 
 def validation_metrics(opt_v3: Tensor, target: Tensor, s1: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -144,6 +158,11 @@ class Stage3Trainer:
         self.stop_requested: str | None = None
         #: Why the run ended before ``epochs`` other than by a signal: ``max_steps`` or ``early_stopping``.
         self.finished: str | None = None
+        #: The current epoch's training sums so far (all ranks), carried by checkpoints inside it.
+        self.epoch_sums: dict[str, float] | None = None
+        #: Sums and skipped steps of a resumed partial epoch, consumed by its :meth:`train_epoch`.
+        self.resumed_sums: dict[str, float] | None = None
+        self.resumed_skipped = 0
         self.provenance = output.provenance
         self.val_loader: Iterable = ()
         self.epoch_started = time.perf_counter()
@@ -183,9 +202,21 @@ class Stage3Trainer:
         return {**terms, **metrics, "opt_v3": opt_v3}
 
     # --- state ---------------------------------------------------------------
-    def checkpoint(self, train_stats: dict[str, Any], val_stats: dict[str, Any]) -> Checkpoint:
-        """A checkpoint of the current state (its keys: docs/training.md)."""
+    def checkpoint(
+        self,
+        train_stats: dict[str, Any],
+        val_stats: dict[str, Any],
+        epoch_sums: dict[str, float] | None = None,
+    ) -> Checkpoint:
+        """A checkpoint of the current state (its keys: docs/training.md).
+
+        ``epoch_sums``: inside an epoch, the running sums of its training terms so far
+        (:meth:`_Sums.totals`), so that a resumed epoch reports its means over all its batches.
+        """
         scaler = getattr(self.fabric.strategy.precision, "scaler", None)
+        partial = (
+            {"epoch_sums": epoch_sums, "epoch_skipped": train_stats["skipped_steps"]} if epoch_sums else {}
+        )
         return Checkpoint(
             epoch=self.state.epoch,
             model_state_dict={k: v.detach().cpu() for k, v in self.module.trainable_state_dict().items()},
@@ -196,6 +227,7 @@ class Stage3Trainer:
                 **train_stats,
                 "optimizer_steps": self.state.optimizer_steps,
                 "partial_batches": self.state.partial_batches,
+                **partial,
             },
             val_stats={
                 **val_stats,
@@ -228,6 +260,9 @@ class Stage3Trainer:
         self.state.epoch = int(ckpt.epoch)
         self.state.optimizer_steps = int(ckpt.train_stats.get("optimizer_steps", 0))
         self.state.partial_batches = int(ckpt.train_stats.get("partial_batches", 0))
+        if self.state.partial_batches:
+            self.resumed_sums = ckpt.train_stats.get("epoch_sums")
+            self.resumed_skipped = int(ckpt.train_stats.get("epoch_skipped", 0))
 
     def learning_rates(self) -> dict[str, float]:
         """``lr`` (the LoRA rate, the guide's learning rate) and ``lr_fusion``; ``lr`` alone without LoRA."""
@@ -268,7 +303,7 @@ class Stage3Trainer:
                 sampler.set_epoch(epoch, skip=self.state.partial_batches * self.cfg.training.batch_size)
                 train_stats = self.train_epoch(train_loader, epoch)
                 if self.stop_requested:
-                    path = self.saver.save_interrupted(self.checkpoint(train_stats, {}))
+                    path = self.saver.save_interrupted(self.checkpoint(train_stats, {}, self.epoch_sums))
                     self.reporter.info(
                         f"Stopped by {self.stop_requested} in epoch {epoch} after "
                         f"{plural(self.state.partial_batches, 'batch', 'batches')}; saved {path}. "
@@ -380,7 +415,7 @@ class Stage3Trainer:
             val_stats, improved = self._validate_and_record(
                 epoch, train_stats, self.epoch_rates, end_of_epoch=False
             )
-        checkpoint = self.checkpoint(train_stats, val_stats)
+        checkpoint = self.checkpoint(train_stats, val_stats, self.epoch_sums)
         if self.fabric.is_global_zero:
             if save:
                 self.saver.save_step(checkpoint)
@@ -395,7 +430,10 @@ class Stage3Trainer:
         return self.finished is not None
 
     def _train_stats(self, sums: _Sums, skipped: int) -> dict[str, Any]:
-        stats = sums.means(self.fabric)
+        totals = sums.totals(self.fabric)
+        self.epoch_sums = dict(totals)  # what a checkpoint inside this epoch carries
+        count = max(1.0, totals.pop("count"))
+        stats = {k: v / count for k, v in totals.items()}
         return {"loss": stats.pop("total", math.nan), **stats, "skipped_steps": skipped}
 
     def train_epoch(self, loader: Iterable, epoch: int) -> dict[str, Any]:
@@ -406,9 +444,12 @@ class Stage3Trainer:
         """
         training = self.cfg.training
         self.model.eval()  # frozen base, no dropout in adapters: train and eval behave the same
-        sums, skipped = _Sums(), 0
         total = len(loader)  # type: ignore[arg-type]
         done_before = self.state.partial_batches
+        # A resumed epoch goes on from the sums its checkpoint carried: its means cover all its batches.
+        sums = _Sums.resumed(self.resumed_sums if done_before else None, self.fabric.is_global_zero)
+        skipped = self.resumed_skipped if done_before and self.fabric.is_global_zero else 0
+        self.resumed_sums, self.resumed_skipped = None, 0
         self.epoch_batches = done_before + total
         cycle_skip = False
         with self.reporter.bar(f"Epoch {epoch}", total) as bar:

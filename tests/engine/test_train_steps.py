@@ -110,6 +110,10 @@ def test_resume_from_a_step_checkpoint_gives_the_same_weights(
         torch.testing.assert_close(got.model_state_dict[name], tensor, rtol=1e-5, atol=1e-6)
     assert got.val_stats["early_stopping"] == expected.val_stats["early_stopping"]
     assert [row["step"] for row in rows(resumed)] == [3, 4]
+    # The resumed epoch's training means cover all its batches, not only those after the resume.
+    for got_row, want_row in zip(rows(resumed), rows(out), strict=True):
+        for key in ("train_loss", "train_spectral", "train_sar"):
+            assert got_row[key] == pytest.approx(want_row[key], rel=1e-4), key
 
 
 def test_image_panels_of_the_first_validation_tiles_in_tensorboard(
