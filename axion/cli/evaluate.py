@@ -51,6 +51,7 @@ def evaluate(
     batch_size: int = prediction_option("batch_size", panel=_RUN),
     num_workers: str = _opt("num_workers", _RUN),
     quiet: bool = prediction_option("quiet", panel=_RUN),
+    log_format: str = prediction_option("log_format", panel=_RUN),
     config: Path | None = config_file_option(_RUN),
     print_config: bool = print_config_option(_RUN),
 ) -> None:
@@ -65,11 +66,14 @@ def evaluate(
     from axion.engine.reporter import Reporter
     from axion.viz.results import PER_TILE_FILE, SUMMARY_FILE
 
-    reporter = Reporter.for_terminal(quiet=settings.quiet)
+    reporter = Reporter.for_terminal(quiet=settings.quiet, log_format=settings.log_format)
     result = run_evaluation(settings, reporter)
-    reporter.console.print(summary_table(result.summary))
-    if result.summary.get("clear"):
-        reporter.console.print(summary_table(result.summary, clear=True))
+    if reporter.machine_readable:
+        reporter.result("evaluate", result.summary)
+    else:
+        reporter.console.print(summary_table(result.summary))
+        if result.summary.get("clear"):
+            reporter.console.print(summary_table(result.summary, clear=True))
     saved = len(list((result.output_dir / "tiles").glob("*.npz")))
     reporter.info(
         f"Wrote {result.output_dir / SUMMARY_FILE}, {result.output_dir / PER_TILE_FILE} and {saved} tile arrays"

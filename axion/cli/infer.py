@@ -57,6 +57,7 @@ def infer(
     batch_size: int = prediction_option("batch_size", panel=_RUN),
     devices: int = _opt("devices", _RUN),
     quiet: bool = prediction_option("quiet", panel=_RUN),
+    log_format: str = prediction_option("log_format", panel=_RUN),
     config: Path | None = config_file_option(_RUN),
     print_config: bool = print_config_option(_RUN),
 ) -> None:
@@ -74,4 +75,4 @@ def infer(
     from axion.engine.reporter import Reporter
 
     mode_of(settings)  # a wrong mix of flags fails before anything is loaded
-    run_inference(settings, Reporter.for_terminal(quiet=settings.quiet))
+    run_inference(settings, Reporter.for_terminal(quiet=settings.quiet, log_format=settings.log_format))

@@ -94,6 +94,7 @@ def train(
     seed: int = _opt(OtherConfig, "seed", panel=_OTHER),
     resume: Path | None = _opt(OtherConfig, "resume", panel=_OTHER),
     quiet: bool = _opt(OtherConfig, "quiet", panel=_OTHER),
+    log_format: str = _opt(OtherConfig, "log_format", panel=_OTHER),
     log_every: int | None = _opt(OtherConfig, "log_every", panel=_OTHER),
     log_images_every: int = _opt(OtherConfig, "log_images_every", panel=_OTHER),
     config: Path | None = config_file_option(_OTHER),

@@ -153,6 +153,11 @@ class PredictionSettings(Settings):
     )
     batch_size: int = Field(1, ge=1, description="Tiles per model call.")
     quiet: bool = Field(False, description="Plain log lines instead of live progress bars and tables.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: lines for people; json: JSON Lines on stdout for pipelines (one object per "
+        "message, progress line and summary; a failure stays one line on stderr).",
+    )
 
 
 class EvaluateConfig(PredictionSettings):

@@ -156,6 +156,11 @@ class OtherConfig(Settings):
         "--output-dir; settings and output directory come from it unless given again.",
     )
     quiet: bool = Field(False, description="Plain log lines instead of live progress bars and tables.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: lines for people; json: JSON Lines on stdout for pipelines (one object per "
+        "message, progress line and summary; a failure stays one line on stderr).",
+    )
     log_every: int | None = Field(
         None,
         ge=1,

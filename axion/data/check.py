@@ -302,12 +302,12 @@ def validate_stage2(stage2_dir: Path, tiles: list[tuple[str, tuple[int, int]]]) 
 
 
 def report_warnings(
-    info: Callable[[str], None], warnings: Sequence[Problem], directory: Path | None = None
+    warn: Callable[[str], None], warnings: Sequence[Problem], directory: Path | None = None
 ) -> Path | None:
     """Print the warnings about a command's inputs and record them in ``<directory>/input_warnings.json``.
 
     Args:
-        info: prints one line.
+        warn: prints one warning (its ``warning:`` prefix is the printer's).
         warnings: from :func:`validate_data_dir` and :func:`validate_stage2`.
         directory: where to record them (None: only print).
 
@@ -317,11 +317,11 @@ def report_warnings(
     if not warnings:
         return None
     for warning in warnings[:SHOWN_WARNINGS]:
-        info(f"warning: {warning}")
+        warn(str(warning))
     path = Path(directory) / WARNINGS_FILE if directory is not None else None
     if len(warnings) > SHOWN_WARNINGS:
         where = f" (all in {path})" if path is not None else ""
-        info(f"warning: ... and {len(warnings) - SHOWN_WARNINGS} more{where}")
+        warn(f"... and {len(warnings) - SHOWN_WARNINGS} more{where}")
     if path is not None:
         write_json_atomic(path, [{"file": str(w.path), "warning": w.reason} for w in warnings])
     return path

@@ -166,7 +166,7 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
             settings.stage2_dir, [(t.name, (t.height, t.width)) for t in dataset.tiles]
         )
     clean_stale(output_dir, output_dir / TILES_DIR)
-    report_warnings(reporter.info, warnings)
+    report_warnings(reporter.warning, warnings)
     source = (
         f"Stage 2 outputs in {settings.stage2_dir}"
         if settings.stage2_dir
@@ -227,8 +227,8 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
         metric_keys = [c.removeprefix("opt_v3_") for c in rows[0] if c.startswith("opt_v3_")]
         broken = non_finite_tiles(rows)
         if broken:
-            reporter.info(
-                f"warning: {len(broken)} tile(s) got non-finite opt_v3 metrics and are left out of the "
+            reporter.warning(
+                f"{len(broken)} tile(s) got non-finite opt_v3 metrics and are left out of the "
                 f"means (see summary.json): {', '.join(broken[:5])}"
             )
         summary = {

@@ -206,11 +206,11 @@ def run_training(cfg: TrainConfig, notes: Sequence[str] = ()) -> str | None:
     """
     inputs = check_run(cfg)
     if notes:
-        from axion.console import make_console
+        from axion.engine.reporter import Reporter
 
-        console = make_console()
+        reporter = Reporter.for_terminal(quiet=True, log_format=cfg.other.log_format)
         for note in notes:
-            console.print(note, markup=False)
+            reporter.info(note)
 
     from axion.engine.runtime import build_fabric
 
@@ -222,7 +222,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
     """The part that runs in every data-parallel process; returns the stopping signal's name, if any."""
     from axion.console import make_console
     from axion.engine.history import MetricsHistory
-    from axion.engine.reporter import Reporter
+    from axion.engine.reporter import JsonReporter, Reporter
     from axion.engine.trainer import RunOutput, Stage3Trainer
     from axion.losses import Stage3Loss
     from axion.model import build_stage3_model
@@ -230,12 +230,17 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
     from axion.seeding import seed_everything
 
     console = make_console()
-    reporter = Reporter(
-        console,
-        live=not cfg.other.quiet and console.is_terminal,
-        enabled=fabric.is_global_zero,
-        log_every=cfg.other.log_every,
-    )
+    if cfg.other.log_format == "json":
+        reporter: Reporter = JsonReporter(
+            console, enabled=fabric.is_global_zero, log_every=cfg.other.log_every
+        )
+    else:
+        reporter = Reporter(
+            console,
+            live=not cfg.other.quiet and console.is_terminal,
+            enabled=fabric.is_global_zero,
+            log_every=cfg.other.log_every,
+        )
     out = Path(cfg.data.output_dir)
     seed_everything(cfg.other.seed)
 
@@ -271,7 +276,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
             )
             clear_run_logs(out)
         write_config_json(cfg, out / "config.json", record)
-        report_warnings(reporter.info, inputs.warnings, out)
+        report_warnings(reporter.warning, inputs.warnings, out)
     fabric.barrier()
     history = None
     if fabric.is_global_zero:

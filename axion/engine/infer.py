@@ -210,11 +210,11 @@ def _check_run(settings: InferConfig) -> Checkpoint:
     return checkpoint
 
 
-def _worker_reporter(shard: Shard, reporter: Reporter | None, quiet: bool) -> Reporter:
+def _worker_reporter(shard: Shard, reporter: Reporter | None, settings: InferConfig) -> Reporter:
     """The caller's reporter in a single process; a terminal one on rank 0 of several, silent elsewhere."""
     if reporter is not None:
         return reporter
-    made = Reporter.for_terminal(quiet=quiet)
+    made = Reporter.for_terminal(quiet=settings.quiet, log_format=settings.log_format)
     made.enabled = shard.rank == 0
     return made
 
@@ -264,7 +264,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(output_dir)
-    report_warnings(reporter.info, warnings, output_dir)
+    report_warnings(reporter.warning, warnings, output_dir)
     (output_dir / MANIFEST).unlink(missing_ok=True)  # until this run completes, the folder is incomplete
     single = settings.devices == 1
     try:
@@ -308,7 +308,7 @@ def tiles_worker(
     from axion.engine.predict import size_batches
     from axion.provenance import output_provenance
 
-    reporter = _worker_reporter(shard, reporter, settings.quiet)
+    reporter = _worker_reporter(shard, reporter, settings)
     output_dir = Path(settings.output_dir)  # type: ignore[arg-type]
     dataset = TileDataset(
         Path(settings.input_dir),  # type: ignore[arg-type]
@@ -482,7 +482,7 @@ def scene_worker(
     from axion.engine.scene import Prediction, SceneOutputs, make_grid, run_scene
     from axion.provenance import geotiff_tags, output_provenance
 
-    reporter = _worker_reporter(shard, reporter, settings.quiet)
+    reporter = _worker_reporter(shard, reporter, settings)
     outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
     predictor = _predictor(settings, reporter)
     reporter.info(

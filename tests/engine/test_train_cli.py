@@ -87,6 +87,61 @@ def test_plain_logs_are_whole_lines_with_rate_and_eta(tiles_64: Path, tmp_path: 
     assert "Done: 1 epoch in" in output
 
 
+def test_json_logs_are_one_object_per_line_for_pipelines(tiles_64: Path, tmp_path: Path) -> None:
+    """--log-format json: every stdout line of train and evaluate is a JSON object with time and event."""
+    out = tmp_path / "json"
+    args = [
+        "stage3",
+        "train",
+        "--data-dir",
+        str(tiles_64),
+        "--output-dir",
+        str(out),
+        *FAST,
+        "--generator",
+        "none",
+    ]
+    args += [
+        "--epochs",
+        "2",
+        "--max-samples",
+        "3",
+        "--grad-accum",
+        "1",
+        "--log-every",
+        "1",
+        "--log-format",
+        "json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all({"time", "event"} <= set(event) for event in events)
+    kinds = [event["event"] for event in events]
+    assert {"message", "progress", "summary", "improved"} <= set(kinds), kinds
+    progress = [e for e in events if e["event"] == "progress" and e["label"] == "Epoch 1"]
+    assert [(e["done"], e["total"]) for e in progress] == [(1, 3), (2, 3), (3, 3)]
+    assert all(e["eta_s"] >= 0 and e["rate_per_s"] > 0 and "loss" in e for e in progress)
+    summaries = [e for e in events if e["event"] == "summary"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [s["epoch"] for s in summaries] == [1, 2]
+    assert summaries[-1]["val_psnr"] == pytest.approx(rows[-1]["val_psnr"])  # the row of metrics.jsonl
+    assert any(e["event"] == "message" and e["message"].startswith("Done: 2 epochs") for e in events)
+
+    evaluation = runner.invoke(
+        app,
+        ["stage3", "evaluate", "--checkpoint", str(out / "best_model.pt"), "--data-dir", str(tiles_64),
+         "--split", "val", "--lpips-weight", "0", "--output-dir", str(tmp_path / "eval"), "--log-format", "json"],
+    )  # fmt: skip
+    assert evaluation.exit_code == 0, evaluation.output
+    events = [json.loads(line) for line in evaluation.stdout.splitlines()]
+    result_event = next(e for e in events if e["event"] == "result")
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert result_event["metrics"]["opt_v3"]["psnr"]["mean"] == pytest.approx(
+        summary["metrics"]["opt_v3"]["psnr"]["mean"]
+    )
+
+
 def test_accumulation_remainder_is_flushed(three_epochs: tuple[Path, str]) -> None:
     out, _ = three_epochs
     # 3 batches with accumulation 2: one full cycle and one cycle of one batch, each epoch.
