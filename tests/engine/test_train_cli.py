@@ -436,3 +436,26 @@ def test_two_process_ddp_on_cpu(tiles_64: Path, tmp_path: Path) -> None:
     assert "Devices: 2 x cpu" in output
     ckpt = Checkpoint.read(out / "checkpoint_epoch_1.pt")
     assert ckpt.epoch == 1 and ckpt.train_stats["optimizer_steps"] == 1
+
+
+@pytest.mark.slow
+def test_step_flags_count_global_steps_with_two_processes(tiles_64: Path, tmp_path: Path) -> None:
+    """--max-steps, --val-every-steps and --checkpoint-every-steps in DDP: both ranks stop, validate
+    and save at the same optimizer steps, and a checkpoint inside an epoch carries both ranks' sums."""
+    out = tmp_path / "ddp-steps"
+    steps = ["--max-steps", "3", "--val-every-steps", "1", "--checkpoint-every-steps", "1"]
+    proc = _spawn(
+        tiles_64, out, "--generator", "none", "--epochs", "2", "--max-samples", "4", "--batch-size", "1",
+        "--grad-accum", "1", "--devices", "2", *steps,
+    )  # fmt: skip
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    # 4 tiles over 2 ranks at batch 1: 2 steps per epoch; step 2 is epoch 1's own checkpoint.
+    names = sorted(path.name for path in out.glob("checkpoint_*.pt"))
+    assert names == ["checkpoint_epoch_1.pt", "checkpoint_step_1.pt", "checkpoint_step_3.pt"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2, 3]
+    inside = Checkpoint.read(out / "checkpoint_step_1.pt")
+    assert inside.train_stats["epoch_sums"]["count"] == 2  # one tile from each rank
+    assert inside.train_stats["loss"] == pytest.approx(inside.train_stats["epoch_sums"]["total"] / 2)
+    assert "Reached --max-steps 3 in epoch 2: stopping" in output
