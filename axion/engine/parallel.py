@@ -127,4 +127,8 @@ def _in_process(fabric: Any, threads: int, payload: bytes) -> Any:
 
     torch.set_num_threads(threads)  # Fabric divides the cores among the processes; keep one process's count
     fn, args = pickle.loads(payload)
-    return fn(FabricShard(fabric), *args)
+    result = fn(FabricShard(fabric), *args)
+    # Processes leave together: the first process still writes (the scene's COG, its STAC Item)
+    # after the last gather, and a process that exits meanwhile was once seen aborting (SIGABRT).
+    fabric.barrier()
+    return result
