@@ -44,20 +44,15 @@ class _RateColumn(ProgressColumn):
 class ProgressHandle:
     """Advance a bar and update its ``key=value`` postfix."""
 
-    def __init__(
-        self, progress: Progress | None, task: int | None, plain: _PlainBar | _JsonBar | None
-    ) -> None:
+    def __init__(self, progress: Progress | None, task: int | None, plain: _PlainBar | None) -> None:
         self._progress, self._task, self._plain = progress, task, plain
 
     def advance(self, **postfix: float) -> None:
-        if isinstance(self._plain, _JsonBar):
-            self._plain.advance(postfix)
-            return
-        text = ", ".join(f"{k}={v:.4f}" for k, v in postfix.items())
         if self._progress is not None and self._task is not None:
+            text = ", ".join(f"{k}={v:.4f}" for k, v in postfix.items())
             self._progress.update(self._task, advance=1, postfix=f", {text}" if text else "")
         elif self._plain is not None:
-            self._plain.advance(text)
+            self._plain.advance(postfix)
 
 
 #: Progress lines a plain bar prints per pass unless told otherwise (plus the last one).
@@ -89,15 +84,13 @@ class _PlainBar:
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         return elapsed, eta, rate
 
-    def advance(self, postfix: str) -> None:
+    def advance(self, postfix: dict[str, float]) -> None:
         due = self.step()
         if due is not None:
             elapsed, eta, rate = due
             timing = f"{_clock(elapsed)}<{_clock(eta)}, {rate:.2f}it/s"
-            self.console.print(
-                f"{self.label}: {self.done}/{self.total} [{timing}{', ' + postfix if postfix else ''}]",
-                markup=False,
-            )
+            values = "".join(f", {k}={v:.4f}" for k, v in postfix.items())
+            self.console.print(f"{self.label}: {self.done}/{self.total} [{timing}{values}]", markup=False)
 
 
 class _JsonBar(_PlainBar):
@@ -107,7 +100,7 @@ class _JsonBar(_PlainBar):
         super().__init__(reporter.console, label, total, every)
         self.reporter = reporter
 
-    def advance(self, postfix: dict[str, float]) -> None:  # type: ignore[override]
+    def advance(self, postfix: dict[str, float]) -> None:
         due = self.step()
         if due is not None:
             elapsed, eta, rate = due

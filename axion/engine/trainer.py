@@ -70,6 +70,12 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _per_sample(totals: dict[str, float]) -> dict[str, float]:
+    """Means from :meth:`_Sums.totals`."""
+    count = max(1.0, totals["count"])
+    return {k: v / count for k, v in totals.items() if k != "count"}
+
+
 class _Sums:
     """Per-sample sums of named values, all-reduced across ranks at the end."""
 
@@ -92,9 +98,7 @@ class _Sums:
         return {**{k: float(packed[i]) for i, k in enumerate(keys)}, "count": float(packed[-1])}
 
     def means(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
-        totals = self.totals(fabric)
-        count = max(1.0, totals.pop("count"))
-        return {k: v / count for k, v in totals.items()}
+        return _per_sample(self.totals(fabric))
 
     @classmethod
     def resumed(cls, totals: dict[str, float] | None, rank_zero: bool) -> _Sums:
@@ -430,10 +434,8 @@ class Stage3Trainer:
         return self.finished is not None
 
     def _train_stats(self, sums: _Sums, skipped: int) -> dict[str, Any]:
-        totals = sums.totals(self.fabric)
-        self.epoch_sums = dict(totals)  # what a checkpoint inside this epoch carries
-        count = max(1.0, totals.pop("count"))
-        stats = {k: v / count for k, v in totals.items()}
+        self.epoch_sums = sums.totals(self.fabric)  # what a checkpoint inside this epoch carries
+        stats = _per_sample(self.epoch_sums)
         return {"loss": stats.pop("total", math.nan), **stats, "skipped_steps": skipped}
 
     def train_epoch(self, loader: Iterable, epoch: int) -> dict[str, Any]:

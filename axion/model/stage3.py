@@ -162,8 +162,9 @@ class TerraMindArm(nn.Module):
 
 def generator_side(height: int, width: int) -> int:
     """Side of the square the TerraMind arm runs on: the next multiple of two patches (32 px)."""
-    multiple = GRID_MULTIPLE * bands.PATCH_SIZE
-    return -(-max(height, width) // multiple) * multiple
+    from axion.data.padding import padded_size
+
+    return padded_size(max(height, width), GRID_MULTIPLE * bands.PATCH_SIZE)
 
 
 def pad_to_square(x: Tensor, side: int) -> Tensor:
