@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from axion.engine.predict import Predictor
+    from axion.prediction.predict import Predictor
 
 #: Distributions whose versions shape a result.
 PACKAGES: tuple[str, ...] = ("axion", "torch", "terratorch", "peft")

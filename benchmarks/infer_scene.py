@@ -91,8 +91,8 @@ def generator_none_supported() -> bool:
 def write_checkpoint(arm: str, model_size: str, timesteps: int, path: Path) -> Path:
     """An untrained checkpoint of the arm (random weights: the cost does not depend on them)."""
     from axion.config import ModelConfig
-    from axion.engine.checkpoint import Checkpoint
     from axion.model import build_stage3_model
+    from axion.training.checkpoint import Checkpoint
 
     settings = {"model_size": model_size, "pretrained": False, "timesteps": timesteps}
     if arm == "none":
@@ -108,9 +108,9 @@ def run_arm(args: argparse.Namespace) -> dict[str, float]:
     import torch
 
     from axion.config import InferConfig
-    from axion.engine.checkpoint import Checkpoint
-    from axion.engine.predict import predictor_for
-    from axion.engine.scene import Prediction, SceneOutputs, run_scene, validate_scene
+    from axion.prediction.predict import predictor_for
+    from axion.prediction.scene import Prediction, SceneOutputs, run_scene, validate_scene
+    from axion.training.checkpoint import Checkpoint
 
     folder = Path(args.folder)
     s1, opt = folder / "s1.tif", folder / "opt_v2.tif"

@@ -2,10 +2,10 @@
 
 Prints samples per second, the split of a step (data, forward, backward,
 optimizer, metrics), peak memory, and the ratio of a full engine step (the real
-:class:`~axion.engine.trainer.Stage3Trainer` loop: data, autocast, loss, backward,
+:class:`~axion.training.trainer.Stage3Trainer` loop: data, autocast, loss, backward,
 clipping, optimizer, schedule, progress) to a bare model forward + backward,
 all measured in the same run on the same batches. The engine is assembled with
-the same builders as ``axion stage3 train`` (:mod:`axion.engine.fit`).
+the same builders as ``axion stage3 train`` (:mod:`axion.training.fit`).
 
 Usage::
 
@@ -85,13 +85,13 @@ def main() -> None:
     import torch
 
     from axion.config import TrainConfig
-    from axion.engine.checkpoint import CheckpointSaver
-    from axion.engine.fit import RunInputs, build_loaders, build_optimization
-    from axion.engine.reporter import Reporter
-    from axion.engine.runtime import build_fabric
-    from axion.engine.trainer import RunOutput, Stage3Trainer, validation_metrics
     from axion.losses import Stage3Loss
     from axion.model import build_stage3_model
+    from axion.runtime.device import build_fabric
+    from axion.runtime.reporter import Reporter
+    from axion.training.checkpoint import CheckpointSaver
+    from axion.training.fit import RunInputs, build_loaders, build_optimization
+    from axion.training.trainer import RunOutput, Stage3Trainer, validation_metrics
 
     tmp = Path(tempfile.mkdtemp(prefix="axion-bench-"))
     _prepare_tiles(args.data, tmp / "tiles", args.tile_size)

@@ -1,7 +1,7 @@
 """``axion stage3 evaluate``: score a checkpoint on a split, opt_v2 (input) against opt_v3 (output).
 
 Parses the flags into :class:`axion.config.EvaluateConfig`, runs
-:func:`axion.engine.evaluate.evaluate` and prints its summary table.
+:func:`axion.prediction.evaluate.evaluate` and prints its summary table.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ def evaluate(
     """
     settings = resolve_settings(ctx, EvaluateConfig, locals(), config=config, print_config=print_config)
 
-    from axion.engine.evaluate import evaluate as run_evaluation
-    from axion.engine.reporter import Reporter
-    from axion.viz.results import PER_TILE_FILE, SUMMARY_FILE
+    from axion.prediction.evaluate import evaluate as run_evaluation
+    from axion.records.results import PER_TILE_FILE, SUMMARY_FILE
+    from axion.runtime.reporter import Reporter
 
     reporter = Reporter.for_terminal(quiet=settings.quiet, log_format=settings.log_format)
     result = run_evaluation(settings, reporter)
@@ -95,7 +95,7 @@ def summary_table(summary: dict[str, Any], clear: bool = False) -> Any:
     from rich.table import Table
 
     from axion.console import plural
-    from axion.viz.results import METRICS
+    from axion.records.results import METRICS
 
     metrics = summary["clear"]["metrics"] if clear else summary["metrics"]
     title = f"Evaluation: {plural(summary['tiles'], summary['split'] + ' tile')} (mean over tiles)"

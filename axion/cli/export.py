@@ -1,7 +1,7 @@
 """``axion stage3 export``: a checkpoint's weights as a shareable folder in peft's layout.
 
 Parses the flags into :class:`axion.config.ExportConfig` and runs
-:func:`axion.engine.export.export`.
+:func:`axion.writers.export.export`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def export(
     settings = resolve_settings(ctx, ExportConfig, locals(), config=config, print_config=print_config)
 
     from axion.console import make_console
-    from axion.engine.export import export as run_export
+    from axion.writers.export import export as run_export
 
     done = run_export(
         settings.checkpoint, settings.output_dir, merge=settings.merge, overwrite=settings.overwrite

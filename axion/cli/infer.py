@@ -1,7 +1,7 @@
 """``axion stage3 infer``: opt_v3 for new tiles, or for a whole co-registered scene.
 
 Parses the flags into :class:`axion.config.InferConfig` and runs
-:func:`axion.engine.infer.infer` (tile mode or scene mode).
+:func:`axion.prediction.infer.infer` (tile mode or scene mode).
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def infer(
     """
     settings = resolve_settings(ctx, InferConfig, locals(), config=config, print_config=print_config)
 
-    from axion.engine.infer import infer as run_inference
-    from axion.engine.infer import mode_of
-    from axion.engine.reporter import Reporter
+    from axion.prediction.infer import infer as run_inference
+    from axion.prediction.infer import mode_of
+    from axion.runtime.reporter import Reporter
 
     mode_of(settings)  # a wrong mix of flags fails before anything is loaded
     run_inference(settings, Reporter.for_terminal(quiet=settings.quiet, log_format=settings.log_format))

@@ -113,7 +113,7 @@ def train(
     if given.get("resume") is not None:
         # Resume like diffusers: a checkpoint, a run directory or "latest"; the run's own
         # settings and folder unless given again.
-        from axion.engine.checkpoint import Checkpoint, find_resume
+        from axion.training.checkpoint import Checkpoint, find_resume
 
         path = find_resume(Path(given["resume"]), given.get("output_dir"))
         saved = Checkpoint.read_config(path)
@@ -125,7 +125,7 @@ def train(
         raise typer.Exit(0)
     notes = _overrides(cfg, base, given) if base is not None else []
 
-    from axion.engine.fit import run_training
+    from axion.training.fit import run_training
 
     stopped = run_training(cfg, notes=notes)
     if stopped is not None:

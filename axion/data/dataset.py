@@ -1,6 +1,6 @@
 """The training dataset: tiles selected by the split their JSON declares.
 
-Each sample is a dict (the engine relies on these keys)::
+Each sample is a dict (training and prediction rely on these keys)::
 
     s1           float32 (2, H, W)  VV, VH in dB
     opt_v2       float32 (4, H, W)  Stage 2 estimate of B2, B3, B4, B8, reflectance x 10000
@@ -15,7 +15,7 @@ reflect-padding at the bottom and right; :func:`collate_tiles` then zero-pads ev
 sample of a batch to the batch's largest size. In both cases the mask is 0 there.
 
 A training set may be given :class:`~axion.data.augment.TrainingDraws`: indexed with
-``(index, epoch)`` (see :class:`~axion.engine.sampler.EpochSampler`), a tile then gets a
+``(index, epoch)`` (see :class:`~axion.training.sampler.EpochSampler`), a tile then gets a
 fresh opt_v2 proxy and a random flip, rotation and crop for that epoch.
 """
 

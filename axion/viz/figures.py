@@ -15,8 +15,8 @@ import numpy as np
 
 from axion.atomic import atomic_path
 from axion.bands import RGB_INDICES, to_reflectance
-from axion.engine.early_stopping import MONITORS, EarlyStopping, all_finite
-from axion.viz.results import METRICS
+from axion.records.monitor import MONITORS, EarlyStopping, all_finite
+from axion.records.results import METRICS
 
 #: Percentiles of the shared true-colour stretch (taken from the ground truth).
 STRETCH_PERCENTILES: tuple[float, float] = (2.0, 98.0)

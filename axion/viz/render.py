@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from axion.config import VisualizeConfig
-from axion.engine.early_stopping import MONITORS
 from axion.errors import DataError
+from axion.records.monitor import MONITORS
 
 #: Figures are drawn into ``<output-dir>/.visualize-<pid>-<random>/`` first.
 STAGING = "visualize"
@@ -97,9 +97,9 @@ def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | Non
         DataError: the results directory, a tile array file or the history is missing, unreadable
             or malformed, or the output directory cannot be written; nothing is written then.
     """
-    from axion.engine.history import HISTORY_FILE, read_history
     from axion.outputs import check_writable_dir, clean_stale, remove_stale_folders, staging_name
-    from axion.viz.results import load_results
+    from axion.records.history import HISTORY_FILE, read_history
+    from axion.records.results import load_results
 
     loaded = load_results(settings.results)
     output_dir = Path(settings.output_dir)

@@ -81,7 +81,7 @@ def untrained_checkpoint(tiny_model, tmp_path_factory: pytest.TempPathFactory) -
     Handy for exact checks of the machinery around the model (grids, nodata, encodings).
     """
     from axion.config import ModelConfig
-    from axion.engine.checkpoint import Checkpoint
+    from axion.training.checkpoint import Checkpoint
 
     cfg = ModelConfig(model_size="tiny", pretrained=False, timesteps=1, lora_rank=8, lora_alpha=16)
     path = tmp_path_factory.mktemp("untrained") / "untrained.pt"

@@ -268,7 +268,7 @@ def test_flipped_bytes_in_the_fusion_weights_stop_evaluate_and_infer(
 def test_checkpoint_with_non_finite_weights_is_refused(
     checkpoint: Path, tiles_dir: Path, tmp_path: Path
 ) -> None:
-    from axion.engine.checkpoint import checksum
+    from axion.training.checkpoint import checksum
 
     state = torch.load(checkpoint, weights_only=True)
     head = next(k for k in state["model_state_dict"] if k.startswith("fusion."))

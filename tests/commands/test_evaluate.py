@@ -72,10 +72,10 @@ def test_missing_checkpoint_is_one_line(tiles_dir: Path, tmp_path: Path) -> None
 def test_rebuilt_model_reproduces_training_validation(checkpoint: Path, tiles_dir: Path) -> None:
     """The checkpoint alone (config + trainable weights + seed) rebuilds the model training validated."""
     from axion.data.dataset import TileDataset, collate_tiles
-    from axion.engine.checkpoint import Checkpoint
-    from axion.engine.predict import load_predictor, predict
     from axion.metrics import sar_agreement
+    from axion.prediction.predict import load_predictor, predict
     from axion.seeding import Stream, stream_seed
+    from axion.training.checkpoint import Checkpoint
 
     state = Checkpoint.read(checkpoint)
     predictor = load_predictor(state)

@@ -263,8 +263,8 @@ def test_save_generated_writes_what_the_fusion_network_was_given(
     import torch
 
     from axion.config import InferConfig
-    from axion.engine.export import read_trained
-    from axion.engine.predict import predictor_for
+    from axion.prediction.predict import predictor_for
+    from axion.writers.export import read_trained
 
     out = tmp_path / "with_generated"
     result = run_cli(
@@ -285,7 +285,7 @@ def test_save_generated_writes_what_the_fusion_network_was_given(
 
     # The same bands from the model's public method, with the same inputs and per-tile seed.
     from axion.data.dataset import TileDataset, collate_tiles
-    from axion.engine.predict import autocast_dtype
+    from axion.prediction.predict import autocast_dtype
 
     dataset = TileDataset(tiles_dir / "test", None, with_target=True)
     batch = collate_tiles([dataset[[t.name for t in dataset.tiles].index(tile.stem)]])

@@ -46,8 +46,8 @@ def test_a_new_scene_becomes_a_cog_with_its_spread_and_a_stac_item(
     from pystac.validation import JsonSchemaSTACValidator
     from rio_cogeo.cogeo import cog_validate
 
-    from axion.engine.checkpoint import Checkpoint
-    from axion.engine.runtime import accelerator_name, resolve_precision
+    from axion.runtime.device import accelerator_name, resolve_precision
+    from axion.training.checkpoint import Checkpoint
 
     out = tmp_path / "opt_v3.tif"
     result = _infer_scene(
@@ -205,7 +205,7 @@ def test_tile_shards_together_write_what_one_process_writes(
     checkpoint: Path, tiles_dir: Path, tmp_path: Path
 ) -> None:
     from axion.config import InferConfig
-    from axion.engine.infer import PROXY, tiles_worker
+    from axion.prediction.infer import PROXY, tiles_worker
 
     args = [
         "--checkpoint",

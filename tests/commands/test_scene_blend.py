@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from axion.engine.scene import make_grid, ramp, run_scene, tile_starts, validate_scene
 from axion.errors import ConfigError
+from axion.prediction.scene import make_grid, ramp, run_scene, tile_starts, validate_scene
 
 SIZE, TILE = 112, 64
 

@@ -29,7 +29,7 @@ def _die() -> None:
 def _patch(moment: str) -> None:
     import torch
 
-    from axion.engine import checkpoint as ckpt_module
+    from axion.training import checkpoint as ckpt_module
 
     name, _, arg = moment.partition(":")
     saver = ckpt_module.CheckpointSaver

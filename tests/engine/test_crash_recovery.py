@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from axion.cli import app
-from axion.engine.checkpoint import Checkpoint
+from axion.training.checkpoint import Checkpoint
 
 from .conftest import FAST
 
@@ -115,7 +115,7 @@ def test_killed_before_the_first_checkpoint_restarts_without_manual_deletion(til
 
 
 def test_nan_validation_never_makes_a_best_model(tiles_64: Path, tmp_path: Path, monkeypatch):
-    from axion.engine.trainer import Stage3Trainer
+    from axion.training.trainer import Stage3Trainer
 
     real_step = Stage3Trainer.validation_step
 

@@ -8,13 +8,19 @@ import pytest
 import torch
 
 from axion.atomic import atomic_path
-from axion.engine.checkpoint import CHECKPOINT_KEYS, META_KEY, Checkpoint, CheckpointSaver, epoch_checkpoints
-from axion.engine.early_stopping import EarlyStopping
-from axion.engine.runtime import resolve_precision
-from axion.engine.sampler import EpochSampler
-from axion.engine.schedule import WarmupCosine
 from axion.errors import ConfigError, DataError
+from axion.records.monitor import EarlyStopping
+from axion.runtime.device import resolve_precision
 from axion.seeding import stable_seed
+from axion.training.checkpoint import (
+    CHECKPOINT_KEYS,
+    META_KEY,
+    Checkpoint,
+    CheckpointSaver,
+    epoch_checkpoints,
+)
+from axion.training.sampler import EpochSampler
+from axion.training.schedule import WarmupCosine
 
 
 def test_early_stopping_on_a_crafted_sequence() -> None:

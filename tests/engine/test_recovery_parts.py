@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from axion.engine.checkpoint import (
+from axion.errors import DataError, TrainingError
+from axion.records.history import MetricsHistory, read_history
+from axion.records.monitor import EarlyStopping, all_finite
+from axion.training.checkpoint import (
     BEST_FILE,
     INTERRUPTED_FILE,
     Checkpoint,
     CheckpointSaver,
     checksum,
 )
-from axion.engine.early_stopping import EarlyStopping, all_finite
-from axion.engine.history import MetricsHistory, read_history
-from axion.engine.recovery import check_run_dir, restore_best
-from axion.errors import DataError, TrainingError
+from axion.training.recovery import check_run_dir, restore_best
 
 
 def test_non_finite_never_improves_whatever_is_monitored() -> None:

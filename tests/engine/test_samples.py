@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from axion.engine.predict import Predictor, tile_seeds
-from axion.engine.runtime import resolve_precision
-from axion.engine.scene import Prediction, SceneOutputs, run_scene, validate_scene
+from axion.prediction.predict import Predictor, tile_seeds
+from axion.prediction.scene import Prediction, SceneOutputs, run_scene, validate_scene
+from axion.runtime.device import resolve_precision
 from tests.scenes import OPT_HOLE, floods_pair, read
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from axion.engine.cog import RasterSpec
-from axion.engine.scene import Prediction, SceneOutputs, run_scene, validate_scene
 from axion.errors import DataError
+from axion.prediction.scene import Prediction, SceneOutputs, run_scene, validate_scene
+from axion.writers.cog import RasterSpec
 from tests.scenes import OPT_HOLE, eroded, floods_pair, read, s1_on_grid_of
 
 TILE, OVERLAP = 64, 16
@@ -160,7 +160,7 @@ def test_stac_item_describes_the_scene(pair, tmp_path: Path) -> None:
     from pystac.validation import JsonSchemaSTACValidator
     from rasterio.warp import transform_bounds
 
-    from axion.engine.stac import RasterAsset, scene_item, write_item
+    from axion.writers.stac import RasterAsset, scene_item, write_item
 
     outputs = SceneOutputs.beside(tmp_path / "scene.tif")
     info = validate_scene(pair.s1, pair.opt_v2, outputs.tif)
@@ -235,7 +235,7 @@ def test_inputs_that_cannot_meet_and_outputs_that_exist_are_refused(pair, tmp_pa
 def test_the_item_datetime_comes_from_the_flag_then_the_s1_file(terramind_examples: Path, pair) -> None:
     import datetime as dt
 
-    from axion.engine.stac import acquisition_time
+    from axion.writers.stac import acquisition_time
 
     tagged = (
         terramind_examples / "S1RTC" / "282D_485L_3_3.tif"

@@ -27,7 +27,7 @@ BUDGET_MB = 112
 _SCRIPT = """
 import re, resource, sys
 from pathlib import Path
-from axion.engine.scene import run_scene, validate_scene
+from axion.prediction.scene import run_scene, validate_scene
 
 def data_bytes():
     return int(re.search(r"VmData:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1)) * 1024

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from axion.cli import app
-from axion.engine.checkpoint import CHECKPOINT_KEYS, META_KEY, Checkpoint
+from axion.training.checkpoint import CHECKPOINT_KEYS, META_KEY, Checkpoint
 
 from .conftest import FAST
 

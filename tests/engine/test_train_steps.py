@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 from axion.cli import app
-from axion.engine.checkpoint import Checkpoint, CheckpointSaver, latest_checkpoint, rotating_checkpoints
-from axion.engine.history import MetricsHistory, read_history
+from axion.records.history import MetricsHistory, read_history
+from axion.training.checkpoint import Checkpoint, CheckpointSaver, latest_checkpoint, rotating_checkpoints
 from axion.viz.panels import GAP, Stretch, validation_panel
 
 from .conftest import FAST
@@ -62,7 +62,7 @@ def test_max_steps_stops_inside_an_epoch_and_ends_the_schedule(stepped: tuple[Pa
 
 def test_schedule_follows_the_epochs_without_max_steps() -> None:
     from axion.config import TrainingConfig
-    from axion.engine.fit import schedule_length
+    from axion.training.fit import schedule_length
 
     assert schedule_length(TrainingConfig(epochs=2), 4) == 8
     assert schedule_length(TrainingConfig(epochs=2, max_steps=7), 4) == 7

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from axion.cli import app
-from axion.engine.checkpoint import Checkpoint
-from axion.engine.export import (
+from axion.training.checkpoint import Checkpoint
+from axion.writers.export import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     FUSION_WEIGHTS,

@@ -39,8 +39,8 @@ import pytest
 import torch
 
 from axion.config import ModelConfig, TrainingConfig
-from axion.engine.fit import build_optimization
 from axion.model import build_stage3_model
+from axion.training.fit import build_optimization
 
 from .conftest import adapter_params, denoiser, loaded, make_trained_like, planted_delta, zero_weights
 

@@ -4,14 +4,14 @@ Tile mode writes ``<name>.npz`` (key ``opt_v3``, (4, H, W) float32, tile units, 
 the tile's source pixels were invalid; ``opt_v3_std`` too with ``--samples`` >= 2) and, for
 georeferenced tiles, ``<name>.tif`` (and ``<name>_std.tif``) as Cloud-Optimized GeoTIFFs,
 then ``infer.json`` (the manifest) last. Scene mode writes one blended COG on opt_v2's
-grid (see :mod:`axion.engine.scene`), its standard deviation with ``--samples`` >= 2, and
+grid (see :mod:`axion.prediction.scene`), its standard deviation with ``--samples`` >= 2, and
 a STAC Item ``<stem>.json`` last. A folder or scene without its manifest is from a run
 that did not finish.
 
 Every input and output path is checked before the model is built or anything is
 written; every file is written under a temporary name and renamed. With ``--devices N``
 tiles (tile mode) or strips (scene mode) are shared out over N processes
-(:mod:`axion.engine.parallel`); the outputs are the same as from one process.
+(:mod:`axion.prediction.parallel`); the outputs are the same as from one process.
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from axion.config import InferConfig
 from axion.console import plural
-from axion.engine.export import read_trained
-from axion.engine.reporter import Reporter
 from axion.errors import ConfigError, DataError
+from axion.runtime.reporter import Reporter
+from axion.writers.export import read_trained
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from axion.engine.checkpoint import Checkpoint
-    from axion.engine.parallel import Shard
-    from axion.engine.predict import Predictor
-    from axion.engine.scene import SceneInfo
+    from axion.prediction.parallel import Shard
+    from axion.prediction.predict import Predictor
+    from axion.prediction.scene import SceneInfo
+    from axion.training.checkpoint import Checkpoint
 
 #: The manifest of a tile-mode output directory, written when every tile is written.
 MANIFEST = "infer.json"
@@ -196,8 +196,8 @@ def infer(settings: InferConfig, reporter: Reporter | None = None) -> InferResul
 
 def _check_run(settings: InferConfig) -> Checkpoint:
     """The checkpoint (or exported adapters), and everything the model build would refuse (before any slow work)."""
-    from axion.engine.parallel import check_devices
-    from axion.engine.predict import check_prediction
+    from axion.prediction.parallel import check_devices
+    from axion.prediction.predict import check_prediction
 
     checkpoint = read_trained(settings.checkpoint)
     check_prediction(settings, checkpoint)
@@ -220,7 +220,7 @@ def _worker_reporter(shard: Shard, reporter: Reporter | None, settings: InferCon
 
 
 def _predictor(settings: InferConfig, reporter: Reporter) -> Predictor:
-    from axion.engine.predict import predictor_for
+    from axion.prediction.predict import predictor_for
 
     return predictor_for(settings, read_trained(settings.checkpoint), log=reporter.info)
 
@@ -283,7 +283,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
 
 
 def _run(devices: int, fn: Any, *args: Any) -> InferResult:
-    from axion.engine.parallel import run_on_devices
+    from axion.prediction.parallel import run_on_devices
 
     return run_on_devices(devices, fn, *args)
 
@@ -305,7 +305,7 @@ def tiles_worker(
 ) -> InferResult:
     """This process's share of the tiles; the first process then writes the manifest."""
     from axion.data.dataset import TileDataset, collate_tiles
-    from axion.engine.predict import size_batches
+    from axion.prediction.predict import size_batches
     from axion.provenance import output_provenance
 
     reporter = _worker_reporter(shard, reporter, settings)
@@ -372,8 +372,8 @@ def _write_tile(
     import numpy as np
 
     from axion.data.tilefile import write_npz_atomic
-    from axion.engine.cog import RasterSpec, write_cog
     from axion.provenance import geotiff_tags
+    from axion.writers.cog import RasterSpec, write_cog
 
     # NPZ key, file name suffix, GeoTIFF product tag and whether it is a spread, per array.
     layout = {
@@ -435,9 +435,9 @@ def _finish_tiles(
 # --- scene mode --------------------------------------------------------------------------------
 def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
     """One blended opt_v3 COG (and its STAC Item) on the grid of the opt_v2 scene."""
-    from axion.engine.scene import SceneOutputs, make_grid, validate_scene
-    from axion.engine.stac import acquisition_time
     from axion.outputs import check_writable_file, clean_stale_file
+    from axion.prediction.scene import SceneOutputs, make_grid, validate_scene
+    from axion.writers.stac import acquisition_time
 
     s1_scene, opt_v2_scene = Path(settings.s1_scene), Path(settings.opt_v2_scene)  # type: ignore[arg-type]
     outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
@@ -479,7 +479,7 @@ def scene_worker(
     """This process's strips; the first process blends and writes them, then the STAC Item."""
     import torch
 
-    from axion.engine.scene import Prediction, SceneOutputs, make_grid, run_scene
+    from axion.prediction.scene import Prediction, SceneOutputs, make_grid, run_scene
     from axion.provenance import geotiff_tags, output_provenance
 
     reporter = _worker_reporter(shard, reporter, settings)
@@ -537,9 +537,9 @@ def _write_scene_item(
     acquired: tuple[dt.datetime, str],
 ) -> None:
     """The STAC Item, last: its presence marks the scene complete."""
-    from axion.engine.cog import RasterSpec
-    from axion.engine.stac import RasterAsset, scene_item, write_item
     from axion.provenance import stac_properties
+    from axion.writers.cog import RasterSpec
+    from axion.writers.stac import RasterAsset, scene_item, write_item
 
     assets = [
         RasterAsset("opt_v3", outputs.tif, RasterSpec(settings.dtype), "opt_v3: B2, B3, B4, B8", ("data",))

@@ -4,7 +4,7 @@
    directory, checkpoint to resume, weights, tiles) is checked before a model is
    built or an epoch starts.
 2. :func:`build_loaders`, :func:`build_optimization`: the data and the optimizer.
-3. :class:`~axion.engine.trainer.Stage3Trainer` runs the loop.
+3. :class:`~axion.training.trainer.Stage3Trainer` runs the loop.
 
 ``benchmarks/train_step.py`` reuses the same builders.
 """
@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING, Any
 from axion.config import TrainConfig, TrainingConfig, write_config_json
 from axion.console import plural
 from axion.data.check import Problem, report_warnings
-from axion.engine.checkpoint import BEST_FILE, Checkpoint, CheckpointSaver, latest_checkpoint
-from axion.engine.recovery import RunDir, check_run_dir, clear_run_logs, restore_best
 from axion.errors import DataError
 from axion.outputs import check_writable_dir, clean_stale
+from axion.training.checkpoint import BEST_FILE, Checkpoint, CheckpointSaver, latest_checkpoint
+from axion.training.recovery import RunDir, check_run_dir, clear_run_logs, restore_best
 
 if TYPE_CHECKING:
     import torch
 
     from axion.data.dataset import TileDataset
-    from axion.engine.sampler import EpochSampler
-    from axion.engine.trainer import Optimization
     from axion.perceptual import PerceptualLoss
+    from axion.training.sampler import EpochSampler
+    from axion.training.trainer import Optimization
 
 
 @dataclass
@@ -143,9 +143,9 @@ def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, r
     from torch.utils.data import DataLoader
 
     from axion.data.dataset import collate_tiles
-    from axion.engine.runtime import resolve_num_workers
-    from axion.engine.sampler import EpochSampler
+    from axion.runtime.device import resolve_num_workers
     from axion.seeding import worker_init
+    from axion.training.sampler import EpochSampler
 
     seed = cfg.other.seed
     shard = {"num_replicas": world_size, "rank": rank}
@@ -183,8 +183,8 @@ def build_optimization(
     warm-up + cosine schedule over the whole run (:func:`schedule_length`), shared by both groups."""
     import torch
 
-    from axion.engine.schedule import WarmupCosine
-    from axion.engine.trainer import Optimization
+    from axion.training.schedule import WarmupCosine
+    from axion.training.trainer import Optimization
 
     groups = model.parameter_groups(training.lr, training.head_lr)  # type: ignore[operator]
     optimizer = torch.optim.AdamW(groups, weight_decay=training.weight_decay)
@@ -206,13 +206,13 @@ def run_training(cfg: TrainConfig, notes: Sequence[str] = ()) -> str | None:
     """
     inputs = check_run(cfg)
     if notes:
-        from axion.engine.reporter import Reporter
+        from axion.runtime.reporter import Reporter
 
         reporter = Reporter.for_terminal(quiet=True, log_format=cfg.other.log_format)
         for note in notes:
             reporter.info(note)
 
-    from axion.engine.runtime import build_fabric
+    from axion.runtime.device import build_fabric
 
     fabric, precision = build_fabric(cfg.training)
     return fabric.launch(_train, cfg, precision, inputs)
@@ -221,13 +221,13 @@ def run_training(cfg: TrainConfig, notes: Sequence[str] = ()) -> str | None:
 def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None:  # noqa: ANN001 (Fabric, PrecisionChoice)
     """The part that runs in every data-parallel process; returns the stopping signal's name, if any."""
     from axion.console import make_console
-    from axion.engine.history import MetricsHistory
-    from axion.engine.reporter import JsonReporter, Reporter
-    from axion.engine.trainer import RunOutput, Stage3Trainer
     from axion.losses import Stage3Loss
     from axion.model import build_stage3_model
     from axion.provenance import provenance
+    from axion.records.history import MetricsHistory
+    from axion.runtime.reporter import JsonReporter, Reporter
     from axion.seeding import seed_everything
+    from axion.training.trainer import RunOutput, Stage3Trainer
 
     console = make_console()
     if cfg.other.log_format == "json":
@@ -287,7 +287,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
             resume_step=int(resumed.train_stats.get("optimizer_steps", 0)) if resumed else None,
         )
 
-    from axion.engine.early_stopping import MONITORS
+    from axion.records.monitor import MONITORS
 
     _, score_key, mode = MONITORS[cfg.early_stopping.monitor]
     saver = CheckpointSaver(

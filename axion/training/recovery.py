@@ -8,7 +8,7 @@ A run can be killed at any moment. What that leaves, and what the next start doe
 - ``checkpoint_epoch_N.pt`` written but ``best_model.pt`` not yet (or stale): ``--resume``
   copies the checkpoint of the best epoch its early-stopping record names back to
   ``best_model.pt`` (:func:`restore_best`);
-- a torn last line of ``metrics.jsonl``: dropped on resume (:mod:`axion.engine.history`).
+- a torn last line of ``metrics.jsonl``: dropped on resume (:mod:`axion.records.history`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from axion.atomic import atomic_path
-from axion.engine.checkpoint import BEST_FILE, EPOCH_FILE, STEP_FILE, Checkpoint
 from axion.errors import DataError
+from axion.training.checkpoint import BEST_FILE, EPOCH_FILE, STEP_FILE, Checkpoint
 
 CONFIG_FILE = "config.json"
 #: What a run writes besides checkpoints; removed when a run without checkpoints starts again.

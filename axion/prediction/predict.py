@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 
 from axion.config import ModelConfig, PredictionSettings, resolve_config
-from axion.engine.checkpoint import Checkpoint
-from axion.engine.runtime import PrecisionChoice, accelerator_name, resolve_precision
 from axion.errors import ConfigError
+from axion.runtime.device import PrecisionChoice, accelerator_name, resolve_precision
 from axion.seeding import Stream, stream_seed
+from axion.training.checkpoint import Checkpoint
 
 if TYPE_CHECKING:
     from axion.model.stage3 import Stage3Model

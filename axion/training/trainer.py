@@ -23,14 +23,14 @@ import torch
 from torch import Tensor
 
 from axion.console import plural
-from axion.engine.checkpoint import Checkpoint, CheckpointSaver
-from axion.engine.early_stopping import MONITORS, EarlyStopping, all_finite
-from axion.engine.history import MetricsHistory
-from axion.engine.reporter import Reporter
-from axion.engine.sampler import EpochSampler
-from axion.engine.schedule import WarmupCosine
 from axion.errors import TrainingError
+from axion.records.history import MetricsHistory
+from axion.records.monitor import MONITORS, EarlyStopping, all_finite
+from axion.runtime.reporter import Reporter
 from axion.seeding import Stream, stream_seed
+from axion.training.checkpoint import Checkpoint, CheckpointSaver
+from axion.training.sampler import EpochSampler
+from axion.training.schedule import WarmupCosine
 
 if TYPE_CHECKING:
     from axion.config import TrainConfig

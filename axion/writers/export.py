@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from axion.atomic import atomic_path, write_json_atomic
-from axion.engine.checkpoint import Checkpoint
 from axion.errors import DataError
+from axion.training.checkpoint import Checkpoint
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -88,7 +88,7 @@ def check_devices(devices: int) -> str:
     Raises:
         ConfigError: ``devices`` exceeds the visible GPUs.
     """
-    from axion.engine.runtime import accelerator_name
+    from axion.runtime.device import accelerator_name
 
     accelerator = accelerator_name()
     if accelerator == "cuda":

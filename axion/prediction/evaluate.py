@@ -2,7 +2,7 @@
 
 :func:`evaluate` is what ``axion stage3 evaluate`` runs: checks first (seconds), then
 the model, then the loop. It writes the results directory laid out in
-:mod:`axion.viz.results` and returns the per-tile rows and the summary.
+:mod:`axion.records.results` and returns the per-tile rows and the summary.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from axion.config import EvaluateConfig
 from axion.console import plural
-from axion.engine.export import read_trained
-from axion.engine.reporter import Reporter
 from axion.errors import DataError
+from axion.runtime.reporter import Reporter
+from axion.writers.export import read_trained
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -38,7 +38,7 @@ class Evaluation:
 def check_results_dir(output_dir: Path, overwrite: bool) -> None:
     """Refuse a file, an unwritable folder, or earlier results without ``overwrite``, before any work."""
     from axion.outputs import check_writable_dir
-    from axion.viz.results import SUMMARY_FILE
+    from axion.records.results import SUMMARY_FILE
 
     check_writable_dir(output_dir)
     if (output_dir / SUMMARY_FILE).exists() and not overwrite:
@@ -75,7 +75,7 @@ def tile_rows(
     scores: dict[str, dict[str, Tensor]], names: list[str], sizes: dict[str, tuple[int, int]]
 ) -> list[dict]:
     """One row per tile: its size, every metric of opt_v2 and opt_v3, the ground truth's SAR agreement."""
-    from axion.viz.results import METRICS
+    from axion.records.results import METRICS
 
     keys = [k for k in METRICS if k in scores["opt_v3"]] + sorted(
         k for k in scores["opt_v3"] if k not in METRICS
@@ -108,7 +108,7 @@ def clear_rows(
 
 def clear_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Means over opt_v2's clear pixels (``opt_v2_mask``), or None when every tile is clear."""
-    from axion.viz.results import describe
+    from axion.records.results import describe
 
     if not rows or all(row.get("clear_fraction", 1.0) >= 1.0 for row in rows):
         return None
@@ -142,11 +142,11 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
 
     from axion.data.check import report_warnings, validate_data_dir, validate_stage2
     from axion.data.dataset import TileDataset, collate_tiles
-    from axion.engine.predict import predictor_for, size_batches
-    from axion.engine.runtime import resolve_num_workers
     from axion.outputs import clean_stale
+    from axion.prediction.predict import predictor_for, size_batches
     from axion.provenance import provenance
-    from axion.viz.results import TILES_DIR, summarise, write_results
+    from axion.records.results import TILES_DIR, summarise, write_results
+    from axion.runtime.device import resolve_num_workers
 
     reporter = reporter or Reporter.silent()
     output_dir = Path(settings.output_dir)
@@ -259,6 +259,6 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
 
 
 def _units() -> dict[str, str]:
-    from axion.viz.results import METRICS
+    from axion.records.results import METRICS
 
     return {k: unit for k, (_, unit, _) in METRICS.items()}

@@ -117,7 +117,7 @@ class _JsonBar(_PlainBar):
 
 
 class Reporter:
-    """Console output of the engine; silent on every rank but the first.
+    """Console output of a training or prediction run; silent on every rank but the first.
 
     Args:
         console: where to write.

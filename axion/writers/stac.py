@@ -17,7 +17,7 @@ from typing import Any
 
 from axion.atomic import write_json_atomic
 from axion.bands import OPTICAL_BANDS, OPTICAL_COMMON_NAMES, OPTICAL_FWHM_UM, OPTICAL_WAVELENGTHS_UM
-from axion.engine.cog import BAND_SCALE, BAND_UNIT, RasterSpec
+from axion.writers.cog import BAND_SCALE, BAND_UNIT, RasterSpec
 
 #: Points per footprint edge, so a reprojected footprint follows curved edges.
 _EDGE_POINTS = 21

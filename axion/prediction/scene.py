@@ -18,7 +18,7 @@ Memory stays bounded by one strip of tile rows (one per process): tiles are read
 by window, and rows of the output are written (and dropped from the accumulators) as
 soon as no later tile reaches them. Several processes (:class:`Shard`) each predict whole
 strips and the first one blends and writes them in order, so the result does not depend
-on how many processes ran. Outputs are Cloud-Optimized GeoTIFFs (:mod:`axion.engine.cog`),
+on how many processes ran. Outputs are Cloud-Optimized GeoTIFFs (:mod:`axion.writers.cog`),
 renamed into place only when complete.
 """
 
@@ -35,9 +35,9 @@ import numpy as np
 
 from axion.bands import OPTICAL_BANDS, PATCH_SIZE, S1_KEYS
 from axion.data.prepare.tile import fill_invalid
-from axion.engine.cog import OutputDtype, RasterSpec, cog_writer
-from axion.engine.parallel import LocalShard, Shard
 from axion.errors import ConfigError, DataError
+from axion.prediction.parallel import LocalShard, Shard
+from axion.writers.cog import OutputDtype, RasterSpec, cog_writer
 
 
 @dataclass(frozen=True)
@@ -474,7 +474,7 @@ def run_scene(
         tile_size: tile side in pixels (multiple of 16).
         overlap: pixels shared by neighbouring tiles, blended with a raised cosine.
         batch_size: tiles per model call.
-        dtype: sample type of the COGs (see :mod:`axion.engine.cog`).
+        dtype: sample type of the COGs (see :mod:`axion.writers.cog`).
         tags: GeoTIFF metadata of ``output``.
         std_output: where the per-pixel standard deviation goes (``predict_fn`` must give one).
         std_tags: GeoTIFF metadata of ``std_output``.
