@@ -8,6 +8,8 @@ model (losses, metrics, files) works in tile units.
 
 from __future__ import annotations
 
+import re
+
 # --- Tile schema -------------------------------------------------------------
 #: NPZ keys of the two SAR channels, in model channel order (VV, VH).
 S1_KEYS: tuple[str, ...] = ("s1_vv", "s1_vh")
@@ -79,3 +81,28 @@ OPTICAL_COMMON_NAMES: tuple[str, ...] = ("blue", "green", "red", "nir")
 #: Sentinel-2 centre wavelengths and full widths at half maximum of B2, B3, B4, B8, micrometres.
 OPTICAL_WAVELENGTHS_UM: tuple[float, ...] = (0.49, 0.56, 0.665, 0.842)
 OPTICAL_FWHM_UM: tuple[float, ...] = (0.098, 0.045, 0.038, 0.145)
+
+
+# --- Band names as users type them ---------------------------------------------
+_BAND = re.compile(r"^B?(\d{1,2})(A?)$")
+
+
+def normalise_band(name: str) -> str:
+    """``b2``, ``B2`` and ``B02`` all become ``B02``; ``B8A`` stays ``B8A``; ``ValueError`` otherwise."""
+    match = _BAND.match(name.strip().upper())
+    if (
+        not match
+        or not 1 <= int(match.group(1)) <= 12
+        or (match.group(2) and match.group(1).lstrip("0") != "8")
+    ):
+        raise ValueError(f"{name.strip()!r} is not a Sentinel-2 band name (B01..B12, B8A)")
+    return f"B{int(match.group(1)):02d}{match.group(2)}"
+
+
+def parse_band_list(text: str) -> tuple[str, ...]:
+    """``"B1,B2,..."`` to normalised names; ``ValueError`` on a bad or repeated name."""
+    names = tuple(normalise_band(part) for part in text.split(",") if part.strip())
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"band {repeated[0]} is listed twice")
+    return names

@@ -118,7 +118,7 @@ class PrepareConfig(Settings):
     @field_validator("split_ratios")
     @classmethod
     def _ratios(cls, value: str) -> str:
-        from axion.data.prepare.splits import parse_ratios
+        from axion.config.fields import parse_ratios
 
         parse_ratios(value)
         return value
@@ -126,7 +126,7 @@ class PrepareConfig(Settings):
     @field_validator("s2_bands", "s2_cloudy_bands")
     @classmethod
     def _bands(cls, value: str | None) -> str | None:
-        from axion.data.prepare.bandmap import parse_band_list
+        from axion.bands import parse_band_list
 
         if value is not None:
             parse_band_list(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
@@ -23,3 +24,19 @@ def _workers(value: Any) -> Any:
 
 #: DataLoader workers: ``auto`` or a count.
 Workers = Annotated[int | Literal["auto"], BeforeValidator(_workers)]
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` to three non-negative numbers summing to 1; ``ValueError`` otherwise."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) != 3:
+        raise ValueError(f"needs 3 numbers (train,val,test), got {len(parts)}")
+    try:
+        ratios = tuple(float(part) for part in parts)
+    except ValueError:
+        raise ValueError("needs 3 numbers (train,val,test)") from None
+    if any(not math.isfinite(r) or r < 0 for r in ratios):
+        raise ValueError("ratios must be non-negative")
+    if abs(sum(ratios) - 1.0) > 1e-6:
+        raise ValueError(f"ratios must sum to 1 (they sum to {sum(ratios):g})")
+    return ratios  # type: ignore[return-value]

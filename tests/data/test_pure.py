@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from axion.bands import parse_band_list
+from axion.config.fields import parse_ratios
 from axion.data.georef import georef_from_meta
-from axion.data.prepare.bandmap import band_indexes, parse_band_list
-from axion.data.prepare.splits import assign_blocks, crosses_split, parse_ratios, split_counts
+from axion.data.prepare.bandmap import band_indexes
+from axion.data.prepare.splits import assign_blocks, crosses_split, split_counts
 from axion.data.units import declared_units, linear_to_db
 
 

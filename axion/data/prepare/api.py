@@ -88,8 +88,8 @@ def prepare(
         on_candidate: called once per candidate tile (progress).
         on_total: called once with the number of candidate tiles, before the first.
     """
+    from axion.config.fields import parse_ratios
     from axion.data.prepare.output import check_output_dir
-    from axion.data.prepare.splits import parse_ratios
 
     source = source_of(settings)
     if source == "check":
@@ -171,7 +171,7 @@ def _bigearthnet(s1_root: Path, s2_root: Path, settings: PrepareConfig) -> list[
 
 def _scene_sources(settings: PrepareConfig) -> tuple[list[TileSource], dict[str, Any], list[str]]:
     """The scene sources, what prepare.json records about them, and their warnings (L1C)."""
-    from axion.data.prepare.bandmap import parse_band_list
+    from axion.bands import parse_band_list
     from axion.data.prepare.scene import SceneOptions, ScenePair, SceneSource
 
     s1, s2, s2_cloudy = settings.s1, settings.s2, settings.s2_cloudy

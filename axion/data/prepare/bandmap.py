@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from axion.bands import KEPT_S2_BANDS, S2L2A_BANDS
@@ -17,30 +16,6 @@ DEFAULT_ORDERS: dict[int, tuple[str, ...]] = {12: L2A_ORDER, 13: L1C_ORDER}
 WANTED: tuple[str, ...] = KEPT_S2_BANDS
 #: The product levels a tile records (``s2_level``).
 LEVELS: tuple[str, ...] = ("L2A", "L1C")
-
-_BAND = re.compile(r"^B?(\d{1,2})(A?)$")
-
-
-def normalise_band(name: str) -> str:
-    """``b2``, ``B2`` and ``B02`` all become ``B02``; ``B8A`` stays ``B8A``; ``ValueError`` otherwise."""
-    match = _BAND.match(name.strip().upper())
-    if (
-        not match
-        or not 1 <= int(match.group(1)) <= 12
-        or (match.group(2) and match.group(1).lstrip("0") != "8")
-    ):
-        raise ValueError(f"{name.strip()!r} is not a Sentinel-2 band name (B01..B12, B8A)")
-    return f"B{int(match.group(1)):02d}{match.group(2)}"
-
-
-def parse_band_list(text: str) -> tuple[str, ...]:
-    """``"B1,B2,..."`` to normalised names; ``ValueError`` on a bad or repeated name."""
-    names = tuple(normalise_band(part) for part in text.split(",") if part.strip())
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ValueError(f"band {repeated[0]} is listed twice")
-    return names
-
 
 def band_indexes(count: int, names: Sequence[str] | None) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """1-based band indexes of B2, B3, B4, B8 in a file of ``count`` bands, and the order used.

@@ -22,22 +22,6 @@ from axion.data.tilefile import SPLITS
 DEFAULT_RATIOS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
 
-def parse_ratios(text: str) -> tuple[float, float, float]:
-    """``"0.8,0.1,0.1"`` to three non-negative numbers summing to 1; ``ValueError`` otherwise."""
-    parts = [part.strip() for part in text.split(",")]
-    if len(parts) != 3:
-        raise ValueError(f"needs 3 numbers (train,val,test), got {len(parts)}")
-    try:
-        ratios = tuple(float(part) for part in parts)
-    except ValueError:
-        raise ValueError("needs 3 numbers (train,val,test)") from None
-    if any(not math.isfinite(r) or r < 0 for r in ratios):
-        raise ValueError("ratios must be non-negative")
-    if abs(sum(ratios) - 1.0) > 1e-6:
-        raise ValueError(f"ratios must sum to 1 (they sum to {sum(ratios):g})")
-    return ratios  # type: ignore[return-value]
-
-
 def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
     """How many of ``n`` blocks each split gets: largest remainder, then at least one per used split."""
     exact = [n * r for r in ratios]
