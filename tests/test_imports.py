@@ -91,3 +91,32 @@ def test_cycle_finder_finds_a_planted_cycle() -> None:
     graph = import_graph()
     graph["axion.masked"] = graph["axion.masked"] | {"axion.losses"}
     assert _cycle(graph) is not None
+
+
+def _package(module: str) -> str:
+    """``axion.training.fit`` -> ``axion.training``; a top-level module stands for itself."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The import graph folded onto the top-level packages and modules of axion."""
+    folded: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        folded.setdefault(_package(module), set()).update(_package(name) for name in imported)
+    for name in {n for targets in folded.values() for n in targets}:
+        folded.setdefault(name, set())
+    return folded
+
+
+def test_no_two_packages_import_each_other() -> None:
+    packages = package_graph(import_graph())
+    assert {"axion.training", "axion.prediction", "axion.records"} <= set(packages)
+    cycle = _cycle(packages)
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_package_cycle_finder_finds_a_planted_cycle() -> None:
+    packages = package_graph(import_graph())
+    packages["axion.records"] = packages["axion.records"] | {"axion.viz"}
+    assert _cycle(packages) is not None
