@@ -15,6 +15,7 @@ from pydantic import Field
 from axion.atomic import write_json_atomic
 from axion.config.base import PROVENANCE_KEY, Settings
 from axion.config.fields import ModelSize, Precision, Workers
+from axion.records.monitor import DEFAULT_MONITOR, MonitorName, monitor_help
 
 
 class DataConfig(Settings):
@@ -135,11 +136,7 @@ class EarlyStoppingConfig(Settings):
     early_stop_delta: float = Field(
         1e-4, ge=0, description="Minimum improvement of the monitored score that counts."
     )
-    monitor: Literal["sar_agreement", "psnr", "val_loss"] = Field(
-        "sar_agreement",
-        description="Validation score for early stopping and best_model.pt: sar_agreement or psnr "
-        "(higher is better), val_loss (lower is better).",
-    )
+    monitor: MonitorName = Field(DEFAULT_MONITOR, description=monitor_help())
 
 
 class OtherConfig(Settings):

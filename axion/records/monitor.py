@@ -10,12 +10,59 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-#: How each monitor reads on the console, its key in the validation stats, and which way is better.
-MONITORS: dict[str, tuple[str, str, Literal["max", "min"]]] = {
-    "sar_agreement": ("SAR agreement", "sar_agreement", "max"),
-    "psnr": ("validation PSNR", "psnr", "max"),
-    "val_loss": ("validation loss", "loss", "min"),
+
+@dataclass(frozen=True)
+class Monitor:
+    """One validation score early stopping and ``best_model.pt`` may watch (``--monitor``).
+
+    Attributes:
+        name: the ``--monitor`` value.
+        key: its key in a validation's statistics (``val_<key>`` in metrics.jsonl).
+        mode: ``max`` (higher is better) or ``min``.
+        label: how the console names it.
+        quantity: how a figure names it, with its unit.
+    """
+
+    name: str
+    key: str
+    mode: Literal["max", "min"]
+    label: str
+    quantity: str
+
+    @property
+    def better(self) -> str:
+        """``higher`` or ``lower``: which way is better, in words."""
+        return "higher" if self.mode == "max" else "lower"
+
+    @property
+    def history_key(self) -> str:
+        """The score's column in metrics.jsonl."""
+        return f"val_{self.key}"
+
+
+#: Every monitor by its ``--monitor`` name; the config's choices and the flag's help come from here.
+MONITORS: dict[str, Monitor] = {
+    m.name: m
+    for m in (
+        Monitor("sar_agreement", "sar_agreement", "max", "SAR agreement", "SAR agreement"),
+        Monitor("psnr", "psnr", "max", "validation PSNR", "PSNR (dB)"),
+        Monitor("val_loss", "loss", "min", "validation loss", "loss"),
+    )
 }
+#: The monitor a run watches unless told otherwise.
+DEFAULT_MONITOR = "sar_agreement"
+#: The ``--monitor`` choices, as the config's type.
+MonitorName = Literal[tuple(MONITORS)]  # type: ignore[valid-type]
+
+
+def monitor_help() -> str:
+    """The ``--monitor`` help: the choices grouped by which way is better."""
+    groups = []
+    for mode in ("max", "min"):
+        names = [m.name for m in MONITORS.values() if m.mode == mode]
+        if names:
+            groups.append(f"{' or '.join(names)} ({MONITORS[names[0]].better} is better)")
+    return "Validation score for early stopping and best_model.pt: " + ", ".join(groups) + "."
 
 
 @dataclass

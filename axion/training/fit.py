@@ -289,9 +289,9 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
 
     from axion.records.monitor import MONITORS
 
-    _, score_key, mode = MONITORS[cfg.early_stopping.monitor]
+    watched = MONITORS[cfg.early_stopping.monitor]
     saver = CheckpointSaver(
-        out, keep_last=training.keep_last, keep_best=training.keep_best, score_key=score_key, mode=mode
+        out, keep_last=training.keep_last, keep_best=training.keep_best, score_key=watched.key, mode=watched.mode
     )
     output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record)
     trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)

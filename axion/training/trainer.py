@@ -151,9 +151,10 @@ class Stage3Trainer:
         self.reporter, self.saver, self.history = output.reporter, output.saver, output.history
         self.seed = cfg.other.seed
         self.monitor = cfg.early_stopping.monitor
-        self.monitor_label, self.monitor_key, mode = MONITORS[self.monitor]
+        watched = MONITORS[self.monitor]
+        self.monitor_label, self.monitor_key = watched.label, watched.key
         self.early_stopping = EarlyStopping(
-            cfg.early_stopping.early_stop_patience, cfg.early_stopping.early_stop_delta, mode
+            cfg.early_stopping.early_stop_patience, cfg.early_stopping.early_stop_delta, watched.mode
         )
         #: The highest validation SAR agreement so far, whatever the monitor (the checkpoint's
         #: ``best_sar_agreement``).

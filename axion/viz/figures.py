@@ -15,7 +15,7 @@ import numpy as np
 
 from axion.atomic import atomic_path
 from axion.bands import RGB_INDICES, to_reflectance
-from axion.records.monitor import MONITORS, EarlyStopping, all_finite
+from axion.records.monitor import DEFAULT_MONITOR, MONITORS, EarlyStopping, all_finite
 from axion.records.results import METRICS
 
 #: Percentiles of the shared true-colour stretch (taken from the ground truth).
@@ -148,10 +148,10 @@ def monitored_best(
     The history is replayed through the trainer's own :class:`EarlyStopping` (same ``delta``,
     same refusal of non-finite validations), so the epoch is the one ``best_model.pt`` holds.
     """
-    _, key, mode = MONITORS[monitor]
-    stopping = EarlyStopping(patience=len(history) + 1, delta=delta, mode=mode)
+    watched = MONITORS[monitor]
+    stopping = EarlyStopping(patience=len(history) + 1, delta=delta, mode=watched.mode)
     for row in history:
-        value = row.get(f"val_{key}")
+        value = row.get(watched.history_key)
         if not isinstance(value, int | float):
             continue
         val_stats = {k: v for k, v in row.items() if k.startswith("val_")}
@@ -165,7 +165,7 @@ def training_curves(
     dpi: int,
     planned_epochs: int | None = None,
     max_steps: int | None = None,
-    monitor: str = "sar_agreement",
+    monitor: str = DEFAULT_MONITOR,
     delta: float = 0.0,
 ) -> Path:
     """Losses, loss terms, the monitored validation value and learning rate per epoch; best epoch and stop marked.
@@ -196,12 +196,10 @@ def training_curves(
             if x:
                 axes[0, 1].plot(x, y, line, label=f"{split} {term}", **style)
     axes[0, 1].set_title("Loss terms (solid: train, dashed: validation)")
-    _, key, mode = MONITORS[monitor]
-    name = {"sar_agreement": "SAR agreement", "psnr": "PSNR (dB)", "loss": "loss"}[key]
-    x, score = _series(history, f"val_{key}")
-    axes[1, 1].plot(x, score, color="tab:green", label=f"validation {name}", **style)
-    better = "higher" if mode == "max" else "lower"
-    axes[1, 1].set_title(f"Validation {name}: the --monitor ({better} is better)")
+    watched = MONITORS[monitor]
+    x, score = _series(history, watched.history_key)
+    axes[1, 1].plot(x, score, color="tab:green", label=f"validation {watched.quantity}", **style)
+    axes[1, 1].set_title(f"Validation {watched.quantity}: the --monitor ({watched.better} is better)")
     best = monitored_best(history, monitor, delta)
     if best is not None:
         for ax in axes.flat:

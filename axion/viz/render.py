@@ -18,7 +18,7 @@ import numpy as np
 
 from axion.config import VisualizeConfig
 from axion.errors import DataError
-from axion.records.monitor import MONITORS
+from axion.records.monitor import DEFAULT_MONITOR, MONITORS
 
 #: Figures are drawn into ``<output-dir>/.visualize-<pid>-<random>/`` first.
 STAGING = "visualize"
@@ -66,7 +66,7 @@ class RunPlan:
 
     epochs: int | None = None
     max_steps: int | None = None
-    monitor: str = "sar_agreement"
+    monitor: str = DEFAULT_MONITOR
     delta: float = 0.0
 
 
@@ -85,7 +85,7 @@ def _run_plan(run_dir: str | None) -> tuple[RunPlan, str | None]:
     return RunPlan(
         epochs=epochs if isinstance(epochs, int) else None,
         max_steps=max_steps if isinstance(max_steps, int) else None,
-        monitor=monitor if monitor in MONITORS else "sar_agreement",
+        monitor=monitor if monitor in MONITORS else DEFAULT_MONITOR,
         delta=float(delta) if isinstance(delta, int | float) else 0.0,
     ), None
 
