@@ -18,7 +18,7 @@ from axion.config import EvaluateConfig
 from axion.console import plural
 from axion.errors import DataError
 from axion.runtime.reporter import Reporter
-from axion.writers.export import read_trained
+from axion.training.trained import read_trained
 
 if TYPE_CHECKING:
     from torch import Tensor

@@ -26,7 +26,7 @@ from axion.config import InferConfig
 from axion.console import plural
 from axion.errors import ConfigError, DataError
 from axion.runtime.reporter import Reporter
-from axion.writers.export import read_trained
+from axion.training.trained import read_trained
 
 if TYPE_CHECKING:
     import numpy as np

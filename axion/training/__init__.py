@@ -3,7 +3,9 @@
 - :mod:`~axion.training.fit`: ``axion stage3 train`` as a library call (:func:`run_training`).
 - :mod:`~axion.training.trainer`: the loop and its hooks (the model is torchgeo's ``BaseTask``).
 - :mod:`~axion.training.checkpoint`: the one checkpoint type (keys in docs/training.md), atomic
-  and verified; :func:`~axion.training.checkpoint.read_trained` for evaluate, infer and export.
+  and verified.
+- :mod:`~axion.training.trained`: :func:`~axion.training.trained.read_trained`, what evaluate
+  and infer load (a checkpoint file or an export folder), and the export folder's layout.
 - :mod:`~axion.training.recovery`: a run folder after a crash, resume and best-model restore.
 - :mod:`~axion.training.schedule` and :mod:`~axion.training.sampler`: the learning rate and the
   epoch's tile order (seeds: :mod:`axion.seeding`).

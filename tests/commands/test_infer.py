@@ -264,7 +264,7 @@ def test_save_generated_writes_what_the_fusion_network_was_given(
 
     from axion.config import InferConfig
     from axion.prediction.predict import predictor_for
-    from axion.writers.export import read_trained
+    from axion.training.trained import read_trained
 
     out = tmp_path / "with_generated"
     result = run_cli(

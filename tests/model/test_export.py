@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from axion.cli import app
 from axion.training.checkpoint import Checkpoint
-from axion.writers.export import (
+from axion.training.trained import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     FUSION_WEIGHTS,
