@@ -1,6 +1,6 @@
 """Output locations: checked before any slow work, cleaned of what dead processes left.
 
-Every command calls :func:`check_writable_dir` (or :func:`check_writable_file`) for
+Every command calls :func:`check_output_dir` (or :func:`check_writable_file`) for
 each place it will write, before it builds a model or reads a scene, so a folder it
 cannot write is one line and exit code 2 instead of a ``PermissionError`` traceback
 after half a minute. The check creates nothing: it finds the nearest folder that
@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from axion.atomic import process_alive, remove_stale_temporaries
@@ -82,6 +83,37 @@ def clean_stale(*directories: Path) -> list[Path]:
     for directory in directories:
         removed += remove_stale_temporaries(Path(directory))
     return removed
+
+
+def check_output_dir(
+    path: Path,
+    *,
+    clean: Callable[[Path], object] = clean_stale,
+    occupied: Callable[[Path], str | None] | None = None,
+) -> None:
+    """The output-folder check every command makes before any slow work; creates nothing.
+
+    Refuses a file or a folder that cannot be created or written (:func:`check_writable_dir`),
+    then, when the folder exists, removes what killed runs of the same command left there
+    (``clean``) and asks ``occupied`` whether it holds something the command must not
+    overwrite: its answer, if any, is the error.
+
+    Args:
+        path: the folder the command will write into (it may not exist yet).
+        clean: removes a killed run's leftovers (default: temporary files).
+        occupied: a reason to refuse the existing folder, or ``None`` to accept it; leave it
+            out where anything may be overwritten (``--overwrite``).
+
+    Raises:
+        DataError: one line naming the folder and the problem.
+    """
+    path = Path(path)
+    check_writable_dir(path)
+    if not path.is_dir():
+        return
+    clean(path)
+    if occupied is not None and (problem := occupied(path)) is not None:
+        raise DataError(f"{path}: {problem}")
 
 
 def staging_name(kind: str) -> str:

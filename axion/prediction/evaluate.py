@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from axion.config import EvaluateConfig
 from axion.console import plural
-from axion.errors import DataError
 from axion.runtime.reporter import Reporter
 from axion.training.trained import read_trained
 
@@ -37,14 +36,15 @@ class Evaluation:
 
 def check_results_dir(output_dir: Path, overwrite: bool) -> None:
     """Refuse a file, an unwritable folder, or earlier results without ``overwrite``, before any work."""
-    from axion.outputs import check_writable_dir
+    from axion.outputs import check_output_dir
     from axion.records.results import SUMMARY_FILE
 
-    check_writable_dir(output_dir)
-    if (output_dir / SUMMARY_FILE).exists() and not overwrite:
-        raise DataError(
-            f"{output_dir}: already holds evaluation results ({SUMMARY_FILE}); use --overwrite or another --output-dir"
-        )
+    def earlier_results(folder: Path) -> str | None:
+        if not (folder / SUMMARY_FILE).exists():
+            return None
+        return f"already holds evaluation results ({SUMMARY_FILE}); use --overwrite or another --output-dir"
+
+    check_output_dir(output_dir, occupied=None if overwrite else earlier_results)
 
 
 def score(

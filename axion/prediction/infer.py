@@ -102,27 +102,14 @@ def _previous_outputs(output_dir: Path) -> list[str]:
     return [name for name in names if isinstance(name, str) and Path(name).name == name]
 
 
-def check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse a file, or a folder holding anything, unless ``overwrite``; remove killed runs' temporaries.
-
-    Raises:
-        DataError: naming the folder and what it holds.
-    """
-    from axion.outputs import clean_stale
-
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"{output_dir}: output directory is a file")
-    if output_dir.is_dir():
-        clean_stale(output_dir)  # temporary files of killed runs do not make a folder "not empty"
-    if overwrite or not output_dir.is_dir() or not any(output_dir.iterdir()):
-        return
+def _earlier_results(output_dir: Path) -> str | None:
+    """Why infer refuses a folder that holds anything (temporary files of killed runs removed)."""
+    if not any(output_dir.iterdir()):
+        return None
     if (output_dir / MANIFEST).exists():
-        raise DataError(
-            f"{output_dir}: output directory holds the results of an earlier run ({MANIFEST}); "
-            "use --overwrite to replace them"
-        )
-    raise DataError(
-        f"{output_dir}: output directory is not empty (no {MANIFEST}: an interrupted run, or other files); "
+        return f"output directory holds the results of an earlier run ({MANIFEST}); use --overwrite to replace them"
+    return (
+        f"output directory is not empty (no {MANIFEST}: an interrupted run, or other files); "
         "use --overwrite to write into it anyway"
     )
 
@@ -145,7 +132,7 @@ def check_tile_inputs(
     from axion.bands import S2_KEYS
     from axion.data.check import validate_data_dir
     from axion.data.tilefile import find_npz, is_inference_tile, npz_header, read_meta, sidecar
-    from axion.outputs import check_writable_dir
+    from axion.outputs import check_output_dir
 
     if stage2_dir is not None and proxy:
         raise ConfigError("give either --stage2-dir or --proxy-from-ground-truth, not both")
@@ -160,8 +147,7 @@ def check_tile_inputs(
             raise DataError(
                 f"{output_dir}: output directory overlaps {what} {folder}; choose a separate folder"
             )
-    check_output_dir(output_dir, overwrite)
-    check_writable_dir(output_dir)
+    check_output_dir(output_dir, occupied=None if overwrite else _earlier_results)
     if stage2_dir is not None:
         return STAGE2
     for npz in find_npz(input_dir):

@@ -22,9 +22,9 @@ from axion.config import TrainConfig, TrainingConfig, write_config_json
 from axion.console import plural
 from axion.data.check import Problem, report_warnings
 from axion.errors import DataError
-from axion.outputs import check_writable_dir, clean_stale
+from axion.outputs import check_output_dir
 from axion.training.checkpoint import BEST_FILE, Checkpoint, CheckpointSaver, latest_checkpoint
-from axion.training.recovery import RunDir, check_run_dir, clear_run_logs, restore_best
+from axion.training.recovery import check_run_dir, clear_run_logs, restore_best
 
 if TYPE_CHECKING:
     import torch
@@ -58,17 +58,6 @@ class Loaders:
     sampler: EpochSampler
 
 
-def check_output_dir(output_dir: Path, resuming: bool) -> RunDir:
-    """Refuse an unwritable output directory, or one that holds another run; clean what a kill left.
-
-    A directory with a ``config.json`` but no checkpoint (a run stopped before its first
-    epoch ended) may be started again: the result says so.
-    """
-    check_writable_dir(output_dir)
-    clean_stale(output_dir)
-    return check_run_dir(output_dir, resuming)
-
-
 def check_run(cfg: TrainConfig) -> RunInputs:
     """Every check that costs seconds, in order of cost; then the datasets.
 
@@ -77,7 +66,8 @@ def check_run(cfg: TrainConfig) -> RunInputs:
     """
     out = Path(cfg.data.output_dir)
     resume = None
-    run_dir = check_output_dir(out, resuming=cfg.other.resume is not None)
+    check_output_dir(out)
+    run_dir = check_run_dir(out, resuming=cfg.other.resume is not None)
     if cfg.other.resume is not None:
         resume = Checkpoint.read(cfg.other.resume)
         resume.check_fits(cfg.model)

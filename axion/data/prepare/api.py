@@ -89,7 +89,7 @@ def prepare(
         on_total: called once with the number of candidate tiles, before the first.
     """
     from axion.config.fields import parse_ratios
-    from axion.data.prepare.output import check_output_dir
+    from axion.data.prepare.output import check_prepare_dir
 
     source = source_of(settings)
     if source == "check":
@@ -99,7 +99,7 @@ def prepare(
         ratios=parse_ratios(settings.split_ratios), seed=settings.seed, block_size=settings.block_size
     )
     manifest: dict[str, Any] = {"max_nodata": settings.max_nodata, "block_size": settings.block_size}
-    check_output_dir(output_dir, settings.overwrite)
+    check_prepare_dir(output_dir, settings.overwrite)
     if source == "scenes":
         sources, record, warnings = _scene_sources(settings)
         return _run(

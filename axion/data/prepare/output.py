@@ -20,7 +20,7 @@ from axion.atomic import write_json_atomic
 from axion.data.prepare.tile import PreparedTile
 from axion.data.tilefile import OPT_V2_KEY, OPT_V2_MASK_KEY, SPLITS, npz_header, sidecar, write_npz_atomic
 from axion.errors import DataError
-from axion.outputs import check_writable_dir, clean_stale, remove_stale_folders, staging_name
+from axion.outputs import check_output_dir, clean_stale, remove_stale_folders, staging_name
 
 #: Folder of real Stage 2 inputs (from a cloudy S2), laid out as ``--stage2-dir`` expects.
 STAGE2_DIR = "stage2"
@@ -40,16 +40,17 @@ def remove_stale_staging(output_dir: Path) -> list[Path]:
     return stale + remove_stale_folders(output_dir, STAGING)
 
 
-def check_output_dir(path: Path, overwrite: bool) -> None:
+def _holds_files(path: Path) -> str | None:
+    return "output directory is not empty (use --overwrite to replace its tiles)" if any(path.iterdir()) else None
+
+
+def check_prepare_dir(path: Path, overwrite: bool) -> None:
     """Refuse a file, an unwritable folder, or a non-empty directory without ``overwrite``.
 
     Leftovers of killed prepare runs (staging folders, temporary files) are removed
     first: they are prepare's own, and would otherwise make the directory look non-empty.
     """
-    check_writable_dir(path)
-    remove_stale_staging(path)
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise DataError(f"{path}: output directory is not empty (use --overwrite to replace its tiles)")
+    check_output_dir(path, clean=remove_stale_staging, occupied=None if overwrite else _holds_files)
 
 
 def _is_stage2_file(path: Path) -> bool:

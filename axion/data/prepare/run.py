@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from axion.data.prepare.output import INFER_DIR, STAGE2_DIR, Staging, check_output_dir
+from axion.data.prepare.output import INFER_DIR, STAGE2_DIR, Staging, check_prepare_dir
 from axion.data.prepare.splits import assign_blocks, crosses_split
 from axion.data.prepare.tile import PreparedTile, Skipped
 from axion.data.tilefile import SPLITS, is_inference_tile
@@ -106,7 +106,7 @@ def run_prepare(
         DataError: bad input, a non-empty output directory, no tile left to write, or a
             split with a positive ratio left empty; the output directory is then left as it was.
     """
-    check_output_dir(output_dir, overwrite)
+    check_prepare_dir(output_dir, overwrite)
     staging = Staging(output_dir)
     try:
         kept: dict[str, PreparedTile] = {}
