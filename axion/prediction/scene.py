@@ -220,7 +220,7 @@ def validate_scene(s1_path: Path, opt_path: Path, output: Path, *, overwrite: bo
             put on opt_v2's grid (no CRS) or does not overlap it, an output that is an input,
             has no folder, or exists already (without ``overwrite``).
     """
-    from axion.data.prepare.grid import same_grid
+    from axion.data.grid import same_grid
 
     s1_path, opt_path, output = Path(s1_path), Path(opt_path), Path(output)
     with _open(s1_path, "S1 scene") as s1, _open(opt_path, "opt_v2 scene") as opt:
@@ -254,7 +254,7 @@ def scene_readers(info: SceneInfo) -> Iterator[tuple[Any, Any]]:
     """(S1 on opt_v2's grid, opt_v2): open datasets to read windows from."""
     import rasterio
 
-    from axion.data.prepare.grid import on_grid_of
+    from axion.data.grid import on_grid_of
 
     with rasterio.open(info.opt_v2) as opt, rasterio.open(info.s1) as s1_file:
         try:

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from axion.data.grid import on_grid_of
 from axion.data.prepare.bandmap import WANTED
-from axion.data.prepare.grid import on_grid_of
 from axion.data.prepare.tile import Pixels, PreparedTile, Skipped, assemble, tile_units
 from axion.errors import DataError
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from axion.bands import OPTICAL_BANDS, S1_KEYS, S1_UNITS
-from axion.data.prepare.grid import on_grid_of
+from axion.data.grid import on_grid_of
 from axion.data.prepare.scene import SceneOptions, _open, _s1_indexes, window_origins
 from axion.data.prepare.tile import (
     TOO_MANY_INVALID,

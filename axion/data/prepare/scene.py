@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from axion.data.grid import on_grid_of
 from axion.data.prepare.bandmap import band_indexes, level_of
-from axion.data.prepare.grid import on_grid_of
 from axion.data.prepare.tile import Pixels, PreparedTile, Skipped, assemble, tile_units
 from axion.errors import DataError
 

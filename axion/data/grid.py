@@ -1,4 +1,7 @@
-"""Putting one raster onto another's pixel grid (S1 onto S2) without loading either whole."""
+"""Putting one raster onto another's pixel grid (S1 onto S2) without loading either whole.
+
+Shared by ``axion stage3 prepare`` (scene tiling) and ``infer`` on a scene (:mod:`axion.prediction.scene`).
+"""
 
 from __future__ import annotations
 
