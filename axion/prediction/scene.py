@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from axion.bands import OPTICAL_BANDS, PATCH_SIZE, S1_KEYS
-from axion.data.prepare.tile import fill_invalid
+from axion.data.raster import fill_invalid
 from axion.errors import ConfigError, DataError
 from axion.prediction.parallel import LocalShard, Shard
 from axion.writers.cog import OutputDtype, RasterSpec, cog_writer

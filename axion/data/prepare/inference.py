@@ -21,15 +21,15 @@ import numpy as np
 
 from axion.bands import OPTICAL_BANDS, S1_KEYS, S1_UNITS
 from axion.data.grid import on_grid_of
-from axion.data.prepare.scene import SceneOptions, _open, _s1_indexes, window_origins
+from axion.data.prepare.scene import SceneOptions, window_origins
 from axion.data.prepare.tile import (
     TOO_MANY_INVALID,
     PreparedTile,
     Skipped,
-    fill_invalid,
     s1_invalid,
     s2_invalid,
 )
+from axion.data.raster import fill_invalid, open_geotiff, s1_band_indexes
 from axion.data.tilefile import GROUND_TRUTH_KEY, VALID_KEY
 from axion.data.units import linear_to_db
 from axion.errors import DataError
@@ -59,11 +59,11 @@ class InferenceSceneSource:
         self.options = options
         reference = pair.opt_v2 if pair.opt_v2 is not None else pair.s1
         self.name = reference.stem
-        with _open(reference) as ref:
+        with open_geotiff(reference) as ref:
             if pair.opt_v2 is not None:
                 _check_opt_v2(ref, reference)
             else:
-                _s1_indexes(ref, reference)
+                s1_band_indexes(ref, reference)
             self.height, self.width = ref.height, ref.width
         size = options.tile_size
         if self.height < size or self.width < size:
@@ -81,11 +81,11 @@ class InferenceSceneSource:
     def tiles(self) -> Iterator[PreparedTile | Skipped]:
         """Every window, as a tile or a skip."""
         with contextlib.ExitStack() as stack:
-            s1_file = stack.enter_context(_open(self.pair.s1))
-            vv_vh = _s1_indexes(s1_file, self.pair.s1)
+            s1_file = stack.enter_context(open_geotiff(self.pair.s1))
+            vv_vh = s1_band_indexes(s1_file, self.pair.s1)
             s1, opt, ref = s1_file, None, s1_file
             if self.pair.opt_v2 is not None:
-                opt = ref = stack.enter_context(_open(self.pair.opt_v2))
+                opt = ref = stack.enter_context(open_geotiff(self.pair.opt_v2))
                 try:
                     s1 = stack.enter_context(on_grid_of(s1_file, ref, name=str(self.pair.s1)))
                 except ValueError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 from axion.data.grid import on_grid_of
 from axion.data.prepare.bandmap import band_indexes, level_of
 from axion.data.prepare.tile import Pixels, PreparedTile, Skipped, assemble, tile_units
+from axion.data.raster import open_geotiff, s1_band_indexes
 from axion.errors import DataError
 
 
@@ -56,29 +57,6 @@ def block_span(start: int, tile: int, block_px: int) -> range:
     return range(start // block_px, (start + tile - 1) // block_px + 1)
 
 
-def _open(path: Path) -> Any:
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        return rasterio.open(path)
-    except RasterioIOError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "unreadable"
-        raise DataError(f"{path}: not a readable GeoTIFF ({first})") from None
-
-
-def _s1_indexes(src: Any, path: Path) -> tuple[int, int]:
-    """Bands holding VV and VH: by band description when it names them, else bands 1 and 2."""
-    if src.count < 2:
-        raise DataError(f"{path}: S1 needs 2 bands (VV, VH), the file has {src.count}")
-    names = [(d or "").strip().upper() for d in src.descriptions]
-    if "VV" in names and "VH" in names:
-        return names.index("VV") + 1, names.index("VH") + 1
-    return 1, 2
-
-
 class SceneSource:
     """Cuts one :class:`ScenePair` into tiles."""
 
@@ -86,13 +64,13 @@ class SceneSource:
         self.pair = pair
         self.options = options
         self.name = pair.s2.stem
-        with _open(pair.s2) as s2:
+        with open_geotiff(pair.s2) as s2:
             self.height, self.width = s2.height, s2.width
             self.s2_indexes, self.s2_order = self._bands(s2, pair.s2)
         self.s2_level = options.s2_level or level_of(self.s2_order)
         self.cloudy_order: tuple[str, ...] | None = None
         if pair.s2_cloudy is not None:
-            with _open(pair.s2_cloudy) as cloudy:
+            with open_geotiff(pair.s2_cloudy) as cloudy:
                 _, self.cloudy_order = self._bands(cloudy, pair.s2_cloudy, cloudy=True)
         size = options.tile_size
         if self.height < size or self.width < size:
@@ -123,13 +101,13 @@ class SceneSource:
     def tiles(self) -> Iterator[PreparedTile | Skipped]:
         """Every window, as a tile or a skip."""
         with contextlib.ExitStack() as stack:
-            s2 = stack.enter_context(_open(self.pair.s2))
-            s1_file = stack.enter_context(_open(self.pair.s1))
-            vv_vh = _s1_indexes(s1_file, self.pair.s1)
+            s2 = stack.enter_context(open_geotiff(self.pair.s2))
+            s1_file = stack.enter_context(open_geotiff(self.pair.s1))
+            vv_vh = s1_band_indexes(s1_file, self.pair.s1)
             s1 = stack.enter_context(self._aligned(s1_file, s2, self.pair.s1))
             cloudy = cloudy_idx = None
             if self.pair.s2_cloudy is not None:
-                cloudy_file = stack.enter_context(_open(self.pair.s2_cloudy))
+                cloudy_file = stack.enter_context(open_geotiff(self.pair.s2_cloudy))
                 cloudy_idx, _ = self._bands(cloudy_file, self.pair.s2_cloudy, cloudy=True)
                 cloudy = stack.enter_context(self._aligned(cloudy_file, s2, self.pair.s2_cloudy))
             for row in self.rows:

@@ -9,6 +9,7 @@ import numpy as np
 
 from axion.bands import S1_KEYS, S1_UNITS, S2_KEYS, S2_UNITS
 from axion.data.plausible import Finding, optical_findings, s1_findings
+from axion.data.raster import fill_invalid
 from axion.data.tilefile import VALID_KEY
 from axion.data.units import linear_to_db
 
@@ -83,17 +84,6 @@ def s2_invalid(s2: np.ndarray, nodata: float | None) -> np.ndarray:
     """(h, w) True where any band is non-finite or all four equal the nodata value (0 if unset: ESA's)."""
     value = 0 if nodata is None or not np.isfinite(nodata) else nodata
     return ~np.isfinite(s2).all(axis=0) | (s2 == value).all(axis=0)
-
-
-def fill_invalid(bands: np.ndarray, invalid: np.ndarray) -> np.ndarray:
-    """Replace invalid pixels by each band's median over the valid ones (0 if none is valid)."""
-    if not invalid.any():
-        return bands
-    out = bands.copy()
-    for band in out:
-        valid = band[~invalid]
-        band[invalid] = np.median(valid) if valid.size else 0
-    return out
 
 
 def _skip_reason(finding: Finding) -> str:
