@@ -274,18 +274,6 @@ def _run(devices: int, fn: Any, *args: Any) -> InferResult:
     return run_on_devices(devices, fn, *args)
 
 
-def tile_outputs(name: str, georeferenced: bool, samples: int, generated: bool = False) -> list[str]:
-    """File names tile mode writes for one tile."""
-    names = [f"{name}.npz"]
-    if georeferenced:
-        names.append(f"{name}.tif")
-        if samples > 1:
-            names.append(f"{name}_std.tif")
-        if generated:
-            names.append(f"{name}_generated.tif")
-    return names
-
-
 def tiles_worker(
     shard: Shard, settings: InferConfig, source: str, previous: list[str], reporter: Reporter | None
 ) -> InferResult:
@@ -293,6 +281,7 @@ def tiles_worker(
     from axion.data.dataset import TileDataset, collate_tiles
     from axion.prediction.predict import size_batches
     from axion.provenance import output_provenance
+    from axion.writers.tiles import tile_outputs, write_tile
 
     reporter = _worker_reporter(shard, reporter, settings)
     output_dir = Path(settings.output_dir)  # type: ignore[arg-type]
@@ -329,7 +318,7 @@ def tiles_worker(
                     key: None if value is None else value[crop].numpy()
                     for key, value in drawn._asdict().items()
                 }
-                _write_tile(output_dir, tile, arrays, invalid, settings, record)
+                write_tile(output_dir, tile.name, tile.georef, arrays, invalid, dtype=settings.dtype, record=record)
             bar.advance()
     shard.barrier()
     result = InferResult()
@@ -340,52 +329,6 @@ def tiles_worker(
     if shard.rank == 0:
         _finish_tiles(output_dir, result, previous, settings, source, record)
     return result
-
-
-def _write_tile(
-    output_dir: Path,
-    tile: Any,
-    arrays: dict[str, np.ndarray | None],
-    invalid: np.ndarray,
-    settings: InferConfig,
-    record: dict[str, str],
-) -> None:
-    """One tile's NPZ (NaN where its source pixels were invalid) and, if georeferenced, its COGs.
-
-    Args:
-        arrays: ``mean`` (opt_v3), ``std`` and ``generated`` (None when not made), (4, H, W) each.
-    """
-    import numpy as np
-
-    from axion.data.tilefile import write_npz_atomic
-    from axion.provenance import geotiff_tags
-    from axion.writers.cog import RasterSpec, write_cog
-
-    # NPZ key, file name suffix, GeoTIFF product tag and whether it is a spread, per array.
-    layout = {
-        "mean": ("opt_v3", "", False),
-        "std": ("opt_v3_std", "_std", True),
-        "generated": ("generated", "_generated", False),
-    }
-    made = {key: value for key, value in arrays.items() if value is not None}
-    write_npz_atomic(
-        output_dir / f"{tile.name}.npz",
-        {layout[key][0]: np.where(invalid, np.nan, value).astype(np.float32) for key, value in made.items()},
-    )
-    georef = tile.georef
-    if georef is None:
-        return
-    geo = {"crs": georef.rasterio_crs(), "transform": georef.affine(), "invalid": invalid}
-    for key, value in made.items():
-        product, suffix, spread = layout[key]
-        tags = geotiff_tags(record, product)
-        write_cog(
-            output_dir / f"{tile.name}{suffix}.tif",
-            value,
-            RasterSpec(settings.dtype, spread),
-            tags=tags,
-            **geo,
-        )
 
 
 def _finish_tiles(
