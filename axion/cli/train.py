@@ -109,21 +109,21 @@ def train(
     values = {k: v for k, v in locals().items() if k in FIELD_SECTION}
     flags = explicit_flags(ctx, values)
     given = given_settings(TrainConfig, config_file=config, flags=flags)
-    base = None
+    point = None
     if given.get("resume") is not None:
-        # Resume like diffusers: a checkpoint, a run directory or "latest"; the run's own
-        # settings and folder unless given again.
-        from axion.training.checkpoint import Checkpoint, find_resume
+        from axion.training.resume import resume_point
 
-        path = find_resume(Path(given["resume"]), given.get("output_dir"))
-        saved = Checkpoint.read_config(path)
-        base = {**saved, "data": {**saved.get("data", {}), "output_dir": str(path.parent)}}
-        flags["resume"] = path
-    cfg = resolve_config(TrainConfig, config_file=config, flags=flags, base=base)
+        point = resume_point(Path(given["resume"]), given.get("output_dir"))
+        flags["resume"] = point.path
+    cfg = resolve_config(TrainConfig, config_file=config, flags=flags, base=point.base if point else None)
     if print_config:
         typer.echo(settings_yaml(cfg), nl=False)
         raise typer.Exit(0)
-    notes = _overrides(cfg, base, given) if base is not None else []
+    notes = []
+    if point is not None:
+        from axion.training.resume import overrides
+
+        notes = overrides(cfg, point, given)
 
     from axion.training.fit import run_training
 
@@ -134,13 +134,3 @@ def train(
         # Stopped by a signal after saving its checkpoint: exit as the shell expects (SIGTERM: 143).
         raise typer.Exit(128 + signal.Signals[stopped].value)
 
-
-def _overrides(cfg: TrainConfig, base: dict, given: dict) -> list[str]:
-    """One line per setting given again that differs from the resumed checkpoint's."""
-    saved = resolve_config(TrainConfig, environ={}, base=base)
-    notes = []
-    for name, section in FIELD_SECTION.items():
-        now, before = getattr(getattr(cfg, section), name), getattr(getattr(saved, section), name)
-        if name != "resume" and name in given and now != before:
-            notes.append(f"Resuming with {name} = {now} (the checkpoint had {before})")
-    return notes
