@@ -22,7 +22,10 @@ from axion.training.trained import read_trained
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from axion.data.dataset import TileDataset
     from axion.perceptual import PerceptualLoss
+    from axion.prediction.predict import Predictor
+    from axion.training.checkpoint import Checkpoint
 
 
 @dataclass
@@ -131,24 +134,23 @@ def non_finite_tiles(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Evaluation:
-    """Evaluate a checkpoint on ``settings.split`` and write the results directory.
+@dataclass
+class _Inputs:
+    """What :func:`evaluate` checked before any slow work."""
 
-    Raises:
-        AxionError: bad input (checkpoint, tiles, weights, output directory), before any slow work.
-    """
-    import numpy as np
-    from torch.utils.data import DataLoader
+    checkpoint: Checkpoint
+    dataset: TileDataset
+    perceptual: PerceptualLoss | None
+    warnings: list[Any]
 
+
+def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
+    """Output folder, checkpoint, LPIPS weights and tiles, in order of cost; then say what runs."""
     from axion.data.check import report_warnings, validate_data_dir, validate_stage2
-    from axion.data.dataset import TileDataset, collate_tiles
+    from axion.data.dataset import TileDataset
     from axion.outputs import clean_stale
-    from axion.prediction.predict import predictor_for, size_batches
-    from axion.provenance import provenance
-    from axion.records.results import TILES_DIR, summarise, write_results
-    from axion.runtime.device import resolve_num_workers
+    from axion.records.results import TILES_DIR
 
-    reporter = reporter or Reporter.silent()
     output_dir = Path(settings.output_dir)
     check_results_dir(output_dir, settings.overwrite)
     checkpoint = read_trained(settings.checkpoint)
@@ -175,8 +177,111 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     reporter.info(
         f"Tiles: {plural(len(dataset), settings.split + ' tile')} from {settings.data_dir}; opt_v2: {source}"
     )
+    return _Inputs(checkpoint=checkpoint, dataset=dataset, perceptual=perceptual, warnings=warnings)
 
-    predictor = predictor_for(settings, checkpoint, log=reporter.info)
+
+def _batch_rows(
+    batch: dict[str, Any],
+    opt_v3: Tensor,
+    perceptual: PerceptualLoss | None,
+    sizes: dict[str, tuple[int, int]],
+    *,
+    clear: bool,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """One batch's per-tile rows (with the clear-pixel columns when ``clear``) and its scores."""
+    s1, opt_v2, target, mask = batch["s1"], batch["opt_v2"], batch["target"], batch["mask"]
+    scores = score(opt_v2, opt_v3, target, s1, mask, perceptual)
+    rows = tile_rows(scores, batch["name"], sizes)
+    if clear:
+        # Real opt_v2 may carry a clear-sky mask: score its clear pixels apart too.
+        clear_mask = mask * batch["opt_v2_mask"]
+        fractions = clear_mask.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
+        extra = clear_rows(score(opt_v2, opt_v3, target, s1, clear_mask, None), batch["name"], fractions)
+        rows = [row | more for row, more in zip(rows, extra, strict=True)]
+    return rows, scores
+
+
+def _save_arrays(
+    staging: Path,
+    batch: dict[str, Any],
+    opt_v3: Tensor,
+    sizes: dict[str, tuple[int, int]],
+    keep: set[str],
+) -> None:
+    """The arrays of the batch's tiles in ``keep`` (``--save-arrays``), cropped to their size."""
+    import numpy as np
+
+    for i, name in enumerate(batch["name"]):
+        if name not in keep:
+            continue
+        h, w = sizes[name]
+        arrays = {
+            "s1": batch["s1"][i],
+            "opt_v2": batch["opt_v2"][i],
+            "opt_v3": opt_v3[i],
+            "target": batch["target"][i],
+        }
+        np.savez_compressed(
+            staging / f"{name}.npz",
+            **{k: v[:, :h, :w].numpy().astype(np.float32) for k, v in arrays.items()},
+            mask=(batch["mask"][i, 0, :h, :w] > 0).numpy().astype(np.uint8),
+        )
+
+
+def _summary(
+    settings: EvaluateConfig,
+    inputs: _Inputs,
+    predictor: Predictor,
+    rows: list[dict[str, Any]],
+    broken: list[str],
+    seconds: float,
+) -> dict[str, Any]:
+    """summary.json: where the numbers come from, how they were made, and their means."""
+    from axion.provenance import provenance
+    from axion.records.results import summarise
+
+    metric_keys = [c.removeprefix("opt_v3_") for c in rows[0] if c.startswith("opt_v3_")]
+    return {
+        "checkpoint": str(Path(settings.checkpoint).resolve()),
+        "run_dir": str(Path(settings.checkpoint).resolve().parent),
+        "epoch": predictor.epoch,
+        "data_dir": str(Path(settings.data_dir).resolve()),
+        "split": settings.split,
+        "stage2_dir": str(Path(settings.stage2_dir).resolve()) if settings.stage2_dir else None,
+        "opt_v2_source": "stage2" if settings.stage2_dir else "proxy",
+        "tiles": len(rows),
+        "timesteps": predictor.timesteps,
+        "seed": predictor.seed,
+        "precision": predictor.precision.fabric,
+        "lpips": inputs.perceptual is not None,
+        "units": _units(),
+        "metrics": summarise(rows, metric_keys),
+        "clear": clear_summary(rows),
+        "non_finite_tiles": broken,
+        "input_warnings": [str(w) for w in inputs.warnings],
+        "seconds": round(seconds, 2),
+        "provenance": {**provenance(), "checkpoint": inputs.checkpoint.provenance},
+    }
+
+
+def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Evaluation:
+    """Evaluate a checkpoint on ``settings.split`` and write the results directory.
+
+    Raises:
+        AxionError: bad input (checkpoint, tiles, weights, output directory), before any slow work.
+    """
+    from torch.utils.data import DataLoader
+
+    from axion.data.dataset import collate_tiles
+    from axion.prediction.predict import predictor_for, size_batches
+    from axion.records.results import TILES_DIR, write_results
+    from axion.runtime.device import resolve_num_workers
+
+    reporter = reporter or Reporter.silent()
+    output_dir = Path(settings.output_dir)
+    inputs = _check_inputs(settings, reporter)
+    dataset = inputs.dataset
+    predictor = predictor_for(settings, inputs.checkpoint, log=reporter.info)
     reporter.info(
         f"Checkpoint: {settings.checkpoint} (epoch {predictor.epoch}); timesteps {predictor.timesteps}, "
         f"seed {predictor.seed}, {predictor.precision.label}"
@@ -200,58 +305,20 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
         with reporter.bar("Evaluate", len(batches)) as bar:
             for batch in loader:
                 opt_v3 = predictor(batch["s1"], batch["opt_v2"], batch["name"])
-                s1, opt_v2, target, mask = batch["s1"], batch["opt_v2"], batch["target"], batch["mask"]
-                scores = score(opt_v2, opt_v3, target, s1, mask, perceptual)
-                new = tile_rows(scores, batch["name"], sizes)
-                if settings.stage2_dir is not None:
-                    # Real opt_v2 may carry a clear-sky mask: score its clear pixels apart too.
-                    clear = mask * batch["opt_v2_mask"]
-                    fractions = clear.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
-                    extra = clear_rows(
-                        score(opt_v2, opt_v3, target, s1, clear, None), batch["name"], fractions
-                    )
-                    new = [row | more for row, more in zip(new, extra, strict=True)]
+                new, scores = _batch_rows(
+                    batch, opt_v3, inputs.perceptual, sizes, clear=settings.stage2_dir is not None
+                )
                 rows += new
-                for i, name in enumerate(batch["name"]):
-                    if name not in keep:
-                        continue
-                    h, w = sizes[name]
-                    arrays = {"s1": s1[i], "opt_v2": opt_v2[i], "opt_v3": opt_v3[i], "target": target[i]}
-                    np.savez_compressed(
-                        staging / f"{name}.npz",
-                        **{k: v[:, :h, :w].numpy().astype(np.float32) for k, v in arrays.items()},
-                        mask=(mask[i, 0, :h, :w] > 0).numpy().astype(np.uint8),
-                    )
+                _save_arrays(staging, batch, opt_v3, sizes, keep)
                 bar.advance(sar_agr=float(scores["opt_v3"]["sar_agreement"].mean()))
         rows.sort(key=lambda r: r["name"])
-        metric_keys = [c.removeprefix("opt_v3_") for c in rows[0] if c.startswith("opt_v3_")]
         broken = non_finite_tiles(rows)
         if broken:
             reporter.warning(
                 f"{len(broken)} tile(s) got non-finite opt_v3 metrics and are left out of the "
                 f"means (see summary.json): {', '.join(broken[:5])}"
             )
-        summary = {
-            "checkpoint": str(Path(settings.checkpoint).resolve()),
-            "run_dir": str(Path(settings.checkpoint).resolve().parent),
-            "epoch": predictor.epoch,
-            "data_dir": str(Path(settings.data_dir).resolve()),
-            "split": settings.split,
-            "stage2_dir": str(Path(settings.stage2_dir).resolve()) if settings.stage2_dir else None,
-            "opt_v2_source": "stage2" if settings.stage2_dir else "proxy",
-            "tiles": len(rows),
-            "timesteps": predictor.timesteps,
-            "seed": predictor.seed,
-            "precision": predictor.precision.fabric,
-            "lpips": perceptual is not None,
-            "units": _units(),
-            "metrics": summarise(rows, metric_keys),
-            "clear": clear_summary(rows),
-            "non_finite_tiles": broken,
-            "input_warnings": [str(w) for w in warnings],
-            "seconds": round(time.perf_counter() - started, 2),
-            "provenance": {**provenance(), "checkpoint": checkpoint.provenance},
-        }
+        summary = _summary(settings, inputs, predictor, rows, broken, time.perf_counter() - started)
         write_results(output_dir, rows, summary, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
