@@ -30,9 +30,12 @@ if TYPE_CHECKING:
     import torch
 
     from axion.data.dataset import TileDataset
+    from axion.model.stage3 import Stage3Model
     from axion.perceptual import PerceptualLoss
+    from axion.records.history import MetricsHistory
+    from axion.runtime.reporter import Reporter
     from axion.training.sampler import EpochSampler
-    from axion.training.trainer import Optimization
+    from axion.training.trainer import LoopState, Optimization, Stage3Trainer
 
 
 @dataclass
@@ -210,30 +213,70 @@ def run_training(cfg: TrainConfig, notes: Sequence[str] = ()) -> str | None:
 
 def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None:  # noqa: ANN001 (Fabric, PrecisionChoice)
     """The part that runs in every data-parallel process; returns the stopping signal's name, if any."""
-    from axion.console import make_console
     from axion.losses import Stage3Loss
-    from axion.model import build_stage3_model
     from axion.provenance import provenance
-    from axion.records.history import MetricsHistory
-    from axion.runtime.reporter import JsonReporter, Reporter
+    from axion.records.monitor import MONITORS
     from axion.seeding import seed_everything
     from axion.training.trainer import RunOutput, Stage3Trainer
 
-    console = make_console()
-    if cfg.other.log_format == "json":
-        reporter: Reporter = JsonReporter(
-            console, enabled=fabric.is_global_zero, log_every=cfg.other.log_every
-        )
-    else:
-        reporter = Reporter(
-            console,
-            live=not cfg.other.quiet and console.is_terminal,
-            enabled=fabric.is_global_zero,
-            log_every=cfg.other.log_every,
-        )
+    reporter = _reporter(fabric, cfg)
     out = Path(cfg.data.output_dir)
     seed_everything(cfg.other.seed)
+    _report_setup(fabric, cfg, precision, inputs, reporter)
+    model = _build_model(cfg, reporter)
+    loss_fn = Stage3Loss(cfg.loss, perceptual=inputs.perceptual).to(fabric.device)
+    loaders = build_loaders(inputs, cfg, world_size=fabric.world_size, rank=fabric.global_rank)
+    batches = math.ceil(loaders.sampler.per_rank / cfg.training.batch_size)
+    optimization = build_optimization(
+        model, cfg.training, optimizer_steps_per_epoch(batches, cfg.training.grad_accum)
+    )
+    wrapped, optimization.optimizer = fabric.setup(model, optimization.optimizer)
 
+    record = provenance()
+    history = _open_run_dir(fabric, cfg, inputs, reporter, record)
+    watched = MONITORS[cfg.early_stopping.monitor]
+    saver = CheckpointSaver(
+        out,
+        keep_last=cfg.training.keep_last,
+        keep_best=cfg.training.keep_best,
+        score_key=watched.key,
+        mode=watched.mode,
+    )
+    output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record)
+    trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
+    if inputs.resume is not None:
+        _resume(trainer, inputs.resume, cfg, reporter)
+    try:
+        state = trainer.fit(loaders.train, loaders.val, loaders.sampler)
+    finally:
+        if history is not None:
+            history.close()
+    if trainer.stop_requested is None:
+        _report_done(trainer, state, cfg, reporter)
+    last = latest_checkpoint(out) if fabric.is_global_zero else None
+    if last is not None:
+        reporter.info(f"Last checkpoint: {last}")
+    return trainer.stop_requested
+
+
+def _reporter(fabric, cfg: TrainConfig) -> Reporter:  # noqa: ANN001 (Fabric)
+    """What this process shows: JSON Lines or text, live bars on a terminal; silent but on rank 0."""
+    from axion.console import make_console
+    from axion.runtime.reporter import JsonReporter, Reporter
+
+    console = make_console()
+    if cfg.other.log_format == "json":
+        return JsonReporter(console, enabled=fabric.is_global_zero, log_every=cfg.other.log_every)
+    return Reporter(
+        console,
+        live=not cfg.other.quiet and console.is_terminal,
+        enabled=fabric.is_global_zero,
+        log_every=cfg.other.log_every,
+    )
+
+
+def _report_setup(fabric, cfg: TrainConfig, precision, inputs: RunInputs, reporter: Reporter) -> None:  # noqa: ANN001
+    """Precision, devices and the effective batch size, and the tile counts."""
     training = cfg.training
     reporter.info(f"Precision: {precision.label}")
     reporter.info(
@@ -242,6 +285,12 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
         f"{training.batch_size * training.grad_accum * fabric.world_size}"
     )
     reporter.info(f"Tiles: {len(inputs.train_set)} train, {len(inputs.val_set)} val ({cfg.data.data_dir})")
+
+
+def _build_model(cfg: TrainConfig, reporter: Reporter) -> Stage3Model:
+    """The Stage 3 model, with its trainable share and build time reported."""
+    from axion.model import build_stage3_model
+
     started = time.perf_counter()
     model = build_stage3_model(cfg.model, log=reporter.info)
     trainable, total = model.parameter_counts()
@@ -249,15 +298,20 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
         f"Trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.3f} %) "
         f"[built in {time.perf_counter() - started:.1f} s]"
     )
-    loss_fn = Stage3Loss(cfg.loss, perceptual=inputs.perceptual).to(fabric.device)
-    loaders = build_loaders(inputs, cfg, world_size=fabric.world_size, rank=fabric.global_rank)
-    batches = math.ceil(loaders.sampler.per_rank / training.batch_size)
-    optimization = build_optimization(
-        model, training, optimizer_steps_per_epoch(batches, training.grad_accum)
-    )
-    wrapped, optimization.optimizer = fabric.setup(model, optimization.optimizer)
+    return model
 
-    record = provenance()
+
+def _open_run_dir(
+    fabric,  # noqa: ANN001 (Fabric)
+    cfg: TrainConfig,
+    inputs: RunInputs,
+    reporter: Reporter,
+    record: dict[str, Any],
+) -> MetricsHistory | None:
+    """Rank 0 writes config.json and the input warnings and opens metrics.jsonl; the others wait."""
+    from axion.records.history import MetricsHistory
+
+    out = Path(cfg.data.output_dir)
     if fabric.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         if inputs.restart:
@@ -268,57 +322,47 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
         write_config_json(cfg, out / "config.json", record)
         report_warnings(reporter.warning, inputs.warnings, out)
     fabric.barrier()
-    history = None
-    if fabric.is_global_zero:
-        resumed = inputs.resume
-        history = MetricsHistory(
-            out,
-            resume_epoch=resumed.epoch if resumed else None,
-            resume_step=int(resumed.train_stats.get("optimizer_steps", 0)) if resumed else None,
-        )
-
-    from axion.records.monitor import MONITORS
-
-    watched = MONITORS[cfg.early_stopping.monitor]
-    saver = CheckpointSaver(
-        out, keep_last=training.keep_last, keep_best=training.keep_best, score_key=watched.key, mode=watched.mode
+    if not fabric.is_global_zero:
+        return None
+    resumed = inputs.resume
+    return MetricsHistory(
+        out,
+        resume_epoch=resumed.epoch if resumed else None,
+        resume_step=int(resumed.train_stats.get("optimizer_steps", 0)) if resumed else None,
     )
-    output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record)
-    trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
-    if inputs.resume is not None:
-        trainer.restore(inputs.resume)
-        where = f"epoch {trainer.state.epoch}"
-        if trainer.state.partial_batches:
-            where += f" + {plural(trainer.state.partial_batches, 'batch', 'batches')}"
-        reporter.info(f"Resumed from {cfg.other.resume} ({where})")
-        if fabric.is_global_zero:
-            restored = restore_best(out, inputs.resume)
-            if restored:
-                reporter.info(restored)
-        fabric.barrier()
-    try:
-        state = trainer.fit(loaders.train, loaders.val, loaders.sampler)
-    finally:
-        if history is not None:
-            history.close()
-    if trainer.stop_requested is None:
-        best = trainer.early_stopping
-        done = f"Done: {plural(state.epoch, 'epoch')}"
-        if state.partial_batches:
-            done += f" + {plural(state.partial_batches, 'batch', 'batches')}"
-        if training.max_steps is not None:
-            done += f" ({plural(state.optimizer_steps, 'optimizer step')})"
-        done += f" in {out}."
-        if best.best_epoch == 0:
-            reporter.info(f"{done} No validation improved, so no {BEST_FILE}")
-        elif not (out / BEST_FILE).is_file():
-            reporter.info(f"{done} {out / BEST_FILE} is missing (see above)")
-        else:
-            reporter.info(
-                f"{done} Best {trainer.monitor_label} {best.best:.6f} at epoch {trainer.best_where()} "
-                f"-> {out / BEST_FILE}"
-            )
-    last = latest_checkpoint(out) if fabric.is_global_zero else None
-    if last is not None:
-        reporter.info(f"Last checkpoint: {last}")
-    return trainer.stop_requested
+
+
+def _resume(trainer: Stage3Trainer, checkpoint: Checkpoint, cfg: TrainConfig, reporter: Reporter) -> None:
+    """Restore the trainer's state from ``checkpoint``; rank 0 puts back the best model it knew."""
+    out = Path(cfg.data.output_dir)
+    trainer.restore(checkpoint)
+    where = f"epoch {trainer.state.epoch}"
+    if trainer.state.partial_batches:
+        where += f" + {plural(trainer.state.partial_batches, 'batch', 'batches')}"
+    reporter.info(f"Resumed from {cfg.other.resume} ({where})")
+    if trainer.fabric.is_global_zero:
+        restored = restore_best(out, checkpoint)
+        if restored:
+            reporter.info(restored)
+    trainer.fabric.barrier()
+
+
+def _report_done(trainer: Stage3Trainer, state: LoopState, cfg: TrainConfig, reporter: Reporter) -> None:
+    """The closing line: how far the run went, and the best model by the monitored score."""
+    out = Path(cfg.data.output_dir)
+    best = trainer.early_stopping
+    done = f"Done: {plural(state.epoch, 'epoch')}"
+    if state.partial_batches:
+        done += f" + {plural(state.partial_batches, 'batch', 'batches')}"
+    if cfg.training.max_steps is not None:
+        done += f" ({plural(state.optimizer_steps, 'optimizer step')})"
+    done += f" in {out}."
+    if best.best_epoch == 0:
+        reporter.info(f"{done} No validation improved, so no {BEST_FILE}")
+    elif not (out / BEST_FILE).is_file():
+        reporter.info(f"{done} {out / BEST_FILE} is missing (see above)")
+    else:
+        reporter.info(
+            f"{done} Best {trainer.monitor_label} {best.best:.6f} at epoch {trainer.best_where()} "
+            f"-> {out / BEST_FILE}"
+        )
