@@ -1,7 +1,10 @@
 """``axion stage3 train``: the loop, its checkpoints and the small pieces of state it keeps.
 
 - :mod:`~axion.training.fit`: ``axion stage3 train`` as a library call (:func:`run_training`).
-- :mod:`~axion.training.trainer`: the loop and its hooks (the model is torchgeo's ``BaseTask``).
+- :mod:`~axion.training.trainer`: the loop and its two hooks (shaped like torchgeo's ``BaseTask``);
+  :mod:`~axion.training.epoch` (the epoch's sums, partial-epoch resume) and
+  :mod:`~axion.training.panels` (TensorBoard panels) beside it.
+- :mod:`~axion.training.resume`: ``--resume`` resolved once (which checkpoint, its settings).
 - :mod:`~axion.training.checkpoint`: the one checkpoint type (keys in docs/training.md), atomic
   and verified.
 - :mod:`~axion.training.trained`: :func:`~axion.training.trained.read_trained`, what evaluate

@@ -7,6 +7,11 @@ on a batch and score it. Every epoch it validates, updates early stopping, and
 writes ``checkpoint_epoch_N.pt`` (and ``best_model.pt`` on improvement). Inside an epoch it
 can also validate every ``--val-every-steps`` optimizer steps, write
 ``checkpoint_step_N.pt`` every ``--checkpoint-every-steps``, and stop at ``--max-steps``.
+
+The hooks are shaped like those of torchgeo's ``BaseTask``. What is not the loop has units of
+its own: the epoch's running sums and partial-epoch resume in :mod:`axion.training.epoch`,
+the TensorBoard panels in :mod:`axion.training.panels`, the checkpoints in
+:mod:`axion.training.checkpoint`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +33,8 @@ from axion.records.monitor import MONITORS, EarlyStopping, all_finite
 from axion.runtime.reporter import Reporter
 from axion.seeding import Stream, stream_seed
 from axion.training.checkpoint import Checkpoint, CheckpointSaver
+from axion.training.epoch import PartialEpoch, Sums, accumulation_cycle
+from axion.training.panels import ValidationPanels
 from axion.training.sampler import EpochSampler
 from axion.training.schedule import WarmupCosine
 
@@ -68,46 +74,6 @@ class LoopState:
     partial_batches: int = 0  # batches of epoch+1 already done (interrupted runs)
     nonfinite_in_a_row: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _per_sample(totals: dict[str, float]) -> dict[str, float]:
-    """Means from :meth:`_Sums.totals`."""
-    count = max(1.0, totals["count"])
-    return {k: v / count for k, v in totals.items() if k != "count"}
-
-
-class _Sums:
-    """Per-sample sums of named values, all-reduced across ranks at the end."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = defaultdict(float)
-        self.count = 0
-
-    def add(self, values: dict[str, Tensor]) -> None:
-        batch = next(iter(values.values())).shape[0]
-        for key, value in values.items():
-            self.sums[key] += float(value.detach().float().sum())
-        self.count += batch
-
-    def totals(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
-        """The sums over every rank, with the sample count under ``"count"``."""
-        keys = sorted(self.sums)
-        packed = torch.tensor([self.sums[k] for k in keys] + [float(self.count)], dtype=torch.float64)
-        if fabric.world_size > 1:
-            packed = fabric.all_reduce(packed.to(fabric.device), reduce_op="sum").cpu()
-        return {**{k: float(packed[i]) for i, k in enumerate(keys)}, "count": float(packed[-1])}
-
-    def means(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
-        return _per_sample(self.totals(fabric))
-
-    @classmethod
-    def resumed(cls, totals: dict[str, float] | None, rank_zero: bool) -> _Sums:
-        """Sums that start from a checkpoint's :meth:`totals` (on rank 0 only: they cover every rank)."""
-        sums = cls()
-        if totals and rank_zero:
-            sums.count = int(totals.get("count", 0))
-            sums.sums.update({k: float(v) for k, v in totals.items() if k != "count"})
-        return sums
 
 
 def validation_metrics(opt_v3: Tensor, target: Tensor, s1: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -163,19 +129,15 @@ class Stage3Trainer:
         self.stop_requested: str | None = None
         #: Why the run ended before ``epochs`` other than by a signal: ``max_steps`` or ``early_stopping``.
         self.finished: str | None = None
-        #: The current epoch's training sums so far (all ranks), carried by checkpoints inside it.
-        self.epoch_sums: dict[str, float] | None = None
-        #: Sums and skipped steps of a resumed partial epoch, consumed by its :meth:`train_epoch`.
-        self.resumed_sums: dict[str, float] | None = None
-        self.resumed_skipped = 0
+        #: The epoch in progress as checkpoints inside it carry it (and a resumed one starts from).
+        self.partial = PartialEpoch()
         self.provenance = output.provenance
         self.val_loader: Iterable = ()
         self.epoch_started = time.perf_counter()
         self.epoch_batches = 0  # batches of the epoch in progress (with those done before a resume)
         self.epoch_rates: dict[str, float] = {}
-        #: TensorBoard panels of the last validation that drew them, by tile name.
-        self.panels: dict[str, Any] = {}
-        self.stretches: dict[str, Any] = {}  # each panel tile's fixed colour stretch
+        #: TensorBoard panels of the last validation that drew them.
+        self.panels = ValidationPanels()
 
     @property
     def module(self) -> torch.nn.Module:
@@ -216,7 +178,7 @@ class Stage3Trainer:
         """A checkpoint of the current state (its keys: docs/training.md).
 
         ``epoch_sums``: inside an epoch, the running sums of its training terms so far
-        (:meth:`_Sums.totals`), so that a resumed epoch reports its means over all its batches.
+        (:meth:`~axion.training.epoch.Sums.totals`), so that a resumed epoch reports its means over all its batches.
         """
         scaler = getattr(self.fabric.strategy.precision, "scaler", None)
         partial = (
@@ -266,8 +228,7 @@ class Stage3Trainer:
         self.state.optimizer_steps = int(ckpt.train_stats.get("optimizer_steps", 0))
         self.state.partial_batches = int(ckpt.train_stats.get("partial_batches", 0))
         if self.state.partial_batches:
-            self.resumed_sums = ckpt.train_stats.get("epoch_sums")
-            self.resumed_skipped = int(ckpt.train_stats.get("epoch_skipped", 0))
+            self.partial.restore(ckpt.train_stats)
 
     def learning_rates(self) -> dict[str, float]:
         """``lr`` (the LoRA rate, the guide's learning rate) and ``lr_fusion``; ``lr`` alone without LoRA."""
@@ -308,7 +269,7 @@ class Stage3Trainer:
                 sampler.set_epoch(epoch, skip=self.state.partial_batches * self.cfg.training.batch_size)
                 train_stats = self.train_epoch(train_loader, epoch)
                 if self.stop_requested:
-                    path = self.saver.save_interrupted(self.checkpoint(train_stats, {}, self.epoch_sums))
+                    path = self.saver.save_interrupted(self.checkpoint(train_stats, {}, self.partial.sums))
                     self.reporter.info(
                         f"Stopped by {self.stop_requested} in epoch {epoch} after "
                         f"{plural(self.state.partial_batches, 'batch', 'batches')}; saved {path}. "
@@ -396,11 +357,11 @@ class Stage3Trainer:
         self.reporter.epoch_summary(epoch, row, title=title)
         if self.history is not None:
             self.history.append(row)
-            if self.panels:
-                self.history.add_images(self.panels, steps)
+            if self.panels.drawn:
+                self.history.add_images(self.panels.drawn, steps)
         return val_stats, improved
 
-    def _after_step(self, epoch: int, sums: _Sums, skipped: int) -> bool:
+    def _after_step(self, epoch: int, sums: Sums, skipped: int) -> bool:
         """Validation and checkpoint due after an optimizer step inside an epoch; True to stop the epoch.
 
         Not called for the epoch's last step: the epoch's own validation and checkpoint follow it.
@@ -420,7 +381,7 @@ class Stage3Trainer:
             val_stats, improved = self._validate_and_record(
                 epoch, train_stats, self.epoch_rates, end_of_epoch=False
             )
-        checkpoint = self.checkpoint(train_stats, val_stats, self.epoch_sums)
+        checkpoint = self.checkpoint(train_stats, val_stats, self.partial.sums)
         if self.fabric.is_global_zero:
             if save:
                 self.saver.save_step(checkpoint)
@@ -434,10 +395,8 @@ class Stage3Trainer:
             self._report_max_steps(epoch)
         return self.finished is not None
 
-    def _train_stats(self, sums: _Sums, skipped: int) -> dict[str, Any]:
-        self.epoch_sums = sums.totals(self.fabric)  # what a checkpoint inside this epoch carries
-        stats = _per_sample(self.epoch_sums)
-        return {"loss": stats.pop("total", math.nan), **stats, "skipped_steps": skipped}
+    def _train_stats(self, sums: Sums, skipped: int) -> dict[str, Any]:
+        return self.partial.train_stats(sums, skipped, self.fabric)
 
     def train_epoch(self, loader: Iterable, epoch: int) -> dict[str, Any]:
         """One pass over ``loader`` with accumulation and optimizer steps; returns the epoch's mean loss terms.
@@ -450,9 +409,7 @@ class Stage3Trainer:
         total = len(loader)  # type: ignore[arg-type]
         done_before = self.state.partial_batches
         # A resumed epoch goes on from the sums its checkpoint carried: its means cover all its batches.
-        sums = _Sums.resumed(self.resumed_sums if done_before else None, self.fabric.is_global_zero)
-        skipped = self.resumed_skipped if done_before and self.fabric.is_global_zero else 0
-        self.resumed_sums, self.resumed_skipped = None, 0
+        sums, skipped = self.partial.begin(done_before, self.fabric.is_global_zero)
         self.epoch_batches = done_before + total
         cycle_skip = False
         with self.reporter.bar(f"Epoch {epoch}", total) as bar:
@@ -460,9 +417,7 @@ class Stage3Trainer:
                 batch = self.fabric.to_device(batch)
                 position = done_before + i  # index of this batch within the epoch
                 epoch_len = done_before + total
-                cycle_start = (position // training.grad_accum) * training.grad_accum
-                cycle_len = min(training.grad_accum, epoch_len - cycle_start)  # the last cycle may be short
-                last_in_cycle = position + 1 == cycle_start + cycle_len
+                cycle_len, last_in_cycle = accumulation_cycle(position, epoch_len, training.grad_accum)
                 with self.fabric.no_backward_sync(self.model, enabled=not last_in_cycle):
                     terms = self.training_step(batch, epoch)
                     loss = terms["total"].mean()
@@ -510,37 +465,16 @@ class Stage3Trainer:
             images: also draw the panels of the first :data:`~axion.viz.panels.PANEL_TILES` tiles
                 into :attr:`panels` (from the opt_v3 this pass computes anyway).
         """
-        sums = _Sums()
-        self.panels = {}
+        sums = Sums()
+        self.panels.start()
         with self.reporter.bar(f"Validation {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
             for batch in loader:
                 batch = self.fabric.to_device(batch)
                 values = self.validation_step(batch)
                 opt_v3 = values.pop("opt_v3", None)
                 if images and opt_v3 is not None:
-                    self._draw_panels(batch, opt_v3)
+                    self.panels.add(batch, opt_v3)
                 sums.add(values)
                 bar.advance(loss=float(values["total"].mean()), sar_agr=float(values["sar_agreement"].mean()))
         stats = sums.means(self.fabric)
         return {"loss": stats.pop("total", math.nan), **stats}
-
-    def _draw_panels(self, batch: dict[str, Any], opt_v3: Tensor) -> None:
-        """Panels of a batch's tiles until :data:`~axion.viz.panels.PANEL_TILES` are drawn.
-
-        The validation order is fixed (sorted names, no shuffling), so the same tiles come
-        first every time; each tile's colour stretch is computed once, from its target.
-        """
-        from axion.viz.panels import PANEL_TILES, Stretch, validation_panel
-
-        def numpy(tensor: Tensor, i: int) -> Any:
-            return tensor[i].detach().float().cpu().numpy()
-
-        for i, name in enumerate(batch["name"]):
-            if len(self.panels) >= PANEL_TILES:
-                return
-            s1, target = numpy(batch["s1"], i), numpy(batch["target"], i)
-            if name not in self.stretches:
-                self.stretches[name] = Stretch.of(s1, target, numpy(batch["mask"], i)[0] > 0)
-            self.panels[name] = validation_panel(
-                s1, numpy(batch["opt_v2"], i), numpy(opt_v3, i), target, self.stretches[name]
-            )

@@ -1,0 +1,100 @@
+"""Bookkeeping of the epoch in progress: its running sums, accumulation cycles and partial resume.
+
+A checkpoint written inside an epoch (``--checkpoint-every-steps``, a stop signal) carries
+the epoch's sums so far and its skipped steps; the resumed run goes on from them, so the
+epoch's means cover all its batches, before and after the interruption.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def per_sample(totals: dict[str, float]) -> dict[str, float]:
+    """Means from :meth:`Sums.totals`."""
+    count = max(1.0, totals["count"])
+    return {k: v / count for k, v in totals.items() if k != "count"}
+
+
+class Sums:
+    """Per-sample sums of named values, all-reduced across ranks at the end."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.count = 0
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        batch = next(iter(values.values())).shape[0]
+        for key, value in values.items():
+            self.sums[key] += float(value.detach().float().sum())
+        self.count += batch
+
+    def totals(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
+        """The sums over every rank, with the sample count under ``"count"``."""
+        keys = sorted(self.sums)
+        packed = torch.tensor([self.sums[k] for k in keys] + [float(self.count)], dtype=torch.float64)
+        if fabric.world_size > 1:
+            packed = fabric.all_reduce(packed.to(fabric.device), reduce_op="sum").cpu()
+        return {**{k: float(packed[i]) for i, k in enumerate(keys)}, "count": float(packed[-1])}
+
+    def means(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
+        return per_sample(self.totals(fabric))
+
+    @classmethod
+    def resumed(cls, totals: dict[str, float] | None, rank_zero: bool) -> Sums:
+        """Sums that start from a checkpoint's :meth:`totals` (on rank 0 only: they cover every rank)."""
+        sums = cls()
+        if totals and rank_zero:
+            sums.count = int(totals.get("count", 0))
+            sums.sums.update({k: float(v) for k, v in totals.items() if k != "count"})
+        return sums
+
+
+def accumulation_cycle(position: int, epoch_len: int, grad_accum: int) -> tuple[int, bool]:
+    """The length of the accumulation cycle batch ``position`` belongs to, and whether it ends it.
+
+    The epoch's last cycle may be short (fewer than ``grad_accum`` batches left).
+    """
+    cycle_start = (position // grad_accum) * grad_accum
+    cycle_len = min(grad_accum, epoch_len - cycle_start)
+    return cycle_len, position + 1 == cycle_start + cycle_len
+
+
+@dataclass
+class PartialEpoch:
+    """What checkpoints inside an epoch carry about it, and what a resumed epoch starts from.
+
+    Attributes:
+        sums: the current epoch's training sums so far (all ranks; :meth:`Sums.totals`).
+        resumed_sums: sums of a resumed partial epoch, consumed by its first :meth:`begin`.
+        resumed_skipped: skipped steps of that partial epoch.
+    """
+
+    sums: dict[str, float] | None = None
+    resumed_sums: dict[str, float] | None = None
+    resumed_skipped: int = 0
+
+    def restore(self, train_stats: dict[str, Any]) -> None:
+        """Take the partial epoch a checkpoint carried (its ``epoch_sums``, ``epoch_skipped``)."""
+        self.resumed_sums = train_stats.get("epoch_sums")
+        self.resumed_skipped = int(train_stats.get("epoch_skipped", 0))
+
+    def begin(self, done_before: int, rank_zero: bool) -> tuple[Sums, int]:
+        """The sums and skipped steps an epoch starts with: the resumed ones when it goes on
+        after ``done_before`` batches (on rank 0 only: they cover every rank), else none."""
+        sums = Sums.resumed(self.resumed_sums if done_before else None, rank_zero)
+        skipped = self.resumed_skipped if done_before and rank_zero else 0
+        self.resumed_sums, self.resumed_skipped = None, 0
+        return sums, skipped
+
+    def train_stats(self, sums: Sums, skipped: int, fabric) -> dict[str, Any]:  # noqa: ANN001 (Fabric)
+        """The epoch's mean terms so far (``loss`` first) and its skipped steps; keeps the sums."""
+        self.sums = sums.totals(fabric)  # what a checkpoint inside this epoch carries
+        stats = per_sample(self.sums)
+        return {"loss": stats.pop("total", math.nan), **stats, "skipped_steps": skipped}
