@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from axion.errors import DataError
+
 
 def same_grid(src: Any, ref: Any) -> bool:
     """Whether two open datasets share CRS, transform and size (so pixels correspond 1:1)."""
@@ -77,3 +79,11 @@ def on_grid_of(src: Any, ref: Any, *, name: str) -> Iterator[Any]:
         **resampling_scales(src, ref),
     ) as vrt:
         yield vrt
+
+
+def enter_on_grid(stack: contextlib.ExitStack, src: Any, ref: Any, path: Any) -> Any:
+    """Enter :func:`on_grid_of` on ``stack``; a grid it cannot resample is a one-line ``DataError``."""
+    try:
+        return stack.enter_context(on_grid_of(src, ref, name=str(path)))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None

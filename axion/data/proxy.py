@@ -40,9 +40,7 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     from scipy import ndimage
 
     radius = max(1, int(np.ceil(3.0 * sigma)))
-    return ndimage.gaussian_filter(
-        image.astype(np.float64), sigma, radius=radius, mode="mirror", axes=(1, 2)
-    )
+    return ndimage.gaussian_filter(image.astype(np.float64), sigma, radius=radius, mode="mirror", axes=(1, 2))
 
 
 def degrade_to_proxy(target: np.ndarray, seed: int) -> np.ndarray:

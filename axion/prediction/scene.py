@@ -254,15 +254,12 @@ def scene_readers(info: SceneInfo) -> Iterator[tuple[Any, Any]]:
     """(S1 on opt_v2's grid, opt_v2): open datasets to read windows from."""
     import rasterio
 
-    from axion.data.grid import on_grid_of
+    from axion.data.grid import enter_on_grid
 
-    with rasterio.open(info.opt_v2) as opt, rasterio.open(info.s1) as s1_file:
-        try:
-            s1_context = on_grid_of(s1_file, opt, name=str(info.s1))
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
-        with s1_context as s1:
-            yield s1, opt
+    with contextlib.ExitStack() as stack:
+        opt = stack.enter_context(rasterio.open(info.opt_v2))
+        s1_file = stack.enter_context(rasterio.open(info.s1))
+        yield enter_on_grid(stack, s1_file, opt, info.s1), opt
 
 
 # --- tiled inference ----------------------------------------------------------------------------

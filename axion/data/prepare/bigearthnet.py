@@ -26,6 +26,7 @@ import numpy as np
 
 from axion.data.grid import on_grid_of
 from axion.data.prepare.bandmap import WANTED
+from axion.data.prepare.scene import window_origins
 from axion.data.prepare.tile import Pixels, PreparedTile, Skipped, assemble, tile_units
 from axion.errors import DataError
 
@@ -115,11 +116,6 @@ def _read_single(path: Path, ref: Any) -> tuple[np.ndarray, float | None]:
         raise DataError(f"{path}: not a readable GeoTIFF ({str(exc).splitlines()[0]})") from None
     except ValueError as exc:
         raise DataError(str(exc)) from None
-
-
-def window_origins(length: int, size: int, stride: int) -> list[int]:
-    """Start offsets of windows of ``size`` every ``stride`` pixels that fit in ``length``."""
-    return list(range(0, length - size + 1, stride))
 
 
 class BigEarthNetSource:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from axion.bands import OPTICAL_BANDS, S1_KEYS, S1_UNITS
-from axion.data.grid import on_grid_of
-from axion.data.prepare.scene import SceneOptions, window_origins
+from axion.data.grid import enter_on_grid
+from axion.data.prepare.scene import SceneOptions, scene_windows
 from axion.data.prepare.tile import (
     TOO_MANY_INVALID,
     PreparedTile,
@@ -65,13 +65,7 @@ class InferenceSceneSource:
             else:
                 s1_band_indexes(ref, reference)
             self.height, self.width = ref.height, ref.width
-        size = options.tile_size
-        if self.height < size or self.width < size:
-            raise DataError(
-                f"{reference}: scene is {self.width}x{self.height} px, smaller than --tile-size {size}"
-            )
-        self.rows = window_origins(self.height, size, options.stride)
-        self.cols = window_origins(self.width, size, options.stride)
+        self.rows, self.cols = scene_windows(reference, self.height, self.width, options)
 
     @property
     def total(self) -> int:
@@ -86,10 +80,7 @@ class InferenceSceneSource:
             s1, opt, ref = s1_file, None, s1_file
             if self.pair.opt_v2 is not None:
                 opt = ref = stack.enter_context(open_geotiff(self.pair.opt_v2))
-                try:
-                    s1 = stack.enter_context(on_grid_of(s1_file, ref, name=str(self.pair.s1)))
-                except ValueError as exc:
-                    raise DataError(str(exc)) from None
+                s1 = enter_on_grid(stack, s1_file, ref, self.pair.s1)
             for row in self.rows:
                 for col in self.cols:
                     yield self._tile(s1, vv_vh, opt, ref, row, col)

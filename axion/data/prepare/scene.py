@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from axion.data.grid import on_grid_of
+from axion.data.grid import enter_on_grid
 from axion.data.prepare.bandmap import band_indexes, level_of
 from axion.data.prepare.tile import Pixels, PreparedTile, Skipped, assemble, tile_units
 from axion.data.raster import open_geotiff, s1_band_indexes
@@ -52,6 +52,14 @@ def window_origins(size: int, tile: int, stride: int) -> list[int]:
     return list(range(0, size - tile + 1, stride)) if size >= tile else []
 
 
+def scene_windows(path: Path, height: int, width: int, options: SceneOptions) -> tuple[list[int], list[int]]:
+    """Row and column origins of a scene's full windows; ``DataError`` when it is smaller than one."""
+    size = options.tile_size
+    if height < size or width < size:
+        raise DataError(f"{path}: scene is {width}x{height} px, smaller than --tile-size {size}")
+    return window_origins(height, size, options.stride), window_origins(width, size, options.stride)
+
+
 def block_span(start: int, tile: int, block_px: int) -> range:
     """Indexes of the blocks (``block_px`` wide) that a window [start, start + tile) reaches into."""
     return range(start // block_px, (start + tile - 1) // block_px + 1)
@@ -72,13 +80,7 @@ class SceneSource:
         if pair.s2_cloudy is not None:
             with open_geotiff(pair.s2_cloudy) as cloudy:
                 _, self.cloudy_order = self._bands(cloudy, pair.s2_cloudy, cloudy=True)
-        size = options.tile_size
-        if self.height < size or self.width < size:
-            raise DataError(
-                f"{pair.s2}: scene is {self.width}x{self.height} px, smaller than --tile-size {size}"
-            )
-        self.rows = window_origins(self.height, size, options.stride)
-        self.cols = window_origins(self.width, size, options.stride)
+        self.rows, self.cols = scene_windows(pair.s2, self.height, self.width, options)
 
     def _bands(self, src: Any, path: Path, cloudy: bool = False) -> tuple[tuple[int, ...], tuple[str, ...]]:
         names = self.options.s2_bands
@@ -104,22 +106,15 @@ class SceneSource:
             s2 = stack.enter_context(open_geotiff(self.pair.s2))
             s1_file = stack.enter_context(open_geotiff(self.pair.s1))
             vv_vh = s1_band_indexes(s1_file, self.pair.s1)
-            s1 = stack.enter_context(self._aligned(s1_file, s2, self.pair.s1))
+            s1 = enter_on_grid(stack, s1_file, s2, self.pair.s1)
             cloudy = cloudy_idx = None
             if self.pair.s2_cloudy is not None:
                 cloudy_file = stack.enter_context(open_geotiff(self.pair.s2_cloudy))
                 cloudy_idx, _ = self._bands(cloudy_file, self.pair.s2_cloudy, cloudy=True)
-                cloudy = stack.enter_context(self._aligned(cloudy_file, s2, self.pair.s2_cloudy))
+                cloudy = enter_on_grid(stack, cloudy_file, s2, self.pair.s2_cloudy)
             for row in self.rows:
                 for col in self.cols:
                     yield self._tile(s1, vv_vh, s2, cloudy, cloudy_idx, row, col)
-
-    @staticmethod
-    def _aligned(src: Any, ref: Any, path: Path) -> Any:
-        try:
-            return on_grid_of(src, ref, name=str(path))
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
 
     def _tile(
         self, s1: Any, vv_vh: tuple[int, int], s2: Any, cloudy: Any, cloudy_idx: Any, row: int, col: int
