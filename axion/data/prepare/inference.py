@@ -21,7 +21,7 @@ import numpy as np
 
 from axion.bands import OPTICAL_BANDS, S1_KEYS, S1_UNITS
 from axion.data.grid import enter_on_grid
-from axion.data.prepare.scene import SceneOptions, scene_windows
+from axion.data.prepare.scene import SceneOptions, WindowedScene, scene_windows
 from axion.data.prepare.tile import (
     TOO_MANY_INVALID,
     PreparedTile,
@@ -51,7 +51,7 @@ def _check_opt_v2(src: Any, path: Path) -> None:
         )
 
 
-class InferenceSceneSource:
+class InferenceSceneSource(WindowedScene):
     """Cuts one :class:`InferencePair` into inference-only tiles."""
 
     def __init__(self, pair: InferencePair, options: SceneOptions) -> None:
@@ -66,11 +66,6 @@ class InferenceSceneSource:
                 s1_band_indexes(ref, reference)
             self.height, self.width = ref.height, ref.width
         self.rows, self.cols = scene_windows(reference, self.height, self.width, options)
-
-    @property
-    def total(self) -> int:
-        """How many windows this scene offers (before skipping)."""
-        return len(self.rows) * len(self.cols)
 
     def tiles(self) -> Iterator[PreparedTile | Skipped]:
         """Every window, as a tile or a skip."""

@@ -65,7 +65,19 @@ def block_span(start: int, tile: int, block_px: int) -> range:
     return range(start // block_px, (start + tile - 1) // block_px + 1)
 
 
-class SceneSource:
+class WindowedScene:
+    """A scene cut into full windows: ``rows`` and ``cols`` are their origins (:func:`scene_windows`)."""
+
+    rows: list[int]
+    cols: list[int]
+
+    @property
+    def total(self) -> int:
+        """How many windows this scene offers (before skipping)."""
+        return len(self.rows) * len(self.cols)
+
+
+class SceneSource(WindowedScene):
     """Cuts one :class:`ScenePair` into tiles."""
 
     def __init__(self, pair: ScenePair, options: SceneOptions) -> None:
@@ -94,11 +106,6 @@ class SceneSource:
             return band_indexes(src.count, names)
         except ValueError as exc:
             raise DataError(f"{path}: {str(exc).replace('--s2-bands', flag)}") from None
-
-    @property
-    def total(self) -> int:
-        """How many windows this scene offers (before skipping)."""
-        return len(self.rows) * len(self.cols)
 
     def tiles(self) -> Iterator[PreparedTile | Skipped]:
         """Every window, as a tile or a skip."""
