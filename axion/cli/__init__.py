@@ -3,6 +3,9 @@
 One Typer app (:mod:`axion.cli.app`) with a ``stage3`` sub-app; each command lives
 in its own module and registers itself on import. Command modules import nothing
 heavy at import time, so ``--help`` is fast.
+
+May import: every other package (each command calls its library function, see
+docs/layout.md); nothing imports this package but ``axion.__main__``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@
 - :mod:`.registry`: which model belongs to which command.
 
 This package imports no torch, so ``--help`` stays fast.
+
+May import: the top-level modules and :mod:`axion.records` (the ``--monitor`` choices).
+Never :mod:`axion.data` or anything above it: they read their settings from here.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Names are loaded on first use (PEP 562), so ``from axion.model import check_weights``
 stays cheap: torch and terratorch are imported only when a model is built.
+
+May import: the top-level modules, :mod:`axion.config` and :mod:`axion.data`. Never
+:mod:`axion.training`, :mod:`axion.prediction`, :mod:`axion.writers` or :mod:`axion.cli`.
 """
 
 from __future__ import annotations
