@@ -283,6 +283,44 @@ def test_checkpoint_with_non_finite_weights_is_refused(
     assert_refused(result, str(poisoned), "non-finite value", not_written=out)
 
 
+class _Hostile:
+    """Unpickled, it would create the marker file: what a hostile checkpoint does with real code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.marker,))
+
+
+def _truncated(path: Path, marker: Path) -> None:
+    torch.save({"model_state_dict": {"fusion.w": torch.ones(64, 64)}}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _hostile(path: Path, marker: Path) -> None:
+    torch.save({"config": _Hostile(marker), "model_state_dict": {}}, path)
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"), [(_truncated, "truncated or corrupted"), (_hostile, "could run code; not loaded")]
+)
+def test_damaged_or_hostile_checkpoints_get_a_short_safe_line(
+    make: Callable[[Path, Path], None], needle: str, tiles_dir: Path, tmp_path: Path
+) -> None:
+    """The file and the problem in a short line; never torch's advice to load with weights_only=False."""
+    bad, marker, out = tmp_path / "model.pt", tmp_path / "ran", tmp_path / "out"
+    make(bad, marker)
+    for command in (
+        f"stage3 evaluate --checkpoint {bad} --data-dir {tiles_dir} --output-dir {out} --lpips-weight 0",
+        f"stage3 infer --checkpoint {bad} --input-dir {tiles_dir / 'test'} --output-dir {out} "
+        "--proxy-from-ground-truth",
+    ):
+        line = assert_refused(run_cli(command), str(bad), needle, not_written=out)
+        assert "weights_only" not in line and len(line) - len(str(bad)) <= 160, line
+    assert not marker.exists()
+
+
 # --- output locations that cannot be written ----------------------------------------------------
 
 
