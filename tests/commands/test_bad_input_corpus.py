@@ -75,6 +75,7 @@ TILE_CASES: dict[str, tuple[Callable[[dict], None], str]] = {
     "s2_1e30_pixels": (_set("s2_b4", _block(1e30)), "S2 above the reflectance ceiling"),
     "s2_reflectance_0_1": (_set("s2", lambda b: b / 10000.0), "looks like reflectance 0-1"),
     "s2_constant_band": (_set("s2_b8", lambda b: np.full_like(b, 2000.0)), "S2 B8 is constant"),
+    "s1_all_zero": (_set("s1", np.zeros_like), "no S1 signal: every value is 0"),
     "s1_linear_power": (_set("s1", lambda b: 10.0 ** (b / 10.0)), "S1 looks like linear power, not dB"),
     "s1_1e30_pixels": (_set("s1_vv", _block(1e30)), "S1 values outside -100..60 dB"),
     "s1_unmasked_nodata": (_set("s1_vh", _block(-9999.0)), "S1 values outside -100..60 dB"),
