@@ -24,6 +24,7 @@ from axion.data.plausible import Finding, optical_findings, s1_findings
 from axion.data.tilefile import (
     OPT_V2_KEY,
     OPT_V2_MASK_KEY,
+    SPLITS,
     VALID_KEY,
     find_npz,
     is_inference_tile,
@@ -208,6 +209,26 @@ def check_tile(npz: Path, *, require_target: bool = True) -> list[str]:
     return inspect_tile(npz, require_target=require_target)[0]
 
 
+def misfiled(npz: Path, data_dir: Path) -> list[str]:
+    """A warning when a tile sits in a split folder (``train/``, ...) other than the split its JSON declares.
+
+    The JSON decides (:class:`axion.data.dataset.TileDataset`); the folder may be what the user meant.
+    """
+    folders = [part for part in npz.relative_to(data_dir).parts[:-1] if part in SPLITS]
+    if not folders:
+        return []
+    try:
+        declared = read_meta(sidecar(npz)).get("split")
+    except ValueError:
+        return []  # reported by inspect_tile
+    if declared not in SPLITS or declared == folders[-1]:
+        return []
+    return [
+        f"filed under {folders[-1]}/ but its JSON declares split {declared!r}: used as a {declared} tile "
+        "(the JSON decides; move the files or fix the JSON)"
+    ]
+
+
 def tile_paths(data_dir: Path) -> list[Path]:
     """The NPZ files below ``data_dir`` that count as tiles: all but Stage 2 outputs without sidecar."""
     return [npz for npz in find_npz(data_dir) if sidecar(npz).exists() or not is_stage2_output(npz)]
@@ -230,6 +251,7 @@ def inspect_tiles(data_dir: Path, *, require_target: bool = True) -> Inspection:
     tiles = tile_paths(data_dir)
     for npz in tiles:
         bad, odd = inspect_tile(npz, require_target=require_target)
+        odd += misfiled(npz, data_dir)
         problems += [Problem(npz, reason) for reason in bad]
         warnings += [Problem(npz, note, fatal=False) for note in odd]
         if npz.stem in seen:
