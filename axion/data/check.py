@@ -44,6 +44,9 @@ SHOWN_WARNINGS = 5
 #: Product levels a tile's JSON may record (``prepare`` writes them).
 S1_PRODUCTS: tuple[str, ...] = ("grd", "rtc")
 S2_LEVELS: tuple[str, ...] = ("L2A", "L1C")
+#: Tiles with a side below this (px) get a warning: TerraMind's patch is 16 px, the SSIM window
+#: (:data:`axion.metrics.SSIM_KERNEL`) 11 px; such a tile is mostly padding to the model.
+SMALLEST_SIDE: int = 16
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,12 @@ def check_arrays(
         reasons.append(f"{VALID_KEY!r} has shape {header[VALID_KEY][0]}, expected {header[present[0]][0]}")
     if reasons:
         return reasons, []
+    height, width = header[present[0]][0]
+    small = (
+        [f"tile is {height} x {width} px, smaller than TerraMind's 16 px patch and the 11 px SSIM window"]
+        if min(height, width) < SMALLEST_SIDE
+        else []
+    )
     try:
         arrays = load_arrays(npz, tuple(present), optional=(VALID_KEY,))
     except ValueError as exc:
@@ -176,7 +185,7 @@ def check_arrays(
     if reasons:
         return reasons, []
     found = value_findings(arrays, meta)
-    return [str(f) for f in found if f.fatal], [str(f) for f in found if not f.fatal]
+    return [str(f) for f in found if f.fatal], small + [str(f) for f in found if not f.fatal]
 
 
 def inspect_tile(npz: Path, *, require_target: bool = True) -> tuple[list[str], list[str]]:

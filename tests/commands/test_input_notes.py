@@ -73,3 +73,11 @@ def test_a_tile_filed_under_another_split_is_named(quirky: dict[str, Path], trai
     (line,) = _warnings(trained, "filed under")
     assert str(quirky["misfiled"]) in line
     assert "filed under train/ but its JSON declares split 'val': used as a val tile" in line
+
+
+def test_a_tile_smaller_than_the_patch_and_the_ssim_window_is_named(
+    quirky: dict[str, Path], trained: Result
+) -> None:
+    (line,) = _warnings(trained, "smaller than")
+    assert str(quirky["small"]) in line
+    assert f"{SMALL} x {SMALL} px" in line and "16 px patch" in line and "11 px SSIM window" in line
