@@ -229,7 +229,7 @@ def _predictor(settings: InferConfig, reporter: Reporter) -> Predictor:
 def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     """opt_v3 for every tile below ``settings.input_dir``."""
     from axion.data.check import report_warnings
-    from axion.data.dataset import TileDataset
+    from axion.data.dataset import TileDataset, unrecorded_s1_product
     from axion.outputs import clean_stale
 
     input_dir, output_dir = Path(settings.input_dir), Path(settings.output_dir)  # type: ignore[arg-type]
@@ -249,6 +249,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
         max_samples=settings.max_samples,
     )
     warnings = input_warnings(input_dir, settings.stage2_dir, dataset)
+    warnings += unrecorded_s1_product(input_dir, dataset.tiles, checkpoint.model_settings.get("s1_product", "grd"))
     if source == STAGE2:
         reporter.info(f"opt_v2: Stage 2 outputs from {settings.stage2_dir}")
     else:

@@ -81,3 +81,10 @@ def test_a_tile_smaller_than_the_patch_and_the_ssim_window_is_named(
     (line,) = _warnings(trained, "smaller than")
     assert str(quirky["small"]) in line
     assert f"{SMALL} x {SMALL} px" in line and "16 px patch" in line and "11 px SSIM window" in line
+
+
+def test_tiles_without_their_s1_product_are_named_once(quirky: dict[str, Path], trained: Result) -> None:
+    (line,) = _warnings(trained, "S1 product")
+    # Train and val tiles, all of them without 's1_product', in one line.
+    assert "5 tiles record no S1 product" in line and "read as GRD" in line
+    assert quirky["misfiled"].name in line and quirky["small"].name in line
