@@ -210,6 +210,15 @@ def _check_run(settings: InferConfig) -> Checkpoint:
     return checkpoint
 
 
+def note_equal_samples(settings: InferConfig, checkpoint: Checkpoint, reporter: Reporter) -> None:
+    """A note when ``--samples`` >= 2 draws from a deterministic model: the samples are equal, the spread 0."""
+    if settings.samples > 1 and checkpoint.model_settings.get("generator") == "none":
+        reporter.info(
+            f"note: {settings.checkpoint} was trained with --generator none (the fusion network alone, "
+            f"deterministic): the {settings.samples} samples are equal and opt_v3_std is 0 everywhere"
+        )
+
+
 def _worker_reporter(shard: Shard, reporter: Reporter | None, settings: InferConfig) -> Reporter:
     """The caller's reporter in a single process; a terminal one on rank 0 of several, silent elsewhere."""
     if reporter is not None:
@@ -261,6 +270,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
         f"Checkpoint: {settings.checkpoint} (epoch {checkpoint.epoch}); {plural(len(dataset), 'tile')}, "
         f"{plural(settings.samples, 'sample')} each, {plural(settings.devices, 'process', 'processes')}"
     )
+    note_equal_samples(settings, checkpoint, reporter)
     previous = _previous_outputs(output_dir) if settings.overwrite else []
     created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -447,7 +457,7 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
         check_writable_file(path, "output scene")
         clean_stale_file(path)
     grid = make_grid(info.height, info.width, settings.tile_size, settings.overlap)
-    _check_run(settings)
+    checkpoint = _check_run(settings)
     acquired, when = acquisition_time(s1_scene, settings.datetime)
     if info.crs is None:
         reporter.info(f"note: {opt_v2_scene} has no CRS; {outputs.tif} gets the same pixel grid without one")
@@ -458,6 +468,7 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
         f"overlap {settings.overlap} px; {plural(settings.samples, 'sample')} per tile, "
         f"{plural(settings.devices, 'process', 'processes')}"
     )
+    note_equal_samples(settings, checkpoint, reporter)
     # Until the new Item is written this scene counts as incomplete; a stale spread goes with it.
     outputs.item.unlink(missing_ok=True)
     if settings.samples == 1:
