@@ -473,10 +473,18 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
     outputs.item.unlink(missing_ok=True)
     if settings.samples == 1:
         outputs.std.unlink(missing_ok=True)
+    folder = outputs.tif.parent
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)  # as tile mode creates its output directory
     single = settings.devices == 1
-    result = _run(
-        settings.devices, scene_worker, settings, info, (acquired, when), reporter if single else None
-    )
+    try:
+        result = _run(
+            settings.devices, scene_worker, settings, info, (acquired, when), reporter if single else None
+        )
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a run that wrote nothing leaves no folder behind
+        raise
     reporter.info(f"Wrote {', '.join(str(p) for p in result.outputs)}")
     return result
 

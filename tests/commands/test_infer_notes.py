@@ -1,4 +1,4 @@
-"""``infer`` says what it does: equal samples from a deterministic model.
+"""``infer`` says what it does: equal samples from a deterministic model, and one rule for output folders.
 
 Real tiles and a real scene (Sen1Floods11, see tests/scenes.py); a checkpoint of the fusion network
 alone (``--generator none``), trained for one epoch.
@@ -58,3 +58,19 @@ def test_samples_of_the_fusion_network_alone_get_a_note(
     result = _scene(fusion_only, pair, tmp_path / "tiles" / "opt_v3.tif")
     assert result.exit_code == 0, result.output
     assert NOTE not in result.output
+
+
+def test_scene_mode_creates_a_missing_output_folder_as_tile_mode_does(
+    fusion_only: Path, tiles_dir: Path, pair, tmp_path: Path
+) -> None:
+    tiles_out = tmp_path / "new" / "tiles"
+    result = run_cli(
+        f"stage3 infer --checkpoint {fusion_only} --input-dir {tiles_dir / 'test'} --output-dir {tiles_out} "
+        "--proxy-from-ground-truth --max-samples 1 --quiet"
+    )
+    assert result.exit_code == 0, result.output
+    assert list(tiles_out.glob("*.npz"))
+    scene_out = tmp_path / "new" / "scenes" / "opt_v3.tif"
+    result = _scene(fusion_only, pair, scene_out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert scene_out.is_file() and scene_out.with_suffix(".json").is_file()
