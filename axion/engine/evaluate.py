@@ -138,7 +138,7 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     from torch.utils.data import DataLoader
 
     from axion.data.check import report_warnings, validate_data_dir, validate_stage2
-    from axion.data.dataset import TileDataset, collate_tiles
+    from axion.data.dataset import TileDataset, collate_tiles, unrecorded_s1_product
     from axion.engine.predict import predictor_for, size_batches
     from axion.engine.runtime import resolve_num_workers
     from axion.outputs import clean_stale
@@ -157,6 +157,9 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     warnings = validate_data_dir(settings.data_dir)
     dataset = TileDataset(
         settings.data_dir, settings.split, stage2_dir=settings.stage2_dir, max_samples=settings.max_samples
+    )
+    warnings += unrecorded_s1_product(
+        settings.data_dir, dataset.tiles, checkpoint.model_settings.get("s1_product", "grd")
     )
     if settings.stage2_dir is not None:
         warnings += validate_stage2(
