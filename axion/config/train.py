@@ -137,8 +137,9 @@ class EarlyStoppingConfig(Settings):
     )
     monitor: Literal["sar_agreement", "psnr", "val_loss"] = Field(
         "sar_agreement",
-        description="Validation score for early stopping and best_model.pt: sar_agreement or psnr "
-        "(higher is better), val_loss (lower is better).",
+        description="Validation score for early stopping and best_model.pt: sar_agreement (opt_v3's "
+        "structure against the ground truth's where the radar sees structure) or psnr (higher is "
+        "better), val_loss (lower is better).",
     )
 
 
