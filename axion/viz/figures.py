@@ -235,7 +235,7 @@ def training_curves(
 
 
 def metric_distributions(rows: Sequence[Mapping[str, Any]], path: Path, dpi: int) -> Path:
-    """Per-tile distributions of every metric, opt_v2 vs opt_v3 (and the ground truth's SAR agreement)."""
+    """Per-tile distributions of every headline metric, opt_v2 vs opt_v3."""
     plt = _pyplot()
     keys = [k for k in METRICS if rows and f"opt_v3_{k}" in rows[0]]
     cols = min(4, len(keys))
