@@ -7,6 +7,8 @@ exits with :attr:`AxionError.exit_code`, without a traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class AxionError(Exception):
     """An error caused by input the user controls."""
@@ -30,3 +32,24 @@ class TrainingError(AxionError):
     """Training cannot go on (for example, the loss kept being non-finite)."""
 
     exit_code = 1
+
+
+def torch_load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, short and safe to follow.
+
+    torch's own text runs to hundreds of characters and suggests loading again with
+    ``weights_only=False``: for a hostile file that runs whatever its pickle holds. This
+    names the problem only.
+    """
+    text = str(exc)
+    if "weights_only" in text or "Weights only load failed" in text:
+        found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", text, re.IGNORECASE)
+        held = f", such as {found.group(1).rstrip('.,')}," if found else ""
+        return f"it holds objects other than tensors and plain data{held} which could run code; not loaded"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    # A cut zip fails to find its directory, or seeks past the end (EINVAL); a cut pickle ends early.
+    if "central directory" in text or "zip archive" in text or isinstance(exc, (EOFError, OSError)):
+        return "truncated or corrupted"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}"[:80] if first else type(exc).__name__

@@ -11,6 +11,11 @@ so the terms live on the scale of a reflectance L1 (about 0.01-0.05). Each term
 runs in fp32 with autocast switched off, so it stays finite under bf16/fp16 AMP.
 A sample with no valid pixel contributes 0 to every term.
 
+Every term is 0 at the ground truth, so none of them pulls opt_v3 away from it: the
+SAR term compares with the truth's structure where the radar sees structure, cycle
+and identity only charge changes from Stage 2 beyond Stage 2's own error, and LPIPS
+only charges a perceptual step back from Stage 2.
+
 The formulas are written out in ``docs/losses.md``.
 """
 
@@ -24,7 +29,7 @@ from torch import Tensor, nn
 
 from axion.bands import to_reflectance
 from axion.masked import TINY, check_shapes, erode, in_fp32, masked_mean, valid_pixels
-from axion.structure import GRADIENT_RADIUS, SMOOTH_KERNEL, sar_confidence, structure_maps
+from axion.structure import SMOOTH_KERNEL, sar_confidence, sar_structure_weight, structure_maps
 
 if TYPE_CHECKING:
     from axion.config import LossConfig
@@ -38,26 +43,13 @@ TEXTURE_WINDOW: int = 7
 
 
 # --- the five terms -----------------------------------------------------------
-def _edge_alignment(g_o: Tensor, g_s: Tensor, weight: Tensor) -> Tensor:
-    """Weighted L1 between the optical gradient map and the SAR gradient map
-    standardised to the optical one's (detached) mean and spread."""
-    mu_o = masked_mean(g_o, weight).detach()
-    sd_o = masked_mean((g_o - mu_o[:, None, None, None]) ** 2, weight).sqrt().detach()
-    mu_s = masked_mean(g_s, weight)
-    sd_s = masked_mean((g_s - mu_s[:, None, None, None]) ** 2, weight).sqrt()
-    has_structure = sd_s > 1e-6
-    z_s = (g_s - mu_s[:, None, None, None]) / sd_s.clamp_min(1e-6)[:, None, None, None]
-    target = (mu_o[:, None, None, None] + sd_o[:, None, None, None] * z_s).detach()
-    term = masked_mean((g_o - target).abs(), weight)
-    return torch.where(has_structure, term, torch.zeros_like(term))
-
-
 def _box(x: Tensor) -> Tensor:
     return kornia.filters.box_blur(x, (TEXTURE_WINDOW, TEXTURE_WINDOW), border_type="reflect")
 
 
-def _texture_correlation(i_o: Tensor, i_s: Tensor, weight: Tensor) -> Tensor:
-    """Local (window) squared correlation deficit, weighted by the optical local std (detached)."""
+def _local_rho2(i_o: Tensor, i_s: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Local squared correlation of two intensities in :data:`TEXTURE_WINDOW` windows, and the
+    optical local variance: both (B, 1, H, W)."""
     # Centre first: fewer cancellation errors in E[x^2] - E[x]^2.
     i_o = i_o - masked_mean(i_o, weight).detach()[:, None, None, None]
     i_s = i_s - masked_mean(i_s, weight).detach()[:, None, None, None]
@@ -65,61 +57,84 @@ def _texture_correlation(i_o: Tensor, i_s: Tensor, weight: Tensor) -> Tensor:
     var_o = (_box(i_o * i_o) - mu_o**2).clamp_min(0.0)
     var_s = (_box(i_s * i_s) - mu_s**2).clamp_min(0.0)
     cov = _box(i_o * i_s) - mu_o * mu_s
-    rho2 = (cov**2 / (var_o * var_s + TINY)).clamp(0.0, 1.0)
-    return masked_mean(var_o.sqrt().detach() * (1.0 - rho2), weight)
+    return (cov**2 / (var_o * var_s + TINY)).clamp(0.0, 1.0), var_o
 
 
 @in_fp32
-def sar_consistency_loss(optical: Tensor, s1: Tensor, mask: Tensor) -> Tensor:
-    """SAR consistency: edge alignment plus local texture correlation, backscatter-weighted.
+def sar_consistency_loss(optical: Tensor, target: Tensor, s1: Tensor, mask: Tensor) -> Tensor:
+    """SAR consistency: edge alignment plus texture correlation where the radar sees structure.
 
-    Both images are reduced to one intensity (mean reflectance of the four bands;
-    mean of VV and VH in dB), smoothed, and compared on (1) Sobel gradient
-    magnitude and (2) local correlation in :data:`TEXTURE_WINDOW` windows. Pixels
-    are weighted by :func:`sar_confidence` (VV in dB). Only pixels whose filter
-    footprint is entirely valid count. 0 when the optical structure is an affine
-    image of the SAR structure.
+    Both optical images are reduced to one intensity (mean reflectance of the four bands),
+    smoothed, and compared with the ground truth's at the pixels the SAR points at
+    (:func:`sar_structure_weight`: SAR edge strength times backscatter confidence):
+
+    - edge alignment: mean ``|G(optical) - G(target)|`` of the Sobel gradient magnitudes;
+    - texture correlation: how far the optical image's local squared correlation with the
+      SAR (in :data:`TEXTURE_WINDOW` windows) departs from the ground truth's own, weighted by
+      the ground truth's local standard deviation.
+
+    Both are 0 at the ground truth and grow when the image has less structure there (blur)
+    or more than the real scene has (radar edges copied in). Only pixels whose filter
+    footprint is entirely valid count.
 
     Args:
-        optical: (B, 4, H, W) tile units.
+        optical: (B, 4, H, W) tile units, the image trained.
+        target: (B, 4, H, W) tile units, the ground truth.
         s1: (B, 2, H, W) VV, VH in dB.
         mask: (B, 1, H, W), 1 = valid.
 
     Returns:
         (B,) in reflectance units: ``0.5 * (edge + texture)``.
     """
-    check_shapes(mask, optical=(optical, 4), s1=(s1, 2))
+    check_shapes(mask, optical=(optical, 4), target=(target, 4), s1=(s1, 2))
     valid = valid_pixels(mask)
-    i_o, i_s, g_o, g_s = structure_maps(optical, s1, valid)
-    conf = sar_confidence(s1, valid)
-    edge_w = conf * erode(valid, GRADIENT_RADIUS)
-    tex_w = conf * erode(valid, SMOOTH_KERNEL // 2 + TEXTURE_WINDOW // 2)
-    return 0.5 * (_edge_alignment(g_o, g_s, edge_w) + _texture_correlation(i_o, i_s, tex_w))
+    i_o, i_s, g_o, _ = structure_maps(optical, s1, valid)
+    i_t, _, g_t, _ = structure_maps(target, s1, valid)
+    where = sar_structure_weight(s1, valid)
+    edge = masked_mean((g_o - g_t.detach()).abs(), where)
+    tex_w = where * erode(valid, SMOOTH_KERNEL // 2 + TEXTURE_WINDOW // 2)
+    rho2_o, _ = _local_rho2(i_o, i_s, tex_w)
+    rho2_t, var_t = _local_rho2(i_t, i_s, tex_w)
+    texture = masked_mean(var_t.sqrt().detach() * (rho2_o - rho2_t.detach()).abs(), tex_w)
+    return 0.5 * (edge + texture)
+
+
+def _unjustified_change(opt_v3: Tensor, opt_v2: Tensor, target: Tensor) -> Tensor:
+    """Per pixel and band, the part of the change from Stage 2 that Stage 2's own error does not
+    justify: ``max(0, |opt_v3 - opt_v2| - |target - opt_v2|)`` in reflectance.
+
+    0 for any opt_v3 at most as far from opt_v2 as the ground truth is: a move towards the truth
+    is free, an overshoot or a move where Stage 2 was right is not.
+    """
+    change = to_reflectance(opt_v3 - opt_v2).abs()
+    allowed = to_reflectance(target - opt_v2).abs().detach()
+    return (change - allowed).clamp_min(0.0)
 
 
 @in_fp32
-def cycle_loss(opt_v3: Tensor, opt_v2: Tensor, mask: Tensor) -> Tensor:
-    """Cycle: mean absolute change from Stage 2 to Stage 3 over valid pixels and bands (reflectance).
+def cycle_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Cycle: mean change from Stage 2 beyond what Stage 2's error justifies (reflectance).
 
-    ``mask`` may be the valid mask times the opt_v2 trust mask: where opt_v2 is cloudy the
-    change is free.
+    Mean over valid pixels and bands of :func:`_unjustified_change`: Stage 3 keeps what
+    Stage 2 got right and is free to correct what it got wrong. ``mask`` may be the valid
+    mask times the opt_v2 trust mask: where opt_v2 is cloudy the change is free.
     """
-    check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4))
-    return masked_mean(to_reflectance(opt_v3 - opt_v2).abs(), valid_pixels(mask))
+    check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), target=(target, 4))
+    return masked_mean(_unjustified_change(opt_v3, opt_v2, target), valid_pixels(mask))
 
 
 @in_fp32
-def identity_loss(opt_v3: Tensor, opt_v2: Tensor, s1: Tensor, mask: Tensor) -> Tensor:
-    """Identity: mean absolute change from Stage 2 where SAR confidence is low (reflectance).
+def identity_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, s1: Tensor, mask: Tensor) -> Tensor:
+    """Identity: the cycle term's unjustified change, where SAR confidence is low (reflectance).
 
-    Weighted mean of ``|opt_v3 - opt_v2|`` with pixel weight ``1 - sar_confidence``
-    over valid pixels: where VV is at the noise floor SAR cannot justify a change.
-    0 for a sample with no low-confidence pixel.
+    Weighted mean of :func:`_unjustified_change` with pixel weight ``1 - sar_confidence``
+    over valid pixels: where VV is at the noise floor the SAR cannot justify a change, so
+    Stage 2 is preserved unless it was wrong. 0 for a sample with no low-confidence pixel.
     """
-    check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), s1=(s1, 2))
+    check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), target=(target, 4), s1=(s1, 2))
     valid = valid_pixels(mask)
     weight = (1.0 - sar_confidence(s1, valid)) * valid
-    return masked_mean(to_reflectance(opt_v3 - opt_v2).abs(), weight)
+    return masked_mean(_unjustified_change(opt_v3, opt_v2, target), weight)
 
 
 @in_fp32
@@ -162,6 +177,19 @@ class Stage3Loss(nn.Module):
                 perceptual = build_perceptual_loss(config.lpips_weights)
             self.perceptual = perceptual
 
+    def _perceptual(self, opt_v3: Tensor, opt_v2: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+        """LPIPS to the ground truth beyond Stage 2's own: ``max(0, LPIPS(opt_v3) - LPIPS(opt_v2))``.
+
+        Plain LPIPS at the guide's weight outweighs the spectral term on blurred inputs and buys a
+        lower LPIPS with invented detail that costs PSNR (docs/losses.md, "What was tried"); as a
+        guard it keeps opt_v3 at least as close to the truth, perceptually, as Stage 2 was.
+        """
+        if self.perceptual is None:
+            return opt_v3.new_zeros(opt_v3.shape[0], dtype=torch.float32)
+        with torch.no_grad():
+            reference = self.perceptual(opt_v2, target, mask)
+        return (self.perceptual(opt_v3, target, mask) - reference).clamp_min(0.0)
+
     def forward(
         self,
         opt_v3: Tensor,
@@ -187,14 +215,10 @@ class Stage3Loss(nn.Module):
         """
         trusted = mask if opt_v2_mask is None else mask * opt_v2_mask
         terms = {
-            "sar": sar_consistency_loss(opt_v3, s1, mask),
-            "cycle": cycle_loss(opt_v3, opt_v2, trusted),
-            "identity": identity_loss(opt_v3, opt_v2, s1, trusted),
-            "lpips": (
-                self.perceptual(opt_v3, target, mask)
-                if self.perceptual is not None
-                else opt_v3.new_zeros(opt_v3.shape[0], dtype=torch.float32)
-            ),
+            "sar": sar_consistency_loss(opt_v3, target, s1, mask),
+            "cycle": cycle_loss(opt_v3, opt_v2, target, trusted),
+            "identity": identity_loss(opt_v3, opt_v2, target, s1, trusted),
+            "lpips": self._perceptual(opt_v3, opt_v2, target, mask),
             "spectral": spectral_loss(opt_v3, target, mask),
         }
         terms["total"] = sum(self.weights[k] * terms[k] for k in self.weights)  # type: ignore[assignment]

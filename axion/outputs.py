@@ -58,7 +58,9 @@ def check_writable_dir(path: Path, what: str = "output directory") -> None:
 
 
 def check_writable_file(path: Path, what: str = "output file") -> None:
-    """Refuse an output file whose folder does not exist or cannot be written; create nothing.
+    """Refuse an output file whose folder cannot be created or written; create nothing.
+
+    A missing folder is fine, as for output directories: the command creates it.
 
     Raises:
         DataError: one line naming the path and the problem.
@@ -66,8 +68,6 @@ def check_writable_file(path: Path, what: str = "output file") -> None:
     path = Path(path)
     if path.exists() and path.is_dir():
         raise DataError(f"{path}: {what} is a directory")
-    if not path.parent.is_dir():
-        raise DataError(f"{path}: the folder of the {what} does not exist")
     check_writable_dir(path.parent, f"folder of the {what}")
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from axion.bands import to_reflectance
+from axion.masked import erode, masked_mean
 
 #: VV backscatter (dB) at and below which SAR carries no usable structure: about
 #: the noise-equivalent sigma zero of Sentinel-1 IW. Confidence is 0 here.
@@ -88,3 +89,19 @@ def sar_confidence(s1: Tensor, valid: Tensor) -> Tensor:
     vv = masked_smooth(s1[:, :1], valid)
     conf = ((vv - NOISE_FLOOR_DB) / (FULL_CONFIDENCE_DB - NOISE_FLOOR_DB)).clamp(0.0, 1.0)
     return torch.where(valid, conf, torch.zeros_like(conf))
+
+
+def sar_structure_weight(s1: Tensor, valid: Tensor) -> Tensor:
+    """Where the radar sees structure, per pixel: (B, 1, H, W), mean 1 over the weighted pixels.
+
+    The SAR gradient magnitude :func:`sar_edges` divided by its mean, times the SAR
+    confidence, over the pixels whose gradient footprint is entirely valid. A pixel on a
+    strong radar edge counts several times an average one; a pixel at the noise floor, or
+    in a flat radar area, counts little or nothing. It weights the SAR consistency loss and
+    SAR agreement, which compare an optical image with the ground truth *there*: the SAR
+    chooses where to look, the ground truth says what the structure should be.
+    """
+    edges = sar_edges(s1, valid)
+    base = sar_confidence(s1, valid) * erode(valid, GRADIENT_RADIUS)
+    scale = masked_mean(edges, base).clamp_min(1e-6)[:, None, None, None]
+    return (base * edges / scale).detach()

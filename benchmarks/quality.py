@@ -11,10 +11,16 @@ tiles of other places, and prints opt_v2 against opt_v3 (PSNR, SSIM, SAM, SAR ag
 - **test, proxy**: the two SEN12MS-CR patches (China and a winter scene: other places, other
   dates), opt_v2 the training proxy of their clear image.
 - **test, real cloudy**: the same tiles with opt_v2 = their real cloudy acquisition
-  (``prepare --s2-cloudy`` -> ``--stage2-dir``), the closest thing to a Stage 2 output here.
+  (``prepare --s2-cloudy`` -> ``--stage2-dir``), scored over all pixels and over opt_v2's clear
+  pixels apart; the model is the one trained on the proxy.
+- **test, stand-in**: opt_v2 predicted from the SAR alone by ``benchmarks/stage2_standin.py``, a
+  small SAR-to-optical network trained on other places (terramind-examples, BigEarthNet): the
+  errors of a generative Stage 2 (colour by land cover, invented texture, missing detail). The
+  Stage 3 model for this row trains on the stand-in's opt_v2 of the Spain tiles (``--stage2-dir``).
 
-Each arm is trained under two loss recipes: the guide's defaults (five terms, SAR agreement as
-the monitor) and ``spectral`` (the spectral L1 alone, PSNR as the monitor). With
+Each arm is trained under two loss recipes at the same optimizer steps: the guide's defaults
+(five terms, SAR agreement as the monitor; no loss flags) and ``spectral`` (the spectral L1
+alone, PSNR as the monitor). With
 ``--monitor-study`` every epoch's checkpoint is also scored on the proxy test tiles, to show
 which epoch each monitor would pick and what that epoch scores on unseen tiles.
 
@@ -39,6 +45,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from stage2_standin import build_standin
 
 REPO = Path(__file__).resolve().parents[1]
 #: Loss settings of each recipe (flags of ``axion stage3 train``).
@@ -111,14 +119,19 @@ def arm_name(arm: str, options: argparse.Namespace) -> str:
     return f"{arm}-{options.model_size}-T{options.timesteps}-{weights}"
 
 
-def train(arm: str, recipe: str, floods: Path, run: Path, options: argparse.Namespace) -> float:
-    """Train one arm under one recipe; returns the wall time in seconds (0 if already trained)."""
+def train(
+    arm: str, recipe: str, floods: Path, run: Path, options: argparse.Namespace, stage2: Path | None
+) -> float:
+    """Train one arm under one recipe (on the proxy, or on Stage 2 files); returns the wall time in
+    seconds (that of the earlier run if already trained)."""
     if (run / "best_model.pt").is_file() and (run / "done").is_file():
         return float((run / "done").read_text())
     lpips = ["--lpips-weights", options.lpips_weights] if options.lpips_weights.is_file() else []
+    inputs = ["--stage2-dir", stage2] if stage2 is not None else []
     started = time.perf_counter()
     axion(
-        "stage3", "train", "--data-dir", floods, "--output-dir", run, *arm_flags(arm, options), *RECIPES[recipe], *lpips,
+        "stage3", "train", "--data-dir", floods, "--output-dir", run, *inputs, *arm_flags(arm, options),
+        *RECIPES[recipe], *lpips,
         "--epochs", str(options.epochs), "--batch-size", str(options.batch_size), "--grad-accum", "1",
         "--early-stop-patience", str(options.epochs), "--num-workers", "0", "--seed", str(options.seed), "--quiet",
         log=run.parent / f"{run.name}.log" if run.parent.is_dir() else None,
@@ -128,10 +141,10 @@ def train(arm: str, recipe: str, floods: Path, run: Path, options: argparse.Name
     return seconds
 
 
-def evaluate(checkpoint: Path, mscr: Path, out: Path, real: bool) -> dict:
-    """``summary.json`` of evaluate on the SEN12MS-CR test tiles (proxy, or real cloudy opt_v2)."""
+def evaluate(checkpoint: Path, mscr: Path, out: Path, stage2: Path | None) -> dict:
+    """``summary.json`` of evaluate on the SEN12MS-CR test tiles (proxy, or opt_v2 from ``stage2``)."""
     if not (out / "summary.json").is_file():
-        stage2 = ["--stage2-dir", mscr / "stage2"] if real else []
+        stage2 = ["--stage2-dir", stage2] if stage2 is not None else []
         axion(
             "stage3", "evaluate", "--checkpoint", checkpoint, "--data-dir", mscr, "--split", "test", *stage2,
             "--lpips-weight", "0", "--save-arrays", "0", "--output-dir", out, "--quiet",
@@ -139,17 +152,20 @@ def evaluate(checkpoint: Path, mscr: Path, out: Path, real: bool) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-def row(label: str, summary: dict) -> str:
+def row(label: str, metrics: dict) -> str:
     cells = []
     for key, _, digits in METRICS:
-        before = summary["metrics"]["opt_v2"][key]["mean"]
-        after = summary["metrics"]["opt_v3"][key]["mean"]
+        before = metrics["opt_v2"][key]["mean"]
+        after = metrics["opt_v3"][key]["mean"]
         cells.append(f"{before:.{digits}f} -> {after:.{digits}f} ({after - before:+.{digits}f})")
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
-def monitor_study(run: Path, mscr: Path, work: Path) -> tuple[list[str], dict[int, float]]:
-    """Which epoch each monitor picks from validation, and what each epoch scores on test (proxy).
+def monitor_study(
+    run: Path, mscr: Path, work: Path, stage2: Path | None
+) -> tuple[list[str], dict[int, float]]:
+    """Which epoch each monitor picks from validation, and what each epoch scores on test (the
+    opt_v2 the run trained on: proxy, or the Stage 2 files in ``stage2``).
 
     Returns the report's lines and the test dPSNR by epoch.
     """
@@ -166,18 +182,22 @@ def monitor_study(run: Path, mscr: Path, work: Path) -> tuple[list[str], dict[in
     for epoch in epochs:
         checkpoint = run / f"checkpoint_epoch_{epoch}.pt"
         if checkpoint.is_file():
-            summary = evaluate(checkpoint, mscr, work / "eval" / f"{run.name}_epoch{epoch}", real=False)
+            summary = evaluate(checkpoint, mscr, work / "eval" / f"{run.name}_epoch{epoch}", stage2)
             metrics = summary["metrics"]
             test[epoch] = metrics["opt_v3"]["psnr"]["mean"] - metrics["opt_v2"]["psnr"]["mean"]
-    lines = [f"monitor study, {run.name}: test dPSNR (proxy) by epoch, and the epoch each monitor picks"]
+    best = max(test.values()) if test else float("nan")
+    lines = [f"monitor study, {run.name}: test dPSNR by epoch, and the epoch each monitor picks"]
     lines.append("  " + ", ".join(f"{epoch}: {gain:+.3f}" for epoch, gain in sorted(test.items())))
     for name, epoch in picks.items():
-        lines.append(f"  {name:<22} epoch {epoch:>3}: {test.get(epoch, float('nan')):+.3f} dB")
+        gain = test.get(epoch, float("nan"))
+        lines.append(
+            f"  {name:<22} epoch {epoch:>3}: {gain:+.3f} dB ({gain - best:+.3f} from the best scored)"
+        )
     return lines, test
 
 
 def per_step(curves: dict[str, dict[int, float]], per_epoch: int) -> list[str]:
-    """Test dPSNR (proxy) of every arm at the same optimizer steps: which arm learns faster per step."""
+    """Test dPSNR of every run at the same optimizer steps: which learns faster per step."""
     names = list(curves)
     epochs = sorted(set.intersection(*(set(curve) for curve in curves.values())))
     lines = ["| step | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
@@ -206,6 +226,16 @@ def main() -> None:
     )
     parser.add_argument("--model-size", choices=("tiny", "small", "base", "large"), default="tiny")
     parser.add_argument("--timesteps", type=int, default=1, help="DDIM steps of the terramind arm")
+    parser.add_argument(
+        "--opt-v2",
+        nargs="+",
+        choices=("proxy", "standin"),
+        default=["proxy", "standin"],
+        help="which opt_v2 to train and test on (the proxy run is also tested on real cloudy opt_v2)",
+    )
+    parser.add_argument(
+        "--standin-steps", type=int, default=800, help="training steps of the Stage 2 stand-in"
+    )
     parser.add_argument("--monitor-study", action="store_true", help="score every epoch's checkpoint on test")
     parser.add_argument(
         "--lpips-weights",
@@ -233,29 +263,59 @@ def main() -> None:
         "|---" * (len(METRICS) + 3) + "|",
     ]
     studies: list[str] = []
-    curves: dict[str, dict[str, dict[int, float]]] = {recipe: {} for recipe in options.recipes}
+    curves: dict[str, dict[str, dict[int, float]]] = {}
+    standin = work / "stage2" / "standin"
+    if "standin" in options.opt_v2:
+        build_standin(
+            options.shared,
+            work,
+            [floods / "train", floods / "val", mscr / "test"],
+            standin,
+            options.standin_steps,
+            0,
+        )
+    gains: dict[tuple[str, str, str], float] = {}
     for arm in options.arms:
-        for recipe in options.recipes:
-            name = arm_name(arm, options)
-            run = work / "runs" / f"{name}_{recipe}"
-            seconds = train(arm, recipe, floods, run, options)
-            epochs = sum(1 for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip())
-            for real in (False, True):
-                summary = evaluate(
-                    run / "best_model.pt",
-                    mscr,
-                    work / "eval" / f"{run.name}_{'real' if real else 'proxy'}",
-                    real,
-                )
-                label = f"{name} / {recipe} / {'real cloudy' if real else 'proxy'} (epoch {summary['epoch']})"
-                table.append(row(label, summary) + f" {per_epoch * epochs} | {seconds / 60:.1f} min |")
-            if options.monitor_study:
-                lines, curves[recipe][name] = monitor_study(run, mscr, work)
-                studies += lines
-    for recipe, by_arm in curves.items():
-        if len(by_arm) > 1:
-            studies += ["", f"{recipe}: test dPSNR (proxy, dB) of each arm at the same optimizer steps"]
-            studies += per_step(by_arm, per_epoch)
+        for kind in options.opt_v2:
+            stage2 = standin if kind == "standin" else None
+            for recipe in options.recipes:
+                name = arm_name(arm, options)
+                run = work / "runs" / (f"{name}_{recipe}" + ("" if kind == "proxy" else f"_{kind}"))
+                seconds = train(arm, recipe, floods, run, options, stage2)
+                epochs = sum(1 for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip())
+                tests = [("proxy", None)] if kind == "proxy" else [(kind, stage2)]
+                if kind == "proxy":
+                    tests.append(("real cloudy", mscr / "stage2"))
+                for label, folder in tests:
+                    out = work / "eval" / f"{run.name}_{label.replace(' ', '-')}"
+                    summary = evaluate(run / "best_model.pt", mscr, out, folder)
+                    head = f"{name} / {recipe} / {label} (epoch {summary['epoch']})"
+                    table.append(
+                        row(head, summary["metrics"]) + f" {per_epoch * epochs} | {seconds / 60:.1f} min |"
+                    )
+                    gains[(arm, recipe, label)] = (
+                        summary["metrics"]["opt_v3"]["psnr"]["mean"]
+                        - summary["metrics"]["opt_v2"]["psnr"]["mean"]
+                    )
+                    if summary.get("clear"):
+                        table.append(
+                            row(f"{name} / {recipe} / {label}, clear pixels", summary["clear"]["metrics"])
+                            + " | |"
+                        )
+                if options.monitor_study:
+                    lines, curve = monitor_study(run, mscr, work, stage2)
+                    curves.setdefault(f"{name} / {kind}", {})[recipe] = curve
+                    studies += lines
+    for (arm, recipe, label), gain in sorted(gains.items()):
+        if recipe == "guide" and (arm, "spectral", label) in gains:
+            behind = gains[(arm, "spectral", label)] - gain
+            studies.append(
+                f"{arm} / {label}: the guide's recipe {gain:+.3f} dB, spectral-only {gain + behind:+.3f} dB"
+            )
+    for title, by_recipe in curves.items():
+        if len(by_recipe) > 1:
+            studies += ["", f"{title}: test dPSNR (dB) of each recipe at the same optimizer steps"]
+            studies += per_step(by_recipe, per_epoch)
     print("\n".join(table + [""] + studies))
 
 

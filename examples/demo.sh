@@ -30,17 +30,23 @@ else
     echo "No TerraMind weights (AXION_WEIGHTS_DIR unset): training the fusion network alone (--generator none)."
     ARM=(--generator none)
 fi
-# The loss: the spectral term alone, PSNR as the monitor. With the guide's default weights the
-# cycle and identity terms hold opt_v3 at opt_v2 and nothing measurable is learned in a demo's
-# budget (docs/losses.md, "What the default weights do").
-RECIPE=(--sar-weight 0 --cycle-weight 0 --identity-weight 0 --lpips-weight 0 --monitor psnr)
+# The loss is the guide's: five terms at their default weights, SAR agreement choosing
+# best_model.pt (docs/losses.md). LPIPS needs ImageNet AlexNet weights, which are never
+# downloaded: with AXION_LPIPS_WEIGHTS (or torchvision's cache) it is on, otherwise off.
+TORCH_CACHE="${TORCH_HOME:-$HOME/.cache/torch}/hub/checkpoints/alexnet-owt-7be5be79.pth"
+if [ -n "${AXION_LPIPS_WEIGHTS:-}" ] || [ -f "$TORCH_CACHE" ]; then
+    RECIPE=()
+else
+    echo "No LPIPS weights (AXION_LPIPS_WEIGHTS unset, none in torchvision's cache): the LPIPS term is off."
+    RECIPE=(--lpips-weight 0)
+fi
 
 # The six 120 px pairs cut into 64 px windows every 28 px: 54 tiles, a pair's windows in one split.
 "$AXION" stage3 prepare --demo --tile-size 64 --stride 28 --output-dir "$OUT/tiles"
 "$AXION" stage3 train --data-dir "$OUT/tiles" --output-dir "$OUT/checkpoints" "${ARM[@]}" "${RECIPE[@]}" \
     --epochs 200 --early-stop-patience 200 --batch-size 8 --grad-accum 1 --num-workers 0 --log-every 1000
 "$AXION" stage3 evaluate --checkpoint "$OUT/checkpoints/best_model.pt" \
-    --data-dir "$OUT/tiles" --output-dir "$OUT/results" --lpips-weight 0
+    --data-dir "$OUT/tiles" --output-dir "$OUT/results" "${RECIPE[@]}"
 # The demo's test tiles have ground truth and no Stage 2 outputs: opt_v2 is the training proxy,
 # asked for explicitly (this evaluates the pipeline; new data brings --stage2-dir or a scene).
 "$AXION" stage3 infer --checkpoint "$OUT/checkpoints/best_model.pt" \

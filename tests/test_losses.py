@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import kornia
 import numpy as np
 import pytest
 import rasterio
@@ -20,7 +21,7 @@ from axion.losses import (
     sar_consistency_loss,
     spectral_loss,
 )
-from axion.structure import FULL_CONFIDENCE_DB, NOISE_FLOOR_DB, sar_confidence
+from axion.structure import FULL_CONFIDENCE_DB, NOISE_FLOOR_DB, masked_smooth, sar_confidence, sar_intensity
 
 CROP = 64
 SCENES = ("38D_378R_2_3", "433D_629L_3_1", "637U_59R_1_3")
@@ -49,15 +50,22 @@ def batch(terramind_examples: Path) -> dict[str, Tensor]:
     return {"target": target, "opt_v2": opt_v2, "s1": s1, "mask": mask}
 
 
-def _sar_copy(s1: Tensor) -> Tensor:
-    """SAR written into the four optical bands (VV, VH, VV, VH), affinely mapped to tile units."""
-    return (s1[:, [0, 1, 0, 1]] + 30.0) * 100.0
+def _sar_sharpened(target: Tensor, s1: Tensor, strength: float) -> Tensor:
+    """The ground truth with the SAR's fine structure (its high-pass) added to every band."""
+    intensity = masked_smooth(sar_intensity(s1), torch.ones_like(s1[:, :1]) > 0.5)
+    high = intensity - kornia.filters.gaussian_blur2d(intensity, (9, 9), (3.0, 3.0), border_type="reflect")
+    high = high / high.std(dim=(2, 3), keepdim=True)
+    return target + strength * target.std(dim=(1, 2, 3), keepdim=True) * high
+
+
+def _blurred(target: Tensor, sigma: float) -> Tensor:
+    return kornia.filters.gaussian_blur2d(target, (9, 9), (sigma, sigma), border_type="reflect")
 
 
 TERMS: dict[str, Callable[[dict[str, Tensor], Tensor], Tensor]] = {
-    "sar": lambda b, x: sar_consistency_loss(x, b["s1"], b["mask"]),
-    "cycle": lambda b, x: cycle_loss(x, b["opt_v2"], b["mask"]),
-    "identity": lambda b, x: identity_loss(x, b["opt_v2"], b["s1"], b["mask"]),
+    "sar": lambda b, x: sar_consistency_loss(x, b["target"], b["s1"], b["mask"]),
+    "cycle": lambda b, x: cycle_loss(x, b["opt_v2"], b["target"], b["mask"]),
+    "identity": lambda b, x: identity_loss(x, b["opt_v2"], b["target"], b["s1"], b["mask"]),
     "spectral": lambda b, x: spectral_loss(x, b["target"], b["mask"]),
 }
 
@@ -66,9 +74,26 @@ def test_spectral_and_cycle_match_hand_values(batch: dict[str, Tensor]) -> None:
     target, mask = batch["target"], batch["mask"]
     shifted = target + 100.0  # 0.01 reflectance in every band and pixel
     torch.testing.assert_close(spectral_loss(shifted, target, mask), torch.full((3,), 0.01))
-    torch.testing.assert_close(cycle_loss(shifted, target, mask), torch.full((3,), 0.01))
     assert spectral_loss(target, target, mask).abs().max() == 0
-    assert cycle_loss(target, target, mask).abs().max() == 0
+    # Stage 2 right (opt_v2 = target): every change from it is unjustified.
+    torch.testing.assert_close(cycle_loss(shifted, target, target, mask), torch.full((3,), 0.01))
+    # Stage 2 off by 0.01: a move to the truth is free, an overshoot by 0.005 costs 0.005.
+    opt_v2 = target - 100.0
+    assert cycle_loss(target, opt_v2, target, mask).abs().max() == 0
+    assert cycle_loss(target - 50.0, opt_v2, target, mask).abs().max() == 0
+    torch.testing.assert_close(cycle_loss(target + 50.0, opt_v2, target, mask), torch.full((3,), 0.005))
+    # The wrong way costs what goes beyond Stage 2's own error.
+    torch.testing.assert_close(cycle_loss(target - 300.0, opt_v2, target, mask), torch.full((3,), 0.01))
+
+
+def test_cycle_and_identity_never_pull_away_from_the_truth(batch: dict[str, Tensor]) -> None:
+    """At the ground truth both terms are 0 and have no gradient, whatever Stage 2's errors."""
+    for name in ("cycle", "identity"):
+        pred = batch["target"].clone().requires_grad_(True)
+        value = TERMS[name](batch, pred)
+        assert value.abs().max() == 0, name
+        value.sum().backward()
+        assert pred.grad is not None and pred.grad.abs().max() == 0, name
 
 
 def test_sar_confidence_ramp() -> None:
@@ -90,31 +115,46 @@ def test_identity_only_counts_low_confidence_pixels() -> None:
     opt_v2 = torch.full((1, 4, size, size), 1000.0)
     changed_right = opt_v2.clone()
     changed_right[..., size // 2 + 4 :] += 500.0  # confident region, clear of the smoothing ramp
-    assert identity_loss(changed_right, opt_v2, s1, mask).item() == 0.0
+    # Stage 2 is right here (target = opt_v2): every change is unjustified.
+    assert identity_loss(changed_right, opt_v2, opt_v2, s1, mask).item() == 0.0
     changed_all = opt_v2 + 500.0
-    torch.testing.assert_close(identity_loss(changed_all, opt_v2, s1, mask), torch.tensor([0.05]))
+    torch.testing.assert_close(identity_loss(changed_all, opt_v2, opt_v2, s1, mask), torch.tensor([0.05]))
     confident = torch.full((1, 2, size, size), -10.0)
-    assert identity_loss(changed_all, opt_v2, confident, mask).item() == 0.0
+    assert identity_loss(changed_all, opt_v2, opt_v2, confident, mask).item() == 0.0
+    # Where Stage 2 was wrong by as much, the same change is a correction and free.
+    assert identity_loss(changed_all, opt_v2, changed_all, s1, mask).item() == 0.0
 
 
-def test_sar_consistency_minimal_when_optical_follows_sar(batch: dict[str, Tensor]) -> None:
-    s1, mask = batch["s1"], batch["mask"]
-    copy = _sar_copy(s1)
-    at_optimum = sar_consistency_loss(copy, s1, mask)
-    real = sar_consistency_loss(batch["target"], s1, mask)
-    assert (at_optimum < 1e-4).all(), at_optimum
-    assert (real > 10 * at_optimum).all(), (real, at_optimum)
-    # Structure unrelated to the SAR costs more the more of it there is.
-    noise = 300.0 * torch.randn(copy.shape, generator=torch.Generator().manual_seed(3))
-    values = [sar_consistency_loss(copy + k * noise, s1, mask) for k in (0.0, 0.3, 1.0, 3.0)]
+def test_sar_consistency_is_smallest_at_the_ground_truth(batch: dict[str, Tensor]) -> None:
+    """0 at the truth; more SAR structure than the truth has costs, and so does less."""
+    target, s1, mask = batch["target"], batch["s1"], batch["mask"]
+    at_truth = sar_consistency_loss(target, target, s1, mask)
+    assert at_truth.abs().max() < 1e-6, at_truth
+    for strength in (0.1, 0.3, 1.0):
+        sharpened = sar_consistency_loss(_sar_sharpened(target, s1, strength), target, s1, mask)
+        assert (sharpened > at_truth + 1e-4).all(), (strength, sharpened)
+    for sigma in (1.0, 2.0):
+        blurred = sar_consistency_loss(_blurred(target, sigma), target, s1, mask)
+        assert (blurred > at_truth + 1e-4).all(), (sigma, blurred)
+    # Copying the SAR in outright is far from the truth too.
+    copy = (s1[:, [0, 1, 0, 1]] + 30.0) * 100.0
+    assert (
+        sar_consistency_loss(copy, target, s1, mask) > sar_consistency_loss(target + 50.0, target, s1, mask)
+    ).all()
+
+
+def test_sar_consistency_grows_with_sar_exaggeration(batch: dict[str, Tensor]) -> None:
+    target, s1, mask = batch["target"], batch["s1"], batch["mask"]
+    values = [sar_consistency_loss(_sar_sharpened(target, s1, k), target, s1, mask) for k in (0.1, 0.3, 1.0)]
     for lower, higher in zip(values, values[1:], strict=False):
         assert (higher > lower).all(), values
 
 
 def test_terms_are_zero_at_their_optimum(batch: dict[str, Tensor]) -> None:
+    for name in TERMS:
+        assert TERMS[name](batch, batch["target"]).abs().max() < 1e-6, name
     assert TERMS["cycle"](batch, batch["opt_v2"]).abs().max() == 0
     assert TERMS["identity"](batch, batch["opt_v2"]).abs().max() == 0
-    assert TERMS["spectral"](batch, batch["target"]).abs().max() == 0
 
 
 @pytest.mark.parametrize("term", sorted(TERMS))
@@ -206,6 +246,22 @@ def test_finite_with_finite_gradients_under_fp16_autocast(batch: dict[str, Tenso
 
 def test_shape_mismatch_is_refused(batch: dict[str, Tensor]) -> None:
     with pytest.raises(ValueError, match="s1 must be"):
-        sar_consistency_loss(batch["target"], batch["s1"][:, :1], batch["mask"])
+        sar_consistency_loss(batch["target"], batch["target"], batch["s1"][:, :1], batch["mask"])
     with pytest.raises(ValueError, match="mask must be"):
         spectral_loss(batch["target"], batch["target"], batch["mask"][:, 0])
+
+
+def test_lpips_term_guards_against_a_perceptual_step_back(
+    batch: dict[str, Tensor], lpips_weights: Path
+) -> None:
+    """0 at the truth and at Stage 2 itself; positive only when opt_v3 looks further from the truth."""
+    loss = Stage3Loss(LossConfig(lpips_weights=lpips_weights))
+    target, opt_v2, s1, mask = batch["target"], batch["opt_v2"], batch["s1"], batch["mask"]
+    for pred in (target, opt_v2):
+        assert loss(pred, opt_v2, target, s1, mask)["lpips"].abs().max() < 1e-6
+    worse = opt_v2 + 600.0 * torch.randn(opt_v2.shape, generator=torch.Generator().manual_seed(4))
+    step_back = loss(worse, opt_v2, target, s1, mask)["lpips"]
+    assert loss.perceptual is not None
+    expected = loss.perceptual(worse, target, mask) - loss.perceptual(opt_v2, target, mask)
+    assert (expected > 0).all()
+    torch.testing.assert_close(step_back, expected)

@@ -1,4 +1,4 @@
-"""SAR agreement on real scenes, and image-quality metrics against hand-computed values."""
+"""SAR agreement and SAR edge correlation on real scenes, and image-quality metrics against hand-computed values."""
 
 from __future__ import annotations
 
@@ -17,7 +17,17 @@ from torchmetrics.functional.image import (
 )
 
 from axion.bands import OPTICAL_BANDS
-from axion.metrics import PSNR_CAP_DB, image_metrics, mae, psnr, rmse, sam_deg, sar_agreement, ssim
+from axion.metrics import (
+    PSNR_CAP_DB,
+    image_metrics,
+    mae,
+    psnr,
+    rmse,
+    sam_deg,
+    sar_agreement,
+    sar_edge_correlation,
+    ssim,
+)
 from axion.perceptual import build_perceptual_loss
 
 SCENES = ("282D_485L_3_3", "38D_378R_2_3", "433D_629L_3_1", "609U_541L_3_0", "637U_59R_1_3")
@@ -40,57 +50,122 @@ def _full(x: Tensor) -> Tensor:
 
 
 # --- SAR agreement --------------------------------------------------------------
-def test_sar_copied_into_optical_agrees(scenes: tuple[Tensor, Tensor]) -> None:
-    _, s1 = scenes
-    copy = (s1[:, [0, 1, 0, 1]] + 30.0) * 100.0  # VV, VH, VV, VH as tile units
-    assert (sar_agreement(copy, s1, _full(s1)) >= 0.99).all()
+WINDOW = 64
 
 
-def test_noise_independent_of_sar_is_chance(scenes: tuple[Tensor, Tensor]) -> None:
+def _windows(x: Tensor, shift: int = 0) -> Tensor:
+    """(5 * 9, C, 64, 64): the 3 x 3 grid of 64 px windows of every scene, moved by ``shift`` px."""
+    return torch.cat(
+        [
+            x[:, :, y + shift : y + shift + WINDOW, c + shift : c + shift + WINDOW]
+            for y in (0, 64, 128)
+            for c in (0, 64, 128)
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def windows(scenes: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     s2, s1 = scenes
-    gen = torch.Generator().manual_seed(0)
-    noise = 1500.0 + 500.0 * torch.randn(s2.shape, generator=gen)
-    value = sar_agreement(noise, s1, _full(s1))
-    assert ((value > 0.45) & (value < 0.55)).all(), value
+    return _windows(s2), _windows(s1)
 
 
-def test_real_optical_agrees_more_than_chance(scenes: tuple[Tensor, Tensor]) -> None:
-    s2, s1 = scenes
-    value = sar_agreement(s2, s1, _full(s1))
-    assert (value > 0.52).all() and (value < 0.99).all(), value
+def _sar_exaggerated(target: Tensor, s1: Tensor, strength: float) -> Tensor:
+    """The ground truth with the SAR's high-pass added to every band: radar edges beyond the truth's."""
+    import kornia
+
+    intensity = s1.mean(dim=1, keepdim=True)
+    high = intensity - kornia.filters.gaussian_blur2d(intensity, (9, 9), (3.0, 3.0), border_type="reflect")
+    high = high / high.std(dim=(2, 3), keepdim=True)
+    return target + strength * target.std(dim=(1, 2, 3), keepdim=True) * high
 
 
-def test_constant_image_is_defined(scenes: tuple[Tensor, Tensor]) -> None:
-    s2, s1 = scenes
-    flat = torch.full_like(s2, 1200.0)
-    torch.testing.assert_close(sar_agreement(flat, s1, _full(s1)), torch.full((len(SCENES),), 0.5))
-    empty = sar_agreement(s2, s1, torch.zeros_like(_full(s1)))
-    assert torch.isfinite(empty).all()
+def test_ground_truth_reads_good_and_misregistered_truth_does_not(
+    scenes: tuple[Tensor, Tensor], windows: tuple[Tensor, Tensor]
+) -> None:
+    """The guide's bands: > 0.7 good. The truth co-registered with its SAR is; shifted 8 px, it is not."""
+    target, s1 = windows
+    truth = sar_agreement(target, target, s1, _full(s1))
+    assert truth.median() >= 0.7, truth
+    shifted = sar_agreement(_windows(scenes[0], shift=8), target, s1, _full(s1))
+    assert shifted.median() <= 0.6, shifted
+    assert (shifted < truth).float().mean() > 0.9
+
+
+def test_noise_and_constant_score_at_most_chance(windows: tuple[Tensor, Tensor]) -> None:
+    target, s1 = windows
+    noise = 1500.0 + 500.0 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
+    assert (sar_agreement(noise, target, s1, _full(s1)) <= 0.5).all()
+    flat = torch.full_like(target, 1200.0)
+    assert (sar_agreement(flat, target, s1, _full(s1)) <= 0.5).all()
+
+
+def test_noise_below_blurred_truth_below_truth(windows: tuple[Tensor, Tensor]) -> None:
+    import kornia
+
+    target, s1 = windows
+    noise = 1500.0 + 500.0 * torch.randn(target.shape, generator=torch.Generator().manual_seed(1))
+    blurred = kornia.filters.gaussian_blur2d(target, (9, 9), (2.0, 2.0), border_type="reflect")
+    scores = [sar_agreement(x, target, s1, _full(s1)).median() for x in (noise, blurred, target)]
+    assert scores[0] < scores[1] < scores[2], scores
+
+
+def test_exaggerated_sar_edges_score_below_the_truth(windows: tuple[Tensor, Tensor]) -> None:
+    """More radar structure than the real scene has is not better agreement (the old reading rose)."""
+    target, s1 = windows
+    truth = sar_agreement(target, target, s1, _full(s1))
+    exaggerated = _sar_exaggerated(target, s1, 0.5)
+    assert (sar_agreement(exaggerated, target, s1, _full(s1)) < truth).all()
+    # ... although it does follow the radar more closely than the truth does.
+    assert (
+        sar_edge_correlation(exaggerated, s1, _full(s1)).median()
+        > sar_edge_correlation(target, s1, _full(s1)).median()
+    )
 
 
 def test_always_in_unit_interval(scenes: tuple[Tensor, Tensor]) -> None:
     s2, s1 = (x[..., :96, :96] for x in scenes)
-    inverse = (-s1[:, [0, 1, 0, 1]] + 30.0) * 100.0  # edges match exactly (|grad| is sign-blind)
+    inverse = (-s1[:, [0, 1, 0, 1]] + 30.0) * 100.0
     spiky = s2.clone()
     spiky[..., ::7, ::5] = 1e5
     for optical in (s2, inverse, spiky, torch.zeros_like(s2)):
-        value = sar_agreement(optical, s1, _full(s1))
+        value = sar_agreement(optical, s2, s1, _full(s1))
         assert ((value >= 0) & (value <= 1)).all() and not torch.isnan(value).any()
+    empty = sar_agreement(s2, s2, s1, torch.zeros_like(_full(s1)))
+    assert torch.equal(empty, torch.zeros(len(SCENES)))
 
 
 def test_independent_of_batch_mates_and_padding(scenes: tuple[Tensor, Tensor]) -> None:
     s2, s1 = (x[..., :96, :96] for x in scenes)
+    pred = s2 + 200.0 * torch.randn(s2.shape, generator=torch.Generator().manual_seed(2))
     mask = _full(s1)
     mask[..., 70:, :] = 0
-    together = sar_agreement(s2, s1, mask)
+    together = sar_agreement(pred, s2, s1, mask)
     for i in range(len(SCENES)):
         torch.testing.assert_close(
-            sar_agreement(s2[i : i + 1], s1[i : i + 1], mask[i : i + 1]), together[i : i + 1]
+            sar_agreement(pred[i : i + 1], s2[i : i + 1], s1[i : i + 1], mask[i : i + 1]), together[i : i + 1]
         )
     pad = mask < 0.5
     torch.testing.assert_close(
-        sar_agreement(torch.where(pad, 0.0, s2), torch.where(pad, 40.0, s1), mask), together
+        sar_agreement(
+            torch.where(pad, 0.0, pred), torch.where(pad, 9.0, s2), torch.where(pad, 40.0, s1), mask
+        ),
+        together,
     )
+
+
+def test_sar_edge_correlation_readings(scenes: tuple[Tensor, Tensor]) -> None:
+    """Without a ground truth: copied SAR ~ 1, noise ~ 0, a constant image exactly 0, real S2 between."""
+    s2, s1 = scenes
+    copy = (s1[:, [0, 1, 0, 1]] + 30.0) * 100.0
+    assert (sar_edge_correlation(copy, s1, _full(s1)) >= 0.98).all()
+    noise = 1500.0 + 500.0 * torch.randn(s2.shape, generator=torch.Generator().manual_seed(0))
+    assert (sar_edge_correlation(noise, s1, _full(s1)).abs() < 0.1).all()
+    assert torch.equal(
+        sar_edge_correlation(torch.full_like(s2, 900.0), s1, _full(s1)), torch.zeros(len(SCENES))
+    )
+    real = sar_edge_correlation(s2, s1, _full(s1))
+    assert (real > 0.05).all() and (real < 0.9).all(), real
 
 
 # --- image quality: 2x2 images computed by hand ---------------------------------

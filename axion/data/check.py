@@ -24,6 +24,7 @@ from axion.data.plausible import Finding, optical_findings, s1_findings
 from axion.data.tilefile import (
     OPT_V2_KEY,
     OPT_V2_MASK_KEY,
+    SPLITS,
     VALID_KEY,
     find_npz,
     is_inference_tile,
@@ -43,6 +44,9 @@ SHOWN_WARNINGS = 5
 #: Product levels a tile's JSON may record (``prepare`` writes them).
 S1_PRODUCTS: tuple[str, ...] = ("grd", "rtc")
 S2_LEVELS: tuple[str, ...] = ("L2A", "L1C")
+#: Tiles with a side below this (px) get a warning: TerraMind's patch is 16 px, the SSIM window
+#: (:data:`axion.metrics.SSIM_KERNEL`) 11 px; such a tile is mostly padding to the model.
+SMALLEST_SIDE: int = 16
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,12 @@ def check_arrays(
         reasons.append(f"{VALID_KEY!r} has shape {header[VALID_KEY][0]}, expected {header[present[0]][0]}")
     if reasons:
         return reasons, []
+    height, width = header[present[0]][0]
+    small = (
+        [f"tile is {height} x {width} px, smaller than TerraMind's 16 px patch and the 11 px SSIM window"]
+        if min(height, width) < SMALLEST_SIDE
+        else []
+    )
     try:
         arrays = load_arrays(npz, tuple(present), optional=(VALID_KEY,))
     except ValueError as exc:
@@ -175,7 +185,7 @@ def check_arrays(
     if reasons:
         return reasons, []
     found = value_findings(arrays, meta)
-    return [str(f) for f in found if f.fatal], [str(f) for f in found if not f.fatal]
+    return [str(f) for f in found if f.fatal], small + [str(f) for f in found if not f.fatal]
 
 
 def inspect_tile(npz: Path, *, require_target: bool = True) -> tuple[list[str], list[str]]:
@@ -208,6 +218,26 @@ def check_tile(npz: Path, *, require_target: bool = True) -> list[str]:
     return inspect_tile(npz, require_target=require_target)[0]
 
 
+def misfiled(npz: Path, data_dir: Path) -> list[str]:
+    """A warning when a tile sits in a split folder (``train/``, ...) other than the split its JSON declares.
+
+    The JSON decides (:class:`axion.data.dataset.TileDataset`); the folder may be what the user meant.
+    """
+    folders = [part for part in npz.relative_to(data_dir).parts[:-1] if part in SPLITS]
+    if not folders:
+        return []
+    try:
+        declared = read_meta(sidecar(npz)).get("split")
+    except ValueError:
+        return []  # reported by inspect_tile
+    if declared not in SPLITS or declared == folders[-1]:
+        return []
+    return [
+        f"filed under {folders[-1]}/ but its JSON declares split {declared!r}: used as a {declared} tile "
+        "(the JSON decides; move the files or fix the JSON)"
+    ]
+
+
 def tile_paths(data_dir: Path) -> list[Path]:
     """The NPZ files below ``data_dir`` that count as tiles: all but Stage 2 outputs without sidecar."""
     return [npz for npz in find_npz(data_dir) if sidecar(npz).exists() or not is_stage2_output(npz)]
@@ -230,6 +260,7 @@ def inspect_tiles(data_dir: Path, *, require_target: bool = True) -> Inspection:
     tiles = tile_paths(data_dir)
     for npz in tiles:
         bad, odd = inspect_tile(npz, require_target=require_target)
+        odd += misfiled(npz, data_dir)
         problems += [Problem(npz, reason) for reason in bad]
         warnings += [Problem(npz, note, fatal=False) for note in odd]
         if npz.stem in seen:

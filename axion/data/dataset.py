@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from axion.bands import S1_KEYS, S2_KEYS
 from axion.data.augment import TrainingDraws, draw_geometry
-from axion.data.check import ensure_dir
+from axion.data.check import Problem, ensure_dir
 from axion.data.georef import Georef, georef_from_meta
 from axion.data.padding import pad_reflect, pad_zero, padded_size
 from axion.data.proxy import degrade_to_proxy, tile_seed
@@ -88,6 +88,23 @@ def empty_split_message(data_dir: Path, split: str | None, elsewhere: Counter[st
 def _describe(names: Sequence[str]) -> str:
     shown = ", ".join(names[:_LISTED])
     return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+def unrecorded_s1_product(data_dir: Path, tiles: Sequence[TileInfo], product: str) -> list[Problem]:
+    """One warning naming the tiles whose JSON does not record their S1 product (read as ``product``).
+
+    GRD and RTC backscatter differ by about half a standard deviation of TerraMind's statistics, so
+    a guess is worth a word.
+    """
+    names = [tile.path.name for tile in tiles if "s1_product" not in tile.meta]
+    if not names:
+        return []
+    many = len(names) > 1
+    reason = (
+        f"{len(names)} tile{'s' if many else ''} record{'' if many else 's'} no S1 product (no 's1_product' "
+        f"in the JSON); read as {product.upper()}, the model's (--s1-product): {_describe(names)}"
+    )
+    return [Problem(data_dir, reason, fatal=False)]
 
 
 class TileDataset(Dataset):

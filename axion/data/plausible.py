@@ -87,6 +87,8 @@ def s1_findings(s1: np.ndarray, valid: np.ndarray | None = None) -> list[Finding
     if values.shape[1] == 0:
         return [Finding("no valid S1 pixel")]
     low, high = float(values.min()), float(values.max())
+    if low == 0.0 and high == 0.0:
+        return [Finding("no S1 signal: every value is 0", "an empty or zero-filled tile, not backscatter")]
     median = float(np.median(values[0]))
     if low >= 0.0 and median <= LINEAR_MEDIAN_MAX:
         return [

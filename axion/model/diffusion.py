@@ -4,9 +4,10 @@ terratorch runs its diffusion pipeline under ``no_grad``, so nothing upstream of
 the pixels could learn through it. Here the tokenizer's UNet denoiser is called
 step by step with the tokenizer's own DDIM scheduler (the same update, the same
 thresholding), so the output equals terratorch's for the same conditioning and
-noise, and the last ``grad_steps`` steps keep their gradients (truncated
-backpropagation through the sampler, DRaFT-K: Clark et al., "Directly Fine-Tuning
-Diffusion Models on Differentiable Rewards", ICLR 2024). Earlier steps run without
+noise wherever terratorch runs T steps (:func:`ddim_timesteps`), and the last
+``grad_steps`` steps keep their gradients (truncated backpropagation through the
+sampler, DRaFT-K: Clark et al., "Directly Fine-Tuning Diffusion Models on
+Differentiable Rewards", ICLR 2024). Earlier steps run without
 gradients: their cost is one UNet call each, not three.
 """
 
@@ -38,6 +39,17 @@ def initial_noise(
         raise ValueError(f"{len(seeds)} seeds for a batch of {shape[0]}")
     noise = [torch.randn(shape[1:], generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
     return torch.stack(noise).to(device)
+
+
+def ddim_timesteps(scheduler: object, timesteps: int) -> list[int]:
+    """The UNet timesteps of a ``timesteps``-step DDIM run: exactly ``timesteps`` of them.
+
+    The tokenizer's "trailing" spacing (999, 999 - s, ... with s = 1000 // T) holds T + 1
+    steps when 1000 is not a multiple of T (T = 3: 999, 666, 333, 0); terratorch runs them
+    all. Here the first T are run, so ``--timesteps`` is the number of UNet calls; where
+    the spacing holds exactly T steps this is terratorch's schedule.
+    """
+    return [int(t) for t in scheduler.timesteps.tolist()][:timesteps]  # type: ignore[attr-defined]
 
 
 class DDIMUnroll:
@@ -78,17 +90,21 @@ class DDIMUnroll:
         Args:
             noise: the starting noise.
             latent: the conditioning (B, D, h, w).
-            timesteps: DDIM steps.
-            grad_steps: how many of the last steps carry gradients (None: all). Steps before
+            timesteps: DDIM steps, exactly this many UNet calls (:func:`ddim_timesteps`).
+            grad_steps: how many of the last steps carry gradients (None, or ``timesteps`` and
+                more: all, full backpropagation). Steps before
                 them run under ``no_grad``. With more than one gradient step each is
                 checkpointed, so memory does not grow with their number.
         """
         sched = self.scheduler(timesteps)
-        steps = [int(t) for t in sched.timesteps.tolist()]  # type: ignore[attr-defined]
+        steps = ddim_timesteps(sched, timesteps)
         with_grad = len(steps) if grad_steps is None else min(grad_steps, len(steps))
         x = noise.float()
         for index, t in enumerate(steps):
-            step = partial(self._step, scheduler=sched, t=t)
+            # The last step goes to the clean sample (the final alpha), as in every schedule
+            # terratorch runs to the end; the one-step scheduler's stride reaches past t = 0.
+            last = self.scheduler(1) if index == len(steps) - 1 else sched
+            step = partial(self._step, scheduler=last, t=t)
             if not torch.is_grad_enabled() or index < len(steps) - with_grad:
                 with torch.no_grad():
                     x = step(x, latent)

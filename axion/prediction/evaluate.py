@@ -58,26 +58,23 @@ def score(
     mask: Tensor,
     perceptual: PerceptualLoss | None,
 ) -> dict[str, dict[str, Tensor]]:
-    """Per-sample metrics of the input and the output, and the ground truth's own SAR agreement."""
-    from axion.metrics import image_metrics, sar_agreement
+    """Per-sample metrics of the input and the output, and the ground truth's own SAR edge correlation."""
+    from axion.metrics import image_metrics, sar_agreement, sar_edge_correlation
 
     return {
-        "opt_v2": {
-            **image_metrics(opt_v2, target, mask, perceptual),
-            "sar_agreement": sar_agreement(opt_v2, s1, mask),
-        },
-        "opt_v3": {
-            **image_metrics(opt_v3, target, mask, perceptual),
-            "sar_agreement": sar_agreement(opt_v3, s1, mask),
-        },
-        "target": {"sar_agreement": sar_agreement(target, s1, mask)},
-    }
+        src: {
+            **image_metrics(image, target, mask, perceptual),
+            "sar_agreement": sar_agreement(image, target, s1, mask),
+            "sar_edge_correlation": sar_edge_correlation(image, s1, mask),
+        }
+        for src, image in (("opt_v2", opt_v2), ("opt_v3", opt_v3))
+    } | {"target": {"sar_edge_correlation": sar_edge_correlation(target, s1, mask)}}
 
 
 def tile_rows(
     scores: dict[str, dict[str, Tensor]], names: list[str], sizes: dict[str, tuple[int, int]]
 ) -> list[dict]:
-    """One row per tile: its size, every metric of opt_v2 and opt_v3, the ground truth's SAR agreement."""
+    """One row per tile: its size, every metric of opt_v2 and opt_v3, the ground truth's SAR edge correlation."""
     from axion.records.results import METRICS
 
     keys = [k for k in METRICS if k in scores["opt_v3"]] + sorted(
@@ -90,7 +87,7 @@ def tile_rows(
         for key in keys:
             for src in ("opt_v2", "opt_v3"):
                 row[f"{src}_{key}"] = float(scores[src][key][i])
-        row["target_sar_agreement"] = float(scores["target"]["sar_agreement"][i])
+        row["target_sar_edge_correlation"] = float(scores["target"]["sar_edge_correlation"][i])
         rows.append(row)
     return rows
 
@@ -147,7 +144,7 @@ class _Inputs:
 def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
     """Output folder, checkpoint, LPIPS weights and tiles, in order of cost; then say what runs."""
     from axion.data.check import report_warnings, validate_data_dir, validate_stage2
-    from axion.data.dataset import TileDataset
+    from axion.data.dataset import TileDataset, unrecorded_s1_product
     from axion.outputs import clean_stale
     from axion.records.results import TILES_DIR
 
@@ -162,6 +159,9 @@ def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
     warnings = validate_data_dir(settings.data_dir)
     dataset = TileDataset(
         settings.data_dir, settings.split, stage2_dir=settings.stage2_dir, max_samples=settings.max_samples
+    )
+    warnings += unrecorded_s1_product(
+        settings.data_dir, dataset.tiles, checkpoint.model_settings.get("s1_product", "grd")
     )
     if settings.stage2_dir is not None:
         warnings += validate_stage2(

@@ -196,6 +196,15 @@ def _check_run(settings: InferConfig) -> Checkpoint:
     return checkpoint
 
 
+def note_equal_samples(settings: InferConfig, checkpoint: Checkpoint, reporter: Reporter) -> None:
+    """A note when ``--samples`` >= 2 draws from a deterministic model: the samples are equal, the spread 0."""
+    if settings.samples > 1 and checkpoint.model_settings.get("generator") == "none":
+        reporter.info(
+            f"note: {settings.checkpoint} was trained with --generator none (the fusion network alone, "
+            f"deterministic): the {settings.samples} samples are equal and opt_v3_std is 0 everywhere"
+        )
+
+
 def _worker_reporter(shard: Shard, reporter: Reporter | None, settings: InferConfig) -> Reporter:
     """The caller's reporter in a single process; a terminal one on rank 0 of several, silent elsewhere."""
     if reporter is not None:
@@ -215,7 +224,7 @@ def _predictor(settings: InferConfig, reporter: Reporter) -> Predictor:
 def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     """opt_v3 for every tile below ``settings.input_dir``."""
     from axion.data.check import report_warnings
-    from axion.data.dataset import TileDataset
+    from axion.data.dataset import TileDataset, unrecorded_s1_product
     from axion.outputs import clean_stale
 
     input_dir, output_dir = Path(settings.input_dir), Path(settings.output_dir)  # type: ignore[arg-type]
@@ -235,6 +244,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
         max_samples=settings.max_samples,
     )
     warnings = input_warnings(input_dir, settings.stage2_dir, dataset)
+    warnings += unrecorded_s1_product(input_dir, dataset.tiles, checkpoint.model_settings.get("s1_product", "grd"))
     if source == STAGE2:
         reporter.info(f"opt_v2: Stage 2 outputs from {settings.stage2_dir}")
     else:
@@ -246,6 +256,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
         f"Checkpoint: {settings.checkpoint} (epoch {checkpoint.epoch}); {plural(len(dataset), 'tile')}, "
         f"{plural(settings.samples, 'sample')} each, {plural(settings.devices, 'process', 'processes')}"
     )
+    note_equal_samples(settings, checkpoint, reporter)
     previous = _previous_outputs(output_dir) if settings.overwrite else []
     created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -375,7 +386,7 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
         check_writable_file(path, "output scene")
         clean_stale_file(path)
     grid = make_grid(info.height, info.width, settings.tile_size, settings.overlap)
-    _check_run(settings)
+    checkpoint = _check_run(settings)
     acquired, when = acquisition_time(s1_scene, settings.datetime)
     if info.crs is None:
         reporter.info(f"note: {opt_v2_scene} has no CRS; {outputs.tif} gets the same pixel grid without one")
@@ -386,14 +397,23 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
         f"overlap {settings.overlap} px; {plural(settings.samples, 'sample')} per tile, "
         f"{plural(settings.devices, 'process', 'processes')}"
     )
+    note_equal_samples(settings, checkpoint, reporter)
     # Until the new Item is written this scene counts as incomplete; a stale spread goes with it.
     outputs.item.unlink(missing_ok=True)
     if settings.samples == 1:
         outputs.std.unlink(missing_ok=True)
+    folder = outputs.tif.parent
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)  # as tile mode creates its output directory
     single = settings.devices == 1
-    result = _run(
-        settings.devices, scene_worker, settings, info, (acquired, when), reporter if single else None
-    )
+    try:
+        result = _run(
+            settings.devices, scene_worker, settings, info, (acquired, when), reporter if single else None
+        )
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # a run that wrote nothing leaves no folder behind
+        raise
     reporter.info(f"Wrote {', '.join(str(p) for p in result.outputs)}")
     return result
 

@@ -204,8 +204,6 @@ def _check_outputs(outputs: SceneOutputs, inputs: tuple[Path, Path], overwrite: 
             raise DataError(f"{path}: an output of this scene would overwrite an input scene")
         if path.exists() and not path.is_file():
             raise DataError(f"{path}: output path exists and is not a file")
-    if not output.parent.is_dir():
-        raise DataError(f"{output.parent}: folder of the output scene does not exist")
     existing = outputs.existing()
     if existing and not overwrite:
         state = "" if outputs.item.exists() else f" from an incomplete run (no {outputs.item.name})"
@@ -218,7 +216,7 @@ def validate_scene(s1_path: Path, opt_path: Path, output: Path, *, overwrite: bo
     Raises:
         DataError: a missing or unreadable file, wrong band counts, an S1 scene that cannot be
             put on opt_v2's grid (no CRS) or does not overlap it, an output that is an input,
-            has no folder, or exists already (without ``overwrite``).
+            or exists already (without ``overwrite``). A missing folder is created by the caller.
     """
     from axion.data.grid import same_grid
 

@@ -21,6 +21,7 @@ class Monitor:
         mode: ``max`` (higher is better) or ``min``.
         label: how the console names it.
         quantity: how a figure names it, with its unit.
+        meaning: what it measures, where its name does not say (the ``--monitor`` help).
     """
 
     name: str
@@ -28,6 +29,7 @@ class Monitor:
     mode: Literal["max", "min"]
     label: str
     quantity: str
+    meaning: str = ""
 
     @property
     def better(self) -> str:
@@ -44,7 +46,14 @@ class Monitor:
 MONITORS: dict[str, Monitor] = {
     m.name: m
     for m in (
-        Monitor("sar_agreement", "sar_agreement", "max", "SAR agreement", "SAR agreement"),
+        Monitor(
+            "sar_agreement",
+            "sar_agreement",
+            "max",
+            "SAR agreement",
+            "SAR agreement",
+            meaning="opt_v3's structure against the ground truth's where the radar sees structure",
+        ),
         Monitor("psnr", "psnr", "max", "validation PSNR", "PSNR (dB)"),
         Monitor("val_loss", "loss", "min", "validation loss", "loss"),
     )
@@ -59,9 +68,10 @@ def monitor_help() -> str:
     """The ``--monitor`` help: the choices grouped by which way is better."""
     groups = []
     for mode in ("max", "min"):
-        names = [m.name for m in MONITORS.values() if m.mode == mode]
-        if names:
-            groups.append(f"{' or '.join(names)} ({MONITORS[names[0]].better} is better)")
+        chosen = [m for m in MONITORS.values() if m.mode == mode]
+        if chosen:
+            names = [f"{m.name} ({m.meaning})" if m.meaning else m.name for m in chosen]
+            groups.append(f"{' or '.join(names)} ({chosen[0].better} is better)")
     return "Validation score for early stopping and best_model.pt: " + ", ".join(groups) + "."
 
 

@@ -4,7 +4,8 @@
 
     results/
       summary.json      settings, checkpoint path, and mean/std/median/min/max per metric
-      per_tile.csv      one row per tile: opt_v2_<metric>, opt_v3_<metric>, target_sar_agreement
+      per_tile.csv      one row per tile: opt_v2_<metric>, opt_v3_<metric>,
+                        target_sar_edge_correlation
       tiles/<name>.npz  s1 (2,H,W) dB, opt_v2 / opt_v3 / target (4,H,W) tile units, mask (H,W) uint8
 """
 
@@ -27,7 +28,7 @@ PER_TILE_FILE = "per_tile.csv"
 TILES_DIR = "tiles"
 #: Arrays each ``tiles/<name>.npz`` holds.
 TILE_ARRAYS = ("s1", "opt_v2", "opt_v3", "target", "mask")
-#: The images compared: the input, the output and (SAR agreement only) the ground truth.
+#: The images compared: the input, the output and (SAR edge correlation only) the ground truth.
 SOURCES = ("opt_v2", "opt_v3", "target")
 #: Headline metrics in display order: key -> (label, unit, higher is better).
 METRICS: dict[str, tuple[str, str, bool]] = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from axion.atomic import atomic_path
-from axion.errors import ConfigError, DataError, TrainingError
+from axion.errors import ConfigError, DataError, TrainingError, torch_load_failure
 
 if TYPE_CHECKING:
     from axion.config import ModelConfig
@@ -116,10 +117,11 @@ def _load(path: Path, **kwargs: Any) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+        with warnings.catch_warnings():  # torch's notes on odd pickles: the error below says it
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True, **kwargs)
     except Exception as exc:  # torch raises many types for truncated or foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a readable axion checkpoint ({reason})") from None
+        raise DataError(f"{path}: not a readable axion checkpoint ({torch_load_failure(exc)})") from None
     if not isinstance(state, dict):
         raise DataError(f"{path}: not an axion checkpoint (expected a dict of {', '.join(CHECKPOINT_KEYS)})")
     missing = [key for key in CHECKPOINT_KEYS if key not in state]

@@ -87,7 +87,7 @@ def check_run(cfg: TrainConfig) -> RunInputs:
 
     from axion.data.augment import TrainingDraws
     from axion.data.check import validate_data_dir, validate_stage2
-    from axion.data.dataset import TileDataset
+    from axion.data.dataset import TileDataset, unrecorded_s1_product
 
     warnings = validate_data_dir(Path(cfg.data.data_dir))
     common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples}
@@ -95,6 +95,7 @@ def check_run(cfg: TrainConfig) -> RunInputs:
     train_set = TileDataset(cfg.data.data_dir, "train", draws=draws, **common)
     val_set = TileDataset(cfg.data.data_dir, "val", **common)
     check_s1_product([train_set, val_set], cfg.model.s1_product)
+    warnings += unrecorded_s1_product(Path(cfg.data.data_dir), train_set.tiles + val_set.tiles, cfg.model.s1_product)
     if cfg.data.stage2_dir is not None:
         used = [(t.name, (t.height, t.width)) for t in train_set.tiles + val_set.tiles]
         warnings += validate_stage2(cfg.data.stage2_dir, used)

@@ -81,7 +81,7 @@ def validation_metrics(opt_v3: Tensor, target: Tensor, s1: Tensor, mask: Tensor)
     from axion.metrics import psnr, sam_deg, sar_agreement
 
     return {
-        "sar_agreement": sar_agreement(opt_v3, s1, mask),
+        "sar_agreement": sar_agreement(opt_v3, target, s1, mask),
         "psnr": psnr(opt_v3, target, mask),
         "sam_deg": sam_deg(opt_v3, target, mask),
     }

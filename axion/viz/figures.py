@@ -62,7 +62,7 @@ def sar_false_colour(s1: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def sar_edges(s1: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(H, W) SAR gradient magnitude: the map SAR agreement compares against (smoothed, Sobel)."""
+    """(H, W) SAR gradient magnitude (smoothed, Sobel): where SAR agreement looks."""
     import torch
 
     from axion.structure import sar_edges as edges
@@ -79,8 +79,7 @@ def _title(name: str, row: Mapping[str, Any] | None) -> str:
     for src, label in (("opt_v2", "opt_v2"), ("opt_v3", "opt_v3")):
         psnr, ssim, sar = (row.get(f"{src}_{k}", math.nan) for k in ("psnr", "ssim", "sar_agreement"))
         parts.append(f"{label}: PSNR {psnr:.2f} dB, SSIM {ssim:.3f}, SAR agr. {sar:.3f}")
-    truth = row.get("target_sar_agreement", math.nan)
-    return f"{name}\n" + "  |  ".join(parts) + f"  |  ground truth SAR agr. {truth:.3f}"
+    return f"{name}\n" + "  |  ".join(parts)
 
 
 def tile_panel(
@@ -234,7 +233,7 @@ def training_curves(
 
 
 def metric_distributions(rows: Sequence[Mapping[str, Any]], path: Path, dpi: int) -> Path:
-    """Per-tile distributions of every metric, opt_v2 vs opt_v3 (and the ground truth's SAR agreement)."""
+    """Per-tile distributions of every headline metric, opt_v2 vs opt_v3."""
     plt = _pyplot()
     keys = [k for k in METRICS if rows and f"opt_v3_{k}" in rows[0]]
     cols = min(4, len(keys))

@@ -75,6 +75,7 @@ TILE_CASES: dict[str, tuple[Callable[[dict], None], str]] = {
     "s2_1e30_pixels": (_set("s2_b4", _block(1e30)), "S2 above the reflectance ceiling"),
     "s2_reflectance_0_1": (_set("s2", lambda b: b / 10000.0), "looks like reflectance 0-1"),
     "s2_constant_band": (_set("s2_b8", lambda b: np.full_like(b, 2000.0)), "S2 B8 is constant"),
+    "s1_all_zero": (_set("s1", np.zeros_like), "no S1 signal: every value is 0"),
     "s1_linear_power": (_set("s1", lambda b: 10.0 ** (b / 10.0)), "S1 looks like linear power, not dB"),
     "s1_1e30_pixels": (_set("s1_vv", _block(1e30)), "S1 values outside -100..60 dB"),
     "s1_unmasked_nodata": (_set("s1_vh", _block(-9999.0)), "S1 values outside -100..60 dB"),
@@ -281,6 +282,44 @@ def test_checkpoint_with_non_finite_weights_is_refused(
         f"stage3 evaluate --checkpoint {poisoned} --data-dir {tiles_dir} --output-dir {out} --lpips-weight 0"
     )
     assert_refused(result, str(poisoned), "non-finite value", not_written=out)
+
+
+class _Hostile:
+    """Unpickled, it would create the marker file: what a hostile checkpoint does with real code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.marker,))
+
+
+def _truncated(path: Path, marker: Path) -> None:
+    torch.save({"model_state_dict": {"fusion.w": torch.ones(64, 64)}}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _hostile(path: Path, marker: Path) -> None:
+    torch.save({"config": _Hostile(marker), "model_state_dict": {}}, path)
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"), [(_truncated, "truncated or corrupted"), (_hostile, "could run code; not loaded")]
+)
+def test_damaged_or_hostile_checkpoints_get_a_short_safe_line(
+    make: Callable[[Path, Path], None], needle: str, tiles_dir: Path, tmp_path: Path
+) -> None:
+    """The file and the problem in a short line; never torch's advice to load with weights_only=False."""
+    bad, marker, out = tmp_path / "model.pt", tmp_path / "ran", tmp_path / "out"
+    make(bad, marker)
+    for command in (
+        f"stage3 evaluate --checkpoint {bad} --data-dir {tiles_dir} --output-dir {out} --lpips-weight 0",
+        f"stage3 infer --checkpoint {bad} --input-dir {tiles_dir / 'test'} --output-dir {out} "
+        "--proxy-from-ground-truth",
+    ):
+        line = assert_refused(run_cli(command), str(bad), needle, not_written=out)
+        assert "weights_only" not in line and len(line) - len(str(bad)) <= 160, line
+    assert not marker.exists()
 
 
 # --- output locations that cannot be written ----------------------------------------------------

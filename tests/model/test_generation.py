@@ -53,8 +53,9 @@ def test_global_rng_reproduces_and_token_order_draws_nothing(tiny_model, real_ba
     assert torch.equal(torch.rand(1), after_first)
 
 
-@pytest.mark.parametrize("timesteps", [1, 2])
+@pytest.mark.parametrize("timesteps", [1, 2, 3])
 def test_timesteps_set_denoiser_calls(tiny_model, real_batch, timesteps):
+    """--timesteps T is T UNet calls, also where 1000 is not a multiple of T (3 ran 4)."""
     s1, opt_v2 = real_batch
     calls = []
     unet = tiny_model.generator.tokenizer[S2_TARGET].decoder
@@ -64,6 +65,21 @@ def test_timesteps_set_denoiser_calls(tiny_model, real_batch, timesteps):
     finally:
         handle.remove()
     assert len(calls) == timesteps
+
+
+def test_the_schedule_holds_exactly_t_steps_and_terratorchs_where_it_runs_t(tiny_model):
+    """The tokenizer's spacing holds T + 1 steps for T = 3, 6, 9, 15; the first T are run. Where
+    it holds T steps, the schedule is terratorch's own, the last step going to the clean sample."""
+    from axion.model.diffusion import ddim_timesteps
+
+    unroll = tiny_model.arm.denoise
+    for timesteps in (3, 6, 9, 15):
+        steps = ddim_timesteps(unroll.scheduler(timesteps), timesteps)
+        assert len(steps) == timesteps and len(unroll.scheduler(timesteps).timesteps) == timesteps + 1
+        assert steps[0] == 999 and steps[-1] == 999 - (timesteps - 1) * (1000 // timesteps)
+    for timesteps in (1, 2, 4, 5, 8, 10, 20, 25, 40, 50):
+        theirs = unroll.scheduler(timesteps).timesteps.tolist()
+        assert ddim_timesteps(unroll.scheduler(timesteps), timesteps) == theirs
 
 
 def test_bf16_autocast_trains_and_stays_close(tiny_model, real_batch, wake):

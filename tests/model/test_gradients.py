@@ -101,3 +101,21 @@ def test_grad_steps_truncate_backprop_through_the_sampler(tiny_model, real_batch
     assert unet_lora and all(n in grads[1] for n in unet_lora)
     # Truncation changes the gradient, but not the output.
     assert any(not torch.equal(grads[1][n], grads[2][n]) for n in unet_lora)
+
+
+def test_grad_steps_equal_to_timesteps_is_full_backprop(tiny_model, real_batch, wake):
+    """K = T backpropagates through every UNet call, also at T = 3 (its spacing holds 4 steps)."""
+    wake()
+    s1, opt_v2 = real_batch[0][:1], real_batch[1][:1]
+    unet = tiny_model.generator.tokenizer[S2_TARGET].decoder
+    calls: list[bool] = []
+    handle = unet.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+    try:
+        tiny_model.arm.grad_steps = 3
+        out = tiny_model(s1, opt_v2, seeds=[0], timesteps=3)
+    finally:
+        handle.remove()
+        tiny_model.arm.grad_steps = tiny_model.cfg.grad_steps
+    tiny_model.zero_grad(set_to_none=True)
+    assert torch.isfinite(out).all()
+    assert calls == [True, True, True]
