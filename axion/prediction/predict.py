@@ -132,18 +132,12 @@ def _square(x: Tensor, side: int) -> Tensor:
     return torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
 
 
-@torch.no_grad()
 def predict(
-    model: Stage3Model,
-    batch: dict[str, Any],
-    seeds: Sequence[int],
-    timesteps: int,
-    *,
-    precision: PrecisionChoice | None = None,
-    device: torch.device | str = "cpu",
+    model: Stage3Model, batch: dict[str, Any], seeds: Sequence[int], timesteps: int, **options: Any
 ) -> Tensor:
-    """opt_v3 for a batch, without gradients; see :func:`predict_outputs`."""
-    return predict_outputs(model, batch, seeds, timesteps, precision=precision, device=device)[0]
+    """opt_v3 for a batch, without gradients: :func:`predict_outputs`' first value (same arguments,
+    ``precision`` and ``device`` as keywords)."""
+    return predict_outputs(model, batch, seeds, timesteps, **options)[0]
 
 
 @torch.no_grad()
