@@ -8,6 +8,8 @@ exits with :attr:`AxionError.exit_code`, without a traceback.
 from __future__ import annotations
 
 import re
+import warnings
+from typing import Any
 
 
 class AxionError(Exception):
@@ -53,3 +55,20 @@ def torch_load_failure(exc: BaseException) -> str:
         return "truncated or corrupted"
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {first}"[:80] if first else type(exc).__name__
+
+
+def load_weights_only(path: Any, error: type[AxionError], what: str, **kwargs: Any) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, or ``error`` in one short line.
+
+    Opening the file never runs code, torch's notes on odd pickles are silenced (the error
+    says what matters), and a file torch cannot read raises ``error("<path>: <what>
+    (<reason>)")`` with :func:`torch_load_failure`'s reason. ``kwargs`` go to ``torch.load``.
+    """
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+    except Exception as exc:  # torch raises many types for truncated, foreign or hostile files
+        raise error(f"{path}: {what} ({torch_load_failure(exc)})") from None

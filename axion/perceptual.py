@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from axion.bands import RGB_INDICES
-from axion.errors import WeightsError, torch_load_failure
+from axion.errors import WeightsError, load_weights_only
 from axion.masked import check_shapes, in_fp32, masked_mean, valid_pixels
 
 if TYPE_CHECKING:
@@ -83,10 +83,7 @@ def load_alexnet_features(path: Path) -> dict[str, Tensor]:
     Raises:
         WeightsError: unreadable file, or missing / misshapen keys.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file; all mean "unusable"
-        raise WeightsError(f"{path}: cannot read LPIPS backbone weights ({torch_load_failure(exc)})") from None
+    state = load_weights_only(path, WeightsError, "cannot read LPIPS backbone weights")
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected an AlexNet state dict, got {type(state).__name__}")
     missing = [k for k in ALEXNET_FEATURE_SHAPES if k not in state]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from axion.bands import S1_MODALITY
-from axion.errors import WeightsError, torch_load_failure
+from axion.errors import WeightsError, load_weights_only
 from axion.model.weights import WeightFiles
 
 if TYPE_CHECKING:
@@ -53,12 +53,7 @@ def build_generator(model_size: str, timesteps: int, s1_product: str = "grd") ->
 
 
 def _read_state_dict(path: os.PathLike[str]) -> dict:
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # torch raises many types for a bad file; all mean "unreadable"
-        raise WeightsError(f"{path}: cannot read TerraMind weights ({torch_load_failure(exc)})") from None
+    state = load_weights_only(path, WeightsError, "cannot read TerraMind weights", mmap=True)
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: not a TerraMind state dict")
     return state

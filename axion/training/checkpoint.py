@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor
 
 from axion.atomic import atomic_path
-from axion.errors import ConfigError, DataError, TrainingError, torch_load_failure
+from axion.errors import ConfigError, DataError, TrainingError, load_weights_only
 
 if TYPE_CHECKING:
     from axion.config import ModelConfig
@@ -116,12 +115,7 @@ def non_finite(state: dict[str, Any]) -> tuple[int, str] | None:
 def _load(path: Path, **kwargs: Any) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
-    try:
-        with warnings.catch_warnings():  # torch's notes on odd pickles: the error below says it
-            warnings.simplefilter("ignore", UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True, **kwargs)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise DataError(f"{path}: not a readable axion checkpoint ({torch_load_failure(exc)})") from None
+    state = load_weights_only(path, DataError, "not a readable axion checkpoint", **kwargs)
     if not isinstance(state, dict):
         raise DataError(f"{path}: not an axion checkpoint (expected a dict of {', '.join(CHECKPOINT_KEYS)})")
     missing = [key for key in CHECKPOINT_KEYS if key not in state]
