@@ -66,6 +66,25 @@ def tiny_model(tiny_build):
     return tiny_build[0]
 
 
+@pytest.fixture(scope="session")
+def untrained_checkpoint(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the untrained tiny model: it returns opt_v2 exactly (identity start).
+
+    Handy for exact checks of the machinery around the model (grids, nodata, encodings).
+    """
+    from axion.config import ModelConfig
+    from axion.training.checkpoint import Checkpoint
+
+    cfg = ModelConfig(model_size="tiny", pretrained=False, timesteps=1, lora_rank=8, lora_alpha=16)
+    path = tmp_path_factory.mktemp("untrained") / "untrained.pt"
+    Checkpoint(
+        epoch=0,
+        model_state_dict=tiny_model.trainable_state_dict(),
+        config={"model": cfg.model_dump(mode="json"), "other": {"seed": 0}},
+    ).write(path)
+    return path
+
+
 # --- leftovers of killed processes ------------------------------------------------------------
 
 

@@ -29,8 +29,6 @@ from axion.runtime.reporter import Reporter
 from axion.training.trained import read_trained
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from axion.prediction.parallel import Shard
     from axion.prediction.predict import Predictor
     from axion.prediction.scene import SceneInfo
@@ -244,7 +242,9 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
         max_samples=settings.max_samples,
     )
     warnings = input_warnings(input_dir, settings.stage2_dir, dataset)
-    warnings += unrecorded_s1_product(input_dir, dataset.tiles, checkpoint.model_settings.get("s1_product", "grd"))
+    warnings += unrecorded_s1_product(
+        input_dir, dataset.tiles, checkpoint.model_settings.get("s1_product", "grd")
+    )
     if source == STAGE2:
         reporter.info(f"opt_v2: Stage 2 outputs from {settings.stage2_dir}")
     else:
@@ -329,7 +329,9 @@ def tiles_worker(
                     key: None if value is None else value[crop].numpy()
                     for key, value in drawn._asdict().items()
                 }
-                write_tile(output_dir, tile.name, tile.georef, arrays, invalid, dtype=settings.dtype, record=record)
+                write_tile(
+                    output_dir, tile.name, tile.georef, arrays, invalid, dtype=settings.dtype, record=record
+                )
             bar.advance()
     shard.barrier()
     result = InferResult()
@@ -373,8 +375,15 @@ def _finish_tiles(
 
 
 # --- scene mode --------------------------------------------------------------------------------
-def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
-    """One blended opt_v3 COG (and its STAC Item) on the grid of the opt_v2 scene."""
+def infer_scene(settings: InferConfig, reporter: Reporter, predictor: Predictor | None = None) -> InferResult:
+    """One blended opt_v3 COG (and its STAC Item) on the grid of the opt_v2 scene.
+
+    Args:
+        settings: scene-mode settings.
+        reporter: what the user sees.
+        predictor: the checkpoint's model already built with these settings (one process only);
+            None: built from ``settings.checkpoint``.
+    """
     from axion.outputs import check_writable_file, clean_stale_file
     from axion.prediction.scene import SceneOutputs, make_grid, validate_scene
     from axion.writers.stac import acquisition_time
@@ -408,7 +417,13 @@ def infer_scene(settings: InferConfig, reporter: Reporter) -> InferResult:
     single = settings.devices == 1
     try:
         result = _run(
-            settings.devices, scene_worker, settings, info, (acquired, when), reporter if single else None
+            settings.devices,
+            scene_worker,
+            settings,
+            info,
+            (acquired, when),
+            reporter if single else None,
+            predictor if single else None,
         )
     except BaseException:
         if created and not any(folder.iterdir()):
@@ -424,16 +439,15 @@ def scene_worker(
     info: SceneInfo,
     acquired: tuple[dt.datetime, str],
     reporter: Reporter | None,
+    predictor: Predictor | None = None,
 ) -> InferResult:
     """This process's strips; the first process blends and writes them, then the STAC Item."""
-    import torch
-
-    from axion.prediction.scene import Prediction, SceneOutputs, make_grid, run_scene
+    from axion.prediction.scene import SceneOutputs, make_grid, run_scene
     from axion.provenance import geotiff_tags, output_provenance
 
     reporter = _worker_reporter(shard, reporter, settings)
     outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
-    predictor = _predictor(settings, reporter)
+    predictor = predictor or _predictor(settings, reporter)
     reporter.info(
         f"timesteps {predictor.timesteps}, seed {predictor.seed}, {predictor.precision.label}; "
         f"{shard.world_size} x {predictor.device.type}"
@@ -449,19 +463,13 @@ def scene_worker(
         overlap=settings.overlap,
     )
 
-    def predict_fn(s1: np.ndarray, opt_v2: np.ndarray, names: list[str]) -> Prediction:
-        mean, std, _ = predictor.samples(
-            torch.from_numpy(s1), torch.from_numpy(opt_v2), names, settings.samples
-        )
-        return Prediction(mean.numpy(), None if std is None else std.numpy())
-
     sampled = settings.samples > 1
     grid = make_grid(info.height, info.width, settings.tile_size, settings.overlap)
     with reporter.bar("Scene tiles", len(grid)) as bar:
         run_scene(
             info,
             outputs.tif,
-            predict_fn,
+            predictor.tiles_fn(settings.samples),
             tile_size=settings.tile_size,
             overlap=settings.overlap,
             batch_size=settings.batch_size,

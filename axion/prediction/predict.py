@@ -27,7 +27,10 @@ from axion.seeding import Stream, stream_seed
 from axion.training.checkpoint import Checkpoint
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from axion.model.stage3 import Stage3Model
+    from axion.prediction.scene import PredictFn
 
 #: Settings of the frozen base a user may change at prediction time (the rest must match the adapters).
 BASE_OVERRIDES = ("pretrained", "weights_dir")
@@ -110,6 +113,19 @@ class Predictor:
         if count == 1:
             return Samples(draws[0], None, kept)
         return Samples(draws.mean(dim=0), draws.std(dim=0, correction=1), kept)
+
+    def tiles_fn(self, count: int) -> PredictFn:
+        """The model as scene tiling calls it: numpy tiles in, the mean (and spread) of ``count`` samples out.
+
+        Scene mode and in-memory scenes (:mod:`axion.prediction.arrays`) both predict through it.
+        """
+        from axion.prediction.scene import Prediction
+
+        def predict_fn(s1: np.ndarray, opt_v2: np.ndarray, names: list[str]) -> Prediction:
+            mean, std, _ = self.samples(torch.from_numpy(s1), torch.from_numpy(opt_v2), names, count)
+            return Prediction(mean.numpy(), None if std is None else std.numpy())
+
+        return predict_fn
 
 
 def tile_seeds(seed: int, names: Sequence[str], sample: int = 0) -> list[int]:
@@ -223,6 +239,7 @@ def load_predictor(
     pretrained: bool | None = None,
     weights_dir: Path | None = None,
     log: Callable[[str], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> Predictor:
     """Rebuild a checkpoint's model, ready for :func:`predict`.
 
@@ -234,17 +251,18 @@ def load_predictor(
         pretrained: override whether the frozen base is pretrained (default: as trained).
         weights_dir: where the pretrained TerraMind files are (default: as trained).
         log: receives one-line messages.
+        device: where the model runs (default: the GPU when one is visible, else the CPU).
 
     Raises:
         WeightsError: base weights missing or adapters that do not fit. ConfigError: bad
-        precision or timesteps.
+        precision, timesteps or device.
     """
     say = log or (lambda _message: None)
     cfg = model_config_from(
         checkpoint, {"pretrained": pretrained, "weights_dir": weights_dir, "timesteps": timesteps}
     )
-    accelerator = accelerator_name()
-    choice = resolve_precision(precision, accelerator)
+    target = resolve_device(device)
+    choice = resolve_precision(precision, target.type)
     from axion.model import build_stage3_model, check_weights
 
     check_weights(cfg)
@@ -253,8 +271,7 @@ def load_predictor(
     # the base the adapters were trained on.
     model = build_stage3_model(cfg, log=say)
     model.load_trainable_state_dict(checkpoint.model_state_dict)
-    device = torch.device(accelerator)
-    model = model.to(device).train(False)
+    model = model.to(target).train(False)
     return Predictor(
         model=model,
         checkpoint=Path(checkpoint.path) if checkpoint.path else Path("."),
@@ -263,8 +280,27 @@ def load_predictor(
         timesteps=cfg.timesteps,
         seed=train_seed if seed is None else int(seed),
         precision=choice,
-        device=device,
+        device=target,
     )
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``: the GPU when one is visible, else the CPU; otherwise the device named, checked.
+
+    Raises:
+        ConfigError: not a device name torch knows, or a CUDA device on a machine without one.
+    """
+    if device is None:
+        return torch.device(accelerator_name())
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"invalid device = {device!r}: expected cpu, cuda or cuda:N") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"invalid device = {device!r}: no CUDA GPU is visible")
+    if target.type not in ("cpu", "cuda"):
+        raise ConfigError(f"invalid device = {device!r}: expected cpu, cuda or cuda:N")
+    return target
 
 
 def predictor_for(

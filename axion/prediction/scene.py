@@ -163,6 +163,28 @@ def tile_name(stem: str, row: int, col: int) -> str:
 
 
 # --- validation ---------------------------------------------------------------------------------
+def check_band_counts(s1: tuple[Any, int], opt_v2: tuple[Any, int], what: str) -> None:
+    """Refuse S1 without exactly VV, VH or opt_v2 without exactly B2, B3, B4, B8.
+
+    Args:
+        s1, opt_v2: (where it comes from, its number of bands).
+        what: how the message names the inputs (``scene``, ``array``).
+
+    Raises:
+        DataError: ``<where>: S1 <what> has N band(s), expected 2 (VV, VH in dB)`` (or opt_v2's).
+    """
+    (s1_name, s1_count), (opt_name, opt_count) = s1, opt_v2
+    if s1_count != len(S1_KEYS):
+        raise DataError(
+            f"{s1_name}: S1 {what} has {s1_count} band(s), expected {len(S1_KEYS)} (VV, VH in dB)"
+        )
+    if opt_count != len(OPTICAL_BANDS):
+        raise DataError(
+            f"{opt_name}: opt_v2 {what} has {opt_count} band(s), expected {len(OPTICAL_BANDS)} "
+            f"({', '.join(OPTICAL_BANDS)})"
+        )
+
+
 def _open(path: Path, what: str) -> Any:
     import rasterio
     from rasterio.errors import RasterioIOError
@@ -222,15 +244,7 @@ def validate_scene(s1_path: Path, opt_path: Path, output: Path, *, overwrite: bo
 
     s1_path, opt_path, output = Path(s1_path), Path(opt_path), Path(output)
     with _open(s1_path, "S1 scene") as s1, _open(opt_path, "opt_v2 scene") as opt:
-        if s1.count != len(S1_KEYS):
-            raise DataError(
-                f"{s1_path}: S1 scene has {s1.count} band(s), expected {len(S1_KEYS)} (VV, VH in dB)"
-            )
-        if opt.count != len(OPTICAL_BANDS):
-            raise DataError(
-                f"{opt_path}: opt_v2 scene has {opt.count} band(s), expected {len(OPTICAL_BANDS)} "
-                f"({', '.join(OPTICAL_BANDS)})"
-            )
+        check_band_counts((s1_path, s1.count), (opt_path, opt.count), "scene")
         reprojected = not same_grid(s1, opt)
         if reprojected:
             _check_overlap(s1, opt, s1_path)
@@ -261,7 +275,7 @@ def scene_readers(info: SceneInfo) -> Iterator[tuple[Any, Any]]:
 
 
 # --- tiled inference ----------------------------------------------------------------------------
-def _invalid(pixels: np.ndarray, nodata: float | None) -> np.ndarray:
+def invalid_pixels(pixels: np.ndarray, nodata: float | None) -> np.ndarray:
     """(h, w) True where any band is non-finite or equals the file's nodata value."""
     bad = ~np.isfinite(pixels).all(axis=0)
     if nodata is not None and np.isfinite(nodata):
@@ -316,7 +330,7 @@ def predict_strip(
             window = Window(col, row, w, h)
             s1 = s1_src.read(window=window).astype(np.float32)
             opt = opt_src.read(window=window).astype(np.float32)
-            bad = _invalid(s1, s1_src.nodata) | _invalid(opt, opt_src.nodata)
+            bad = invalid_pixels(s1, s1_src.nodata) | invalid_pixels(opt, opt_src.nodata)
             s1_batch.append(_pad(fill_invalid(s1, bad), size))
             opt_batch.append(_pad(fill_invalid(opt, bad), size))
             invalid[start + k, :h, :w] = bad
@@ -507,14 +521,19 @@ def run_scene(
             for _ in strips:
                 pass
         else:
-            _blend(strips, grid, info, writer, std_writer)
+            blend_strips(strips, grid, info, writer, std_writer)
     return grid
 
 
-def _blend(
+def blend_strips(
     strips: Iterator[dict[str, np.ndarray]], grid: TileGrid, info: SceneInfo, writer: Any, std_writer: Any
 ) -> None:
-    """Blend the strips in order and write every row as soon as no later tile reaches it."""
+    """Blend the strips in order and write every row as soon as no later tile reaches it.
+
+    ``writer`` (and ``std_writer``, or None) take ``write(rows, top, invalid)``: (4, h, width)
+    float32 tile units for the rows ``[top, top + h)`` and where they are invalid, as
+    :class:`axion.writers.cog.StripWriter` does.
+    """
     size, overlap = grid.tile_size, grid.overlap
     accumulator = _Strip(info.width, size, std_writer is not None)
     for r, strip in enumerate(strips):

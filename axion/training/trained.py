@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from axion.errors import DataError
-from axion.training.checkpoint import Checkpoint
+from axion.training.checkpoint import BEST_FILE, Checkpoint
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -83,3 +83,23 @@ def read_export(directory: Path) -> Checkpoint:
 def read_trained(path: Path) -> Checkpoint:
     """What evaluate and infer load: a checkpoint file or an export folder."""
     return read_export(path) if is_export(path) else Checkpoint.read(path)
+
+
+def find_trained(path: Path) -> Path:
+    """What :func:`read_trained` reads for ``path``: a checkpoint file, an export folder, or a
+    training run's folder (its ``best_model.pt``).
+
+    Raises:
+        DataError: nothing at ``path``, or a folder that is neither a run nor an export.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: checkpoint not found")
+    if not path.is_dir() or is_export(path):
+        return path
+    if (path / BEST_FILE).is_file():
+        return path / BEST_FILE
+    raise DataError(
+        f"{path}: neither a training run (no {BEST_FILE}) nor a folder written by "
+        f"'axion stage3 export' (no {METADATA})"
+    )
