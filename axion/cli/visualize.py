@@ -2,7 +2,8 @@
 
 Writes ``tiles/<name>.png`` (six panels per tile), ``training_curves.png`` (from the
 run's ``metrics.jsonl``, found next to the evaluated checkpoint) and
-``metric_distributions.png`` into ``--output-dir`` (see :func:`axion.viz.render.visualize`).
+``metric_distributions.png`` into ``--output-dir``, and ``index.html``, a self-contained page
+with the scores and every figure (see :func:`axion.viz.render.visualize`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def visualize(
     config: Path | None = config_file_option(_PANEL),
     print_config: bool = print_config_option(_PANEL),
 ) -> None:
-    """Draw tile panels, training curves and opt_v2-vs-opt_v3 metric distributions as PNG files.
+    """Draw tile panels, training curves and opt_v2-vs-opt_v3 metric distributions as PNG files, and
+    index.html: one page with the summary table, the figures and every tile's scores.
 
     Tile panels: SAR false colour, opt_v2, opt_v3 and ground truth in true colour
     (one shared 2-98 % stretch of the ground truth), |opt_v3 - ground truth| and
@@ -57,3 +59,5 @@ def visualize(
     for note in done.notes:
         console.print(f"note: {note}", markup=False)
     console.print(f"Wrote {plural(len(done.figures), 'figure')} to {settings.output_dir}", markup=False)
+    if done.page is not None:
+        console.print(f"Results page: {done.page}", markup=False)

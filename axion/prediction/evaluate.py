@@ -304,7 +304,8 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     try:
         with reporter.bar("Evaluate", len(batches)) as bar:
             for batch in loader:
-                opt_v3 = predictor(batch["s1"], batch["opt_v2"], batch["name"])
+                # What infer writes for these tiles: one seeded generation, clipped at 0.
+                opt_v3 = predictor.samples(batch["s1"], batch["opt_v2"], batch["name"], 1).mean
                 new, scores = _batch_rows(
                     batch, opt_v3, inputs.perceptual, sizes, clear=settings.stage2_dir is not None
                 )

@@ -19,6 +19,7 @@ import numpy as np
 from axion.config import VisualizeConfig
 from axion.errors import DataError
 from axion.records.monitor import DEFAULT_MONITOR, MONITORS
+from axion.viz.page import PAGE_FILE
 
 #: Figures are drawn into ``<output-dir>/.visualize-<pid>-<random>/`` first.
 STAGING = "visualize"
@@ -28,10 +29,11 @@ _TILE_CHANNELS: dict[str, int | None] = {"s1": 2, "opt_v2": 4, "opt_v3": 4, "tar
 
 @dataclass
 class Rendered:
-    """The PNG files written, and notes on what could not be drawn."""
+    """The PNG files written, the results page tying them together, and notes on what could not be drawn."""
 
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    page: Path | None = None
 
 
 def read_tile_arrays(npz: Path) -> dict[str, np.ndarray]:
@@ -90,8 +92,22 @@ def _run_plan(run_dir: str | None) -> tuple[RunPlan, str | None]:
     ), None
 
 
+def _write_page(
+    staging: Path, summary: dict, rows: list[dict], figures: list[Path], output_dir: Path
+) -> Path:
+    """The results page in the staging folder, pointing at the figures' final places."""
+    from axion.viz.page import write_results_page
+
+    relative = [figure.relative_to(output_dir).as_posix() for figure in figures]
+    panels = {Path(path).stem: path for path in relative if path.startswith("tiles/")}
+    titles = {"training_curves.png": "Training curves", "metric_distributions.png": "Metric distributions"}
+    others = [(titles[path], path) for path in relative if path in titles]
+    return write_results_page(staging / PAGE_FILE, summary, rows, panels, others)
+
+
 def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | None = None) -> Rendered:
-    """Tile panels, training curves and metric distributions as PNG files.
+    """Tile panels, training curves and metric distributions as PNG files, and ``index.html``
+    (:mod:`axion.viz.page`) that shows them with the scores.
 
     Raises:
         DataError: the results directory, a tile array file or the history is missing, unreadable
@@ -157,12 +173,15 @@ def visualize(settings: VisualizeConfig, on_figure: Callable[[Path], None] | Non
             name = "metric_distributions.png"
             metric_distributions(loaded.rows, staging / name, settings.dpi)
             drawn.append((staging / name, output_dir / name))
+        page = _write_page(staging, loaded.summary, loaded.rows, [final for _, final in drawn], output_dir)
         for staged, final in drawn:
             final.parent.mkdir(exist_ok=True)
             staged.replace(final)
             done.figures.append(final)
             if on_figure is not None:
                 on_figure(final)
+        page.replace(output_dir / PAGE_FILE)  # last: it shows the figures moved in before it
+        done.page = output_dir / PAGE_FILE
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return done

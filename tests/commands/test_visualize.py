@@ -57,3 +57,28 @@ def test_leftovers_of_a_killed_visualize_are_removed(evaluation, tmp_path: Path)
     assert not any(path.exists() for path in leftovers)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert (out / "training_curves.png").stat().st_size > 20_000
+
+
+def test_writes_a_results_page_that_a_browser_shows_whole(evaluation, tmp_path: Path) -> None:
+    from axion.records.results import load_results
+    from tests.browser import probe_page
+
+    results, _ = evaluation
+    out = tmp_path / "viz"
+    result = run_cli(f"stage3 visualize --results {results} --output-dir {out} --max-tiles 1")
+    assert result.exit_code == 0, result.output
+    assert f"Results page: {out / 'index.html'}" in result.output
+    loaded = load_results(results)
+    rows = loaded.rows
+    assert len(rows) >= 2  # with --max-tiles 1, one tile has a panel and the others only their scores
+    seen = probe_page(out / "index.html")
+    assert seen["errors"] == []
+    gains = {r["name"]: r["opt_v3_psnr"] - r["opt_v2_psnr"] for r in rows}
+    assert sorted(seen["initial"]) == sorted(gains)  # every tile, panel or not
+    assert seen["initial"] == sorted(gains, key=lambda name: (-gains[name], name))
+    assert seen["ascending"] == sorted(gains, key=lambda name: (gains[name], name))
+    assert seen["worse"] == sorted(name for name, gain in gains.items() if gain < 0)
+    srcs = {i["src"] for i in seen["images"]}
+    panels = {f"tiles/{npz.stem}.png" for npz in loaded.tiles[:1]}
+    assert srcs == panels | {"training_curves.png", "metric_distributions.png"}
+    assert all(i["loaded"] for i in seen["images"])
