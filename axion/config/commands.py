@@ -279,7 +279,7 @@ class VisualizeConfig(Settings):
     results: Path = Field(
         description="Results directory written by 'axion stage3 evaluate' (summary.json, per_tile.csv)."
     )
-    output_dir: Path = Field(description="Where the PNG figures go; created if missing.")
+    output_dir: Path = Field(description="Where the PNG figures and index.html go; created if missing.")
     history: Path | None = Field(None, description="metrics.jsonl of the training run.")
     max_tiles: int = Field(16, ge=0, description="Draw panels for at most this many tiles (by name).")
     dpi: int = Field(110, ge=30, le=600, description="Resolution of the PNG files (dots per inch).")

@@ -124,7 +124,6 @@ class Stage3Pipeline:
         predictor = load_predictor(
             checkpoint, timesteps=timesteps, seed=seed, precision=precision, device=device, **overrides
         )
-        predictor.checkpoint = source
         return cls(
             predictor,
             precision=precision,
