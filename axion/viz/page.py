@@ -159,7 +159,7 @@ def _meta_table(summary: Mapping[str, Any]) -> str:
 
 def _card(row: Mapping[str, Any], panel: str | None) -> str:
     name = str(row["name"])
-    gain = row.get(f"opt_v3_{GAIN_METRIC}", math.nan) - row.get(f"opt_v2_{GAIN_METRIC}", math.nan)
+    gain = _gain(row)
     scores = []
     for key in CARD_METRICS:
         before, after = row.get(f"opt_v2_{key}"), row.get(f"opt_v3_{key}")
@@ -188,6 +188,18 @@ def _card(row: Mapping[str, Any], panel: str | None) -> str:
     )
 
 
+def _gain(row: Mapping[str, Any]) -> float:
+    """The tile's change of :data:`GAIN_METRIC`, opt_v3 minus opt_v2 (NaN when either is missing)."""
+    before, after = row.get(f"opt_v2_{GAIN_METRIC}"), row.get(f"opt_v3_{GAIN_METRIC}")
+    return after - before if _finite(before) and _finite(after) else math.nan
+
+
+def _by_gain(row: Mapping[str, Any]) -> tuple[bool, float, str]:
+    """The page's first order (the script's too): largest gain first, tiles without one last, then by name."""
+    gain = _gain(row)
+    return (not _finite(gain), -gain if _finite(gain) else 0.0, str(row["name"]))
+
+
 def results_page(
     summary: Mapping[str, Any],
     rows: Sequence[Mapping[str, Any]],
@@ -207,7 +219,7 @@ def results_page(
         "</figure>"
         for title, path in figures
     )
-    cards = "\n".join(_card(row, panels.get(str(row["name"]))) for row in rows)
+    cards = "\n".join(_card(row, panels.get(str(row["name"]))) for row in sorted(rows, key=_by_gain))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -80,3 +80,12 @@ def test_the_page_loads_nothing_from_the_network(tmp_path: Path, terramind_examp
     assert "http://" not in text and "https://" not in text
     assert re.findall(r'(?:src|href)="([^"]*)"', text) == ["tiles/c.png", "tiles/a.png"]
     assert "<style>" in text and "<script>" in text
+
+
+def test_the_summary_says_on_how_many_tiles_opt_v3_wins() -> None:
+    text = results_page(_summary(), _rows(), {}, [])
+    psnr_row = re.search(r"<tr><td>PSNR</td>.*?</tr>", text).group(0)
+    assert "25.0000" in psnr_row and "26.6000" in psnr_row and 'class="num better">1.6000' in psnr_row
+    assert "2 of 4 tiles" in psnr_row  # a and e got worse; d has no finite score
+    assert "5 of 5 tiles" in re.search(r"<tr><td>SSIM</td>.*?</tr>", text).group(0)
+    assert text.count('class="tile"') == 5 and text.count("no panel") == 5
