@@ -180,6 +180,13 @@ class Stage3Pipeline:
                 f"s1: shape mismatch: s1 {tuple(s1_in.arrays.shape)}, opt_v2 {tuple(opt_in.arrays.shape)} "
                 "(batch sizes differ)"
             )
+        if samples > 1 and self.predictor.config.get("model", {}).get("generator") == "none":
+            warnings.warn(
+                f"{self.predictor.checkpoint} was trained with --generator none (the fusion network alone, "
+                f"deterministic): the {samples} samples are equal and their std is 0 everywhere",
+                UserWarning,
+                stacklevel=2,
+            )
         means, stds = self._predict(s1_in, opt_in, samples, name)
         if stds is None:
             return like(means, opt_in, "opt_v3")

@@ -209,3 +209,22 @@ def test_nothing_to_load_is_one_clear_line(tmp_path: Path, kind: str, message: s
         path.mkdir()
     with pytest.raises(DataError, match=f"^{path}: .*{message}".replace("(", r"\(").replace(")", r"\)")):
         Stage3Pipeline.from_pretrained(path)
+
+
+def test_samples_of_a_deterministic_model_warn(window, tmp_path: Path) -> None:
+    from axion import Stage3Pipeline
+    from axion.config import ModelConfig
+    from axion.model import build_stage3_model
+    from axion.training.checkpoint import Checkpoint
+
+    cfg = ModelConfig(generator="none", pretrained=False)
+    path = tmp_path / "fusion_only.pt"
+    Checkpoint(
+        epoch=1,
+        model_state_dict=build_stage3_model(cfg).trainable_state_dict(),
+        config={"model": cfg.model_dump(mode="json"), "other": {"seed": 0}},
+    ).write(path)
+    pipe = Stage3Pipeline.from_pretrained(path, device="cpu", precision="32", tile_size=48, overlap=16)
+    with pytest.warns(UserWarning, match="--generator none .* the 2 samples are equal"):
+        _, std = pipe(window["s1"], window["opt_v2"], samples=2)
+    assert (std == 0).all()
