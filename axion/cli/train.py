@@ -69,6 +69,7 @@ def train(
     max_grad_norm: float = _opt(TrainingConfig, "max_grad_norm", panel=_TRAIN),
     precision: str = _opt(TrainingConfig, "precision", panel=_TRAIN),
     devices: int = _opt(TrainingConfig, "devices", panel=_TRAIN),
+    num_nodes: int = _opt(TrainingConfig, "num_nodes", panel=_TRAIN),
     strategy: str = _opt(TrainingConfig, "strategy", panel=_TRAIN),
     keep_last: int | None = _opt(TrainingConfig, "keep_last", panel=_TRAIN),
     keep_best: int | None = _opt(TrainingConfig, "keep_best", panel=_TRAIN),

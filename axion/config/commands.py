@@ -202,7 +202,8 @@ class InferConfig(PredictionSettings):
     )
     output_dir: Path | None = Field(
         None,
-        description="Where <name>.npz (opt_v3) and <name>.tif (georeferenced tiles) go; created if missing.",
+        description="Where <name>.npz (opt_v3) and <name>.tif (georeferenced tiles) go, or a STAC --scenes "
+        "list's <item id>.tif; created if missing.",
     )
     stage2_dir: Path | None = Field(
         None, description="Stage 2 outputs <name>.npz (key opt_v2), one per tile: the opt_v2 of tile mode."
@@ -225,6 +226,12 @@ class InferConfig(PredictionSettings):
     output_scene: Path | None = Field(
         None,
         description="opt_v3 Cloud-Optimized GeoTIFF to write; a STAC Item <stem>.json goes beside it.",
+    )
+    scenes: Path | None = Field(
+        None,
+        description="Many scenes in one job: a CSV with the header s1,opt_v2,output[,datetime] (paths from "
+        "its folder) or a STAC ItemCollection whose Items have the assets s1 and opt_v2 (outputs "
+        "<output-dir>/<item id>.tif). Scenes whose outputs are complete are skipped.",
     )
     tile_size: int = Field(224, description="Scene tile side in pixels (multiple of 16).")
     overlap: int = Field(
@@ -254,10 +261,18 @@ class InferConfig(PredictionSettings):
     devices: int = Field(
         1,
         ge=1,
-        description="Processes (GPUs, or CPU processes) sharing the tiles (tile mode) or strips (scene mode).",
+        description="Processes per node (GPUs, or CPU processes) sharing the tiles (tile mode), strips (scene "
+        "mode) or scenes (--scenes).",
+    )
+    num_nodes: int = Field(
+        1,
+        ge=1,
+        description="Machines of a torchrun or SLURM job (--devices processes each); see docs/training.md.",
     )
     overwrite: bool = Field(
-        False, description="Replace the results of an earlier run in --output-dir or at --output-scene."
+        False,
+        description="Replace the results of an earlier run in --output-dir or at --output-scene; with "
+        "--scenes, outputs made with other settings (complete ones of these settings are kept).",
     )
 
     @field_validator("datetime")

@@ -77,7 +77,14 @@ class TrainingConfig(Settings):
     precision: Precision = Field(
         "auto", description="auto (fp16+GradScaler on CUDA, bf16 on CPU), fp16-mixed, bf16-mixed or 32."
     )
-    devices: int = Field(1, ge=1, description="Number of devices (processes) for data-parallel training.")
+    devices: int = Field(
+        1, ge=1, description="Number of devices (processes) per node for data-parallel training."
+    )
+    num_nodes: int = Field(
+        1,
+        ge=1,
+        description="Machines of a torchrun or SLURM job (--devices processes each); see docs/training.md.",
+    )
     strategy: Literal["auto", "ddp", "ddp_spawn"] = Field("auto", description="Multi-device strategy.")
     keep_last: int | None = Field(
         None, ge=1, description="Keep only the newest N epoch and step checkpoints (default: keep all)."
