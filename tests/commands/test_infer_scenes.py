@@ -14,34 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.commands.conftest import run_cli
+from tests.commands.conftest import SCENE_NAMES as NAMES
+from tests.commands.conftest import SCENE_SIZE, run_cli
 from tests.conftest import killed_writer_leftover
 from tests.scenes import read, write_raster
 
-NAMES = ("282D_485L_3_3", "433D_629L_3_1", "637U_59R_1_3")
-SIZE = 64
-FLAGS = ["--tile-size", SIZE, "--overlap", 0, "--quiet"]
+FLAGS = ["--tile-size", SCENE_SIZE, "--overlap", 0, "--quiet"]
 
 
-def _crop(source: Path, bands: list[int], target: Path) -> Path:
-    import rasterio
-    from rasterio.windows import Window, transform
-
-    window = Window(80, 80, SIZE, SIZE)
-    with rasterio.open(source) as src:
-        pixels = src.read(bands, window=window).astype(np.float32)
-        return write_raster(target, pixels, src.crs, transform(window, src.transform))
-
-
-@pytest.fixture(scope="module")
-def scenes(terramind_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<name>_s1.tif`` and ``<name>_opt_v2.tif`` for each of :data:`NAMES`, in one folder."""
-    root = tmp_path_factory.mktemp("scene-list") / "inputs"
-    root.mkdir()
-    for name in NAMES:
-        _crop(terramind_examples / "S1RTC" / f"{name}.tif", [1, 2], root / f"{name}_s1.tif")
-        _crop(terramind_examples / "S2L2A" / f"{name}.tif", [2, 3, 4, 8], root / f"{name}_opt_v2.tif")
-    return root
+@pytest.fixture
+def scenes(scene_crops: Path) -> Path:
+    return scene_crops
 
 
 def _csv(path: Path, rows: list[tuple[str, ...]], header: str = "s1,opt_v2,output,datetime") -> Path:
