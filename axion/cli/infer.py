@@ -80,6 +80,8 @@ def infer(
     from axion.runtime.reporter import Reporter
 
     mode_of(settings)  # a wrong mix of flags fails before anything is loaded
-    result = run_inference(settings, Reporter.for_terminal(quiet=settings.quiet, log_format=settings.log_format))
+    result = run_inference(
+        settings, Reporter.for_terminal(quiet=settings.quiet, log_format=settings.log_format)
+    )
     if result.failed:
         raise typer.Exit(1)

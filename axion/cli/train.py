@@ -134,4 +134,3 @@ def train(
 
         # Stopped by a signal after saving its checkpoint: exit as the shell expects (SIGTERM: 143).
         raise typer.Exit(128 + signal.Signals[stopped].value)
-

@@ -6,12 +6,14 @@ georeferenced tiles, ``<name>.tif`` (and ``<name>_std.tif``) as Cloud-Optimized 
 then ``infer.json`` (the manifest) last. Scene mode writes one blended COG on opt_v2's
 grid (see :mod:`axion.prediction.scene`), its standard deviation with ``--samples`` >= 2, and
 a STAC Item ``<stem>.json`` last. A folder or scene without its manifest is from a run
-that did not finish.
+that did not finish. ``--scenes`` writes the scenes of a list (:mod:`axion.prediction.scenes`)
+one after the other, each as scene mode does, skipping those whose outputs are complete.
 
 Every input and output path is checked before the model is built or anything is
 written; every file is written under a temporary name and renamed. With ``--devices N``
-tiles (tile mode) or strips (scene mode) are shared out over N processes
-(:mod:`axion.prediction.parallel`); the outputs are the same as from one process.
+tiles (tile mode), strips (scene mode) or whole scenes (``--scenes``) are shared out over N
+processes, on each of ``--num-nodes`` nodes under torchrun (:mod:`axion.prediction.parallel`);
+the outputs are the same as from one process.
 """
 
 from __future__ import annotations
