@@ -64,3 +64,25 @@ def test_a_world_that_disagrees_is_one_line_naming_the_variable(
     with pytest.raises(ConfigError) as caught:
         check_world(num_nodes, devices, env)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("command", ["train", "infer"])
+def test_several_nodes_without_torchrun_are_refused_by_the_cli(
+    command: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from axion.cli import app
+
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "scenes.csv").write_text("s1,opt_v2,output\na.tif,b.tif,c.tif\n")
+    args = {
+        "train": ["--data-dir", tmp_path, "--output-dir", tmp_path / "run"],
+        "infer": ["--checkpoint", tmp_path / "none.pt", "--scenes", tmp_path / "scenes.csv"],
+    }[command]
+    result = CliRunner().invoke(app, ["stage3", command, *map(str, args), "--num-nodes", "2"])
+    assert result.exit_code == 2
+    assert "--num-nodes 2 needs a launcher that starts the processes on every node" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scenes.csv"]

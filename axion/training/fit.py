@@ -67,6 +67,9 @@ def check_run(cfg: TrainConfig) -> RunInputs:
     Raises:
         AxionError: the first problem found, as one line.
     """
+    from axion.runtime.device import check_world
+
+    check_world(cfg.training.num_nodes, cfg.training.devices)  # torchrun's processes, before any slow check
     out = Path(cfg.data.output_dir)
     resume = None
     check_output_dir(out)
@@ -95,7 +98,9 @@ def check_run(cfg: TrainConfig) -> RunInputs:
     train_set = TileDataset(cfg.data.data_dir, "train", draws=draws, **common)
     val_set = TileDataset(cfg.data.data_dir, "val", **common)
     check_s1_product([train_set, val_set], cfg.model.s1_product)
-    warnings += unrecorded_s1_product(Path(cfg.data.data_dir), train_set.tiles + val_set.tiles, cfg.model.s1_product)
+    warnings += unrecorded_s1_product(
+        Path(cfg.data.data_dir), train_set.tiles + val_set.tiles, cfg.model.s1_product
+    )
     if cfg.data.stage2_dir is not None:
         used = [(t.name, (t.height, t.width)) for t in train_set.tiles + val_set.tiles]
         warnings += validate_stage2(cfg.data.stage2_dir, used)
@@ -200,9 +205,11 @@ def run_training(cfg: TrainConfig, notes: Sequence[str] = ()) -> str | None:
     """
     inputs = check_run(cfg)
     if notes:
+        from axion.runtime.device import launch_rank
         from axion.runtime.reporter import Reporter
 
         reporter = Reporter.for_terminal(quiet=True, log_format=cfg.other.log_format)
+        reporter.enabled = launch_rank() == 0  # under torchrun every process gets here: the first speaks
         for note in notes:
             reporter.info(note)
 
