@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from axion.config import InferConfig
 from axion.console import plural
-from axion.errors import ConfigError, DataError
+from axion.errors import AxionError, ConfigError, DataError
 from axion.runtime.reporter import Reporter
 from axion.training.trained import read_trained
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from axion.prediction.parallel import Shard
     from axion.prediction.predict import Predictor
     from axion.prediction.scene import SceneInfo
+    from axion.prediction.scenes import SceneJob
     from axion.training.checkpoint import Checkpoint
 
 #: The manifest of a tile-mode output directory, written when every tile is written.
@@ -596,9 +597,8 @@ def infer_scenes(settings: InferConfig, reporter: Reporter) -> InferResult:
     from axion.provenance import file_sha256
 
     jobs = read_scene_list(Path(settings.scenes), settings.output_dir)  # type: ignore[arg-type]
-    make_grid(
-        settings.tile_size, settings.tile_size, settings.tile_size, settings.overlap
-    )  # refuses bad flags
+    # A bad --tile-size or --overlap is refused once, not once per scene.
+    make_grid(settings.tile_size, settings.tile_size, settings.tile_size, settings.overlap)
     checkpoint = _check_run(settings)
     expected = {
         "checkpoint_sha256": file_sha256(Path(settings.checkpoint).resolve()),
@@ -624,7 +624,7 @@ def infer_scenes(settings: InferConfig, reporter: Reporter) -> InferResult:
 def scenes_worker(
     shard: Shard,
     settings: InferConfig,
-    jobs: list[Any],
+    jobs: list[SceneJob],
     expected: dict[str, str],
     reporter: Reporter | None,
 ) -> InferResult:
@@ -636,6 +636,7 @@ def scenes_worker(
     import numpy as np
 
     from axion.prediction.parallel import LocalShard
+    from axion.prediction.scene import SceneOutputs
 
     lines = reporter or Reporter.for_terminal(quiet=True, log_format=settings.log_format)
     setup = _worker_reporter(shard, reporter, settings)
@@ -669,8 +670,6 @@ def scenes_worker(
         status[index] = _DONE
         lines.info(f"done {job.name}: {job.output}")
     tally = np.max([part["status"] for part in shard.gather({"status": status})], axis=0)
-    from axion.prediction.scene import SceneOutputs
-
     finished = [jobs[i] for i in np.flatnonzero((tally == _DONE) | (tally == _SKIPPED))]
     return InferResult(
         outputs=[SceneOutputs.beside(job.output).tif for job in finished],
@@ -682,19 +681,18 @@ def scenes_worker(
 
 
 def _scene_errors() -> tuple[type[BaseException], ...]:
+    """What fails one scene of a list: bad input the user controls, or a raster GDAL cannot read."""
     from rasterio.errors import CRSError, RasterioError
-
-    from axion.errors import AxionError
 
     return (AxionError, RasterioError, CRSError)
 
 
 def _one_line(exc: BaseException) -> str:
     text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return text if isinstance(exc, ConfigError | DataError) else f"{type(exc).__name__}: {text}"
+    return text if isinstance(exc, AxionError) else f"{type(exc).__name__}: {text}"
 
 
-def _scene_to_do(scene: InferConfig, job: Any, expected: dict[str, str]) -> SceneInfo | None:
+def _scene_to_do(scene: InferConfig, job: SceneJob, expected: dict[str, str]) -> SceneInfo | None:
     """The checked inputs of a scene to write; None when its outputs are complete for this run.
 
     Removes what killed writers of its files left, and the STAC Item of outputs that are not
@@ -713,12 +711,12 @@ def _scene_to_do(scene: InferConfig, job: Any, expected: dict[str, str]) -> Scen
         for name in (path, path.with_name(path.name + ".strips")):  # the COG writer's strip file too
             clean_stale_file(name)
     record = {**expected, "s1_scene": str(job.s1.resolve()), "opt_v2_scene": str(job.opt_v2.resolve())}
-    why = completeness(outputs.item, record, expected_assets(scene.samples))
-    if why is None:
+    verdict = completeness(outputs.item, record, expected_assets(scene.samples))
+    if verdict is None:
         return None
-    if why.startswith("other settings") and not scene.overwrite:
+    if verdict.other_settings and not scene.overwrite:
         raise DataError(
-            f"{outputs.item}: holds opt_v3 of other settings ({why.split(': ', 1)[1]}); use --overwrite to replace it"
+            f"{outputs.item}: holds opt_v3 of other settings ({verdict.reason}); use --overwrite to replace it"
         )
     info = validate_scene(job.s1, job.opt_v2, job.output, overwrite=True)
     outputs.item.unlink(missing_ok=True)

@@ -28,7 +28,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlparse
 
 from axion.errors import ConfigError, DataError
@@ -241,32 +241,40 @@ def expected_assets(samples: int) -> tuple[str, ...]:
     return ("opt_v3", "opt_v3_std") if samples > 1 else ("opt_v3",)
 
 
-def completeness(item_path: Path, expected: dict[str, str], assets: tuple[str, ...]) -> str | None:
-    """Whether the outputs described by ``item_path`` are complete for this run.
+class NotComplete(NamedTuple):
+    """Why a scene's outputs are not complete for this run.
+
+    Attributes:
+        other_settings: True for outputs a finished run made with other inputs, checkpoint or
+            settings; False for outputs of a run that did not finish (no Item, or a file missing).
+        reason: one phrase, e.g. ``samples is 1, this run's is 2``.
+    """
+
+    other_settings: bool
+    reason: str
+
+
+def completeness(item_path: Path, expected: dict[str, str], assets: tuple[str, ...]) -> NotComplete | None:
+    """Whether the outputs described by ``item_path`` are complete for this run (None) or why not.
 
     Args:
         item_path: the scene's STAC Item.
         expected: this run's values of :data:`MATCHED` (strings, as recorded).
         assets: the asset keys this run writes.
-
-    Returns:
-        None when complete; otherwise why not, starting with ``incomplete`` (no Item, or an
-        Item or file missing: a run that did not finish) or ``other settings`` (complete
-        outputs of a different run: inputs, checkpoint or settings differ).
     """
     try:
         item = json.loads(item_path.read_text(encoding="utf-8"))
         properties, listed = item["properties"], item["assets"]
     except FileNotFoundError:
-        return f"incomplete: no STAC Item {item_path.name}"
+        return NotComplete(False, f"no STAC Item {item_path.name}")
     except (OSError, ValueError, KeyError, TypeError):
-        return f"incomplete: STAC Item {item_path.name} is unreadable"
+        return NotComplete(False, f"STAC Item {item_path.name} is unreadable")
     for name in MATCHED:
         found = properties.get(f"axion:{name}") if isinstance(properties, dict) else None
         if found != expected[name]:
-            return f"other settings: {name} is {found}, this run's is {expected[name]}"
+            return NotComplete(True, f"{name} is {found}, this run's is {expected[name]}")
     for key in assets:
         href = listed.get(key, {}).get("href") if isinstance(listed, dict) else None
         if not isinstance(href, str) or not (item_path.parent / href).is_file():
-            return f"incomplete: {key} of {item_path.name} is missing"
+            return NotComplete(False, f"{key} of {item_path.name} is missing")
     return None
