@@ -243,3 +243,37 @@ def test_scenes_refuses_flags_of_one_scene_and_a_list_of_another_kind(
     not_stac = _infer(untrained_checkpoint, tmp_path / "bad.json", "--output-dir", tmp_path / "o")
     assert not_stac.exit_code == 2 and "not a STAC ItemCollection" in not_stac.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_job_killed_by_sigkill_is_finished_by_the_same_command(
+    untrained_checkpoint: Path, scenes: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    scene_list = _csv_list(scenes, tmp_path)
+    command = [sys.executable, "-m", "axion", "stage3", "infer", "--checkpoint", untrained_checkpoint]
+    command += ["--scenes", scene_list, *FLAGS]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen(list(map(str, command)), env=env, stdout=subprocess.PIPE, text=True)
+    assert job.stdout is not None
+    for line in job.stdout:
+        if line.startswith("done row 2:"):
+            job.send_signal(signal.SIGKILL)  # while the next scene is on its way
+            break
+    job.wait(timeout=120)
+    assert job.returncode == -signal.SIGKILL
+    out = tmp_path / "out"
+    first = _state(out)[f"{NAMES[0]}.tif"]
+    again = _infer(untrained_checkpoint, scene_list)
+    assert again.exit_code == 0, again.output
+    summary = _summary(again.output)
+    done, skipped = (int(summary.split(word)[0].split()[-1]) for word in (" done", " skipped"))
+    assert skipped >= 1 and done + skipped == 3 and "0 failed" in summary
+    after = _state(out)
+    assert after[f"{NAMES[0]}.tif"] == first  # the finished scene was not written again
+    assert sorted(after) == sorted(f"{n}.{ext}" for n in NAMES for ext in ("json", "tif"))  # no leftovers
