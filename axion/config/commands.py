@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from axion.config.base import Settings
-from axion.config.fields import Precision, Workers
+from axion.config.fields import Precision, Workers, max_bad_fraction_field
 
 
 class PrepareConfig(Settings):
@@ -175,6 +175,7 @@ class EvaluateConfig(PredictionSettings):
     max_samples: int | None = Field(
         None, ge=1, description="Evaluate at most this many tiles (the first by name)."
     )
+    max_bad_fraction: float = max_bad_fraction_field("evaluate refuses the split")
     save_arrays: int = Field(
         32,
         ge=0,

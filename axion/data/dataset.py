@@ -14,6 +14,11 @@ H and W are the tile's size rounded up to a multiple of 16 (TerraMind's patch si
 reflect-padding at the bottom and right; :func:`collate_tiles` then zero-pads every
 sample of a batch to the batch's largest size. In both cases the mask is 0 there.
 
+Built with ``skip_bad=True`` (training, validation, evaluate), the dataset validates each
+sample as it loads it and returns a :class:`~axion.data.badsamples.BadSample` instead of a
+sample it cannot use (unreadable, NaN/inf, implausible: the judgement of ``prepare --check``);
+:func:`collate_tiles` leaves those out of the batch and lists them under ``"bad"``.
+
 A training set may be given :class:`~axion.data.augment.TrainingDraws`: indexed with
 ``(index, epoch)`` (see :class:`~axion.training.sampler.EpochSampler`), a tile then gets a
 fresh opt_v2 proxy and a random flip, rotation and crop for that epoch.
@@ -33,7 +38,8 @@ from torch.utils.data import Dataset
 
 from axion.bands import S1_KEYS, S2_KEYS
 from axion.data.augment import TrainingDraws, draw_geometry
-from axion.data.check import Problem, ensure_dir
+from axion.data.badsamples import UNREADABLE, BadSample, split_bad
+from axion.data.check import Problem, ensure_dir, opt_v2_problem, sample_problem
 from axion.data.georef import Georef, georef_from_meta
 from axion.data.padding import pad_reflect, pad_zero, padded_size
 from axion.data.proxy import degrade_to_proxy, tile_seed
@@ -66,6 +72,8 @@ class TileInfo:
     meta: dict[str, Any]
     height: int
     width: int
+    #: Why its NPZ cannot be used, found while listing it (``skip_bad`` datasets only).
+    problem: str | None = None
 
     @property
     def georef(self) -> Georef | None:
@@ -123,6 +131,9 @@ class TileDataset(Dataset):
         proxy_seed: base seed of the fixed opt_v2 proxy (the same in every run and epoch).
         draws: how a training tile is drawn each epoch (fresh proxy, flips, crops); None keeps
             every tile fixed (validation, test, inference).
+        skip_bad: validate each sample as it is loaded and return a
+            :class:`~axion.data.badsamples.BadSample` for one that cannot be used, instead of
+            raising (the JSON, names and Stage 2 files' presence are still checked here).
 
     Raises:
         DataError: missing directory, bad JSON, duplicate names, a tile without its Stage 2
@@ -139,6 +150,7 @@ class TileDataset(Dataset):
         max_samples: int | None = None,
         proxy_seed: int = 0,
         draws: TrainingDraws | None = None,
+        skip_bad: bool = False,
     ) -> None:
         data_dir = Path(data_dir)
         ensure_dir(data_dir)
@@ -152,6 +164,7 @@ class TileDataset(Dataset):
         self.with_target = with_target
         self.proxy_seed = proxy_seed
         self.draws = draws
+        self.skip_bad = skip_bad
         self.tiles = self._select(max_samples)
         if self.stage2_dir is not None:
             self._check_stage2()
@@ -187,15 +200,17 @@ class TileDataset(Dataset):
     def _info(self, name: str, npz: Path, meta: dict[str, Any]) -> TileInfo:
         try:
             header = npz_header(npz)
+            keys = S1_KEYS + S2_KEYS if self.with_target else S1_KEYS
+            missing = [key for key in keys if key not in header]
+            if missing:
+                raise ValueError(f"missing key {missing[0]!r}")
+            shapes = {header[key][0] for key in keys}
+            if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+                raise ValueError(f"bands must share one (H, W) shape, got {sorted(shapes)}")
         except ValueError as exc:
-            raise DataError(f"{npz}: {exc}") from None
-        keys = S1_KEYS + S2_KEYS if self.with_target else S1_KEYS
-        missing = [key for key in keys if key not in header]
-        if missing:
-            raise DataError(f"{npz}: missing key {missing[0]!r}")
-        shapes = {header[key][0] for key in keys}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-            raise DataError(f"{npz}: bands must share one (H, W) shape, got {sorted(shapes)}")
+            if not self.skip_bad:
+                raise DataError(f"{npz}: {exc}") from None
+            return TileInfo(name=name, path=npz, meta=meta, height=0, width=0, problem=str(exc))
         height, width = next(iter(shapes))
         return TileInfo(name=name, path=npz, meta=meta, height=height, width=width)
 
@@ -212,6 +227,8 @@ class TileDataset(Dataset):
                 f"{self.stage2_dir}: no Stage 2 output (<name>.npz with key opt_v2) for "
                 f"{len(missing)} of {len(self.tiles)} tiles: {_describe(missing)}"
             )
+        if self.skip_bad:
+            return  # each output is checked as it is loaded
         for tile in self.tiles:
             path = self._stage2_path(tile.name)
             try:
@@ -244,7 +261,16 @@ class TileDataset(Dataset):
             keys = S1_KEYS + (S2_KEYS if self.with_target else ())
             arrays = load_arrays(tile.path, keys, optional=(VALID_KEY,))
         except ValueError as exc:
-            raise DataError(f"{tile.path}: {exc}") from None
+            raise _skipped_or_error(self.skip_bad, tile.path, tile.name, UNREADABLE, str(exc)) from None
+        if self.skip_bad:
+            shapes = sorted({array.shape for array in arrays.values()})
+            expected = (tile.height, tile.width)
+            if shapes != [expected]:  # the file changed since it was listed
+                reason = f"arrays have shapes {shapes}, expected {expected}"
+                raise _Skipped(BadSample(str(tile.path), tile.name, UNREADABLE, reason))
+            problem = sample_problem(arrays, tile.meta)
+            if problem is not None:
+                raise _Skipped(BadSample(str(tile.path), tile.name, *problem))
         s1 = s1_to_db(np.stack([arrays[k] for k in S1_KEYS]), s1_unit)
         target = None
         if self.with_target:
@@ -269,15 +295,34 @@ class TileDataset(Dataset):
         path = self._stage2_path(tile.name)
         try:
             arrays = load_arrays(path, (OPT_V2_KEY,), optional=(OPT_V2_MASK_KEY,))
+            mask = arrays.get(OPT_V2_MASK_KEY)
+            if self.skip_bad and mask is not None and mask.shape != (tile.height, tile.width):
+                raise ValueError(
+                    f"{OPT_V2_MASK_KEY} has shape {mask.shape}, expected {(tile.height, tile.width)}"
+                )
         except ValueError as exc:
-            raise DataError(f"{path}: {exc}") from None
-        mask = arrays.get(OPT_V2_MASK_KEY)
+            raise _skipped_or_error(self.skip_bad, path, tile.name, UNREADABLE, str(exc)) from None
+        if self.skip_bad:
+            problem = opt_v2_problem(arrays[OPT_V2_KEY], (len(S2_KEYS), tile.height, tile.width))
+            if problem is not None:
+                raise _Skipped(BadSample(str(path), tile.name, *problem))
         return arrays[OPT_V2_KEY].astype(np.float32), None if mask is None else (mask > 0).astype(np.float32)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """The sample of tile ``key``, or of ``(index, epoch)`` drawn for that epoch (training)."""
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | BadSample:
+        """The sample of tile ``key``, or of ``(index, epoch)`` drawn for that epoch (training).
+
+        With ``skip_bad``, a :class:`~axion.data.badsamples.BadSample` when it cannot be used.
+        """
         index, epoch = key if isinstance(key, tuple) else (key, None)
         tile = self.tiles[index]
+        if tile.problem is not None:
+            return BadSample(str(tile.path), tile.name, UNREADABLE, tile.problem)
+        try:
+            return self._sample(tile, epoch)
+        except _Skipped as skipped:
+            return skipped.sample
+
+    def _sample(self, tile: TileInfo, epoch: int | None) -> dict[str, Any]:
         s1, target, valid = self._load(tile)
         opt_v2, opt_v2_mask = self._opt_v2(tile, target, epoch)
         arrays: dict[str, np.ndarray] = {"s1": s1, "opt_v2": opt_v2}
@@ -298,11 +343,29 @@ class TileDataset(Dataset):
         return sample
 
 
-def collate_tiles(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+class _Skipped(Exception):
+    """A sample a ``skip_bad`` dataset does not use (internal: becomes its return value)."""
+
+    def __init__(self, sample: BadSample) -> None:
+        super().__init__(str(sample))
+        self.sample = sample
+
+
+def _skipped_or_error(skip: bool, path: Path, name: str, kind: str, reason: str) -> Exception:
+    """What to raise for a sample that cannot be read: skip it, or the one-line error."""
+    return _Skipped(BadSample(str(path), name, kind, reason)) if skip else DataError(f"{path}: {reason}")
+
+
+def collate_tiles(samples: Sequence[dict[str, Any] | BadSample]) -> dict[str, Any]:
     """Stack samples of different sizes: zero-pad each to the batch's largest H and W.
 
     The padding gets mask 0, so losses and metrics ignore it. ``"name"`` becomes a list.
+    Bad samples (:class:`~axion.data.badsamples.BadSample`) are left out and listed under
+    ``"bad"``; a batch of bad samples only has no other key but an empty ``"name"``.
     """
+    samples, bad = split_bad(samples)
+    if not samples:
+        return {"name": [], "bad": bad}
     height = max(sample["mask"].shape[-2] for sample in samples)
     width = max(sample["mask"].shape[-1] for sample in samples)
     batch: dict[str, Any] = {}
@@ -315,4 +378,5 @@ def collate_tiles(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             for s in samples
         ]
         batch[key] = torch.stack(padded)
+    batch["bad"] = bad
     return batch

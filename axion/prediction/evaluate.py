@@ -22,6 +22,7 @@ from axion.training.trained import read_trained
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from axion.data.badsamples import BadSample
     from axion.data.dataset import TileDataset
     from axion.perceptual import PerceptualLoss
     from axion.prediction.predict import Predictor
@@ -143,8 +144,9 @@ class _Inputs:
 
 def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
     """Output folder, checkpoint, LPIPS weights and tiles, in order of cost; then say what runs."""
-    from axion.data.check import report_warnings, validate_data_dir, validate_stage2
+    from axion.data.check import report_warnings
     from axion.data.dataset import TileDataset, unrecorded_s1_product
+    from axion.data.screen import screen_samples
     from axion.outputs import clean_stale
     from axion.records.results import TILES_DIR
 
@@ -156,17 +158,19 @@ def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
         from axion.perceptual import build_perceptual_loss
 
         perceptual = build_perceptual_loss(settings.lpips_weights)
-    warnings = validate_data_dir(settings.data_dir)
     dataset = TileDataset(
-        settings.data_dir, settings.split, stage2_dir=settings.stage2_dir, max_samples=settings.max_samples
+        settings.data_dir,
+        settings.split,
+        stage2_dir=settings.stage2_dir,
+        max_samples=settings.max_samples,
+        skip_bad=True,
+    )
+    warnings = screen_samples(
+        settings.data_dir, settings.stage2_dir, {settings.split: dataset}, settings.max_bad_fraction
     )
     warnings += unrecorded_s1_product(
         settings.data_dir, dataset.tiles, checkpoint.model_settings.get("s1_product", "grd")
     )
-    if settings.stage2_dir is not None:
-        warnings += validate_stage2(
-            settings.stage2_dir, [(t.name, (t.height, t.width)) for t in dataset.tiles]
-        )
     clean_stale(output_dir, output_dir / TILES_DIR)
     report_warnings(reporter.warning, warnings)
     source = (
@@ -235,6 +239,7 @@ def _summary(
     rows: list[dict[str, Any]],
     broken: list[str],
     seconds: float,
+    bad: list[BadSample],
 ) -> dict[str, Any]:
     """summary.json: where the numbers come from, how they were made, and their means."""
     from axion.provenance import provenance
@@ -258,6 +263,7 @@ def _summary(
         "metrics": summarise(rows, metric_keys),
         "clear": clear_summary(rows),
         "non_finite_tiles": broken,
+        "bad_samples": [sample.to_json() for sample in bad],
         "input_warnings": [str(w) for w in inputs.warnings],
         "seconds": round(seconds, 2),
         "provenance": {**provenance(), "checkpoint": inputs.checkpoint.provenance},
@@ -300,10 +306,15 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     rows: list[dict[str, Any]] = []
+    bad: list[BadSample] = []
     started = time.perf_counter()
     try:
         with reporter.bar("Evaluate", len(batches)) as bar:
             for batch in loader:
+                bad += batch["bad"]
+                if not batch["name"]:
+                    bar.advance()
+                    continue
                 opt_v3 = predictor(batch["s1"], batch["opt_v2"], batch["name"])
                 new, scores = _batch_rows(
                     batch, opt_v3, inputs.perceptual, sizes, clear=settings.stage2_dir is not None
@@ -312,17 +323,30 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
                 _save_arrays(staging, batch, opt_v3, sizes, keep)
                 bar.advance(sar_agr=float(scores["opt_v3"]["sar_agreement"].mean()))
         rows.sort(key=lambda r: r["name"])
+        _report_bad(bad, len(dataset), settings.max_bad_fraction, reporter)
         broken = non_finite_tiles(rows)
         if broken:
             reporter.warning(
                 f"{len(broken)} tile(s) got non-finite opt_v3 metrics and are left out of the "
                 f"means (see summary.json): {', '.join(broken[:5])}"
             )
-        summary = _summary(settings, inputs, predictor, rows, broken, time.perf_counter() - started)
+        summary = _summary(settings, inputs, predictor, rows, broken, time.perf_counter() - started, bad)
         write_results(output_dir, rows, summary, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Evaluation(rows=rows, summary=summary, output_dir=output_dir)
+
+
+def _report_bad(bad: list[BadSample], total: int, limit: float, reporter: Reporter) -> None:
+    """Warn about the tiles skipped as bad (summary.json lists them); refuse a split they spoil."""
+    from axion.records.badlog import check_bad_fraction
+
+    if not bad:
+        return
+    check_bad_fraction(len(bad), total, limit, where="the split", first=bad[0], path=None, what="evaluated")
+    reporter.warning(
+        f"{plural(len(bad), 'bad tile')} skipped, not scored (listed in summary.json's bad_samples): {bad[0]}"
+    )
 
 
 def _units() -> dict[str, str]:

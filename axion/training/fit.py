@@ -86,19 +86,19 @@ def check_run(cfg: TrainConfig) -> RunInputs:
         perceptual = build_perceptual_loss(cfg.loss.lpips_weights)
 
     from axion.data.augment import TrainingDraws
-    from axion.data.check import validate_data_dir, validate_stage2
     from axion.data.dataset import TileDataset, unrecorded_s1_product
+    from axion.data.screen import screen_samples
 
-    warnings = validate_data_dir(Path(cfg.data.data_dir))
-    common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples}
+    data_dir = Path(cfg.data.data_dir)
+    common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples, "skip_bad": True}
     draws = TrainingDraws(seed=cfg.other.seed, augment=cfg.training.augment, crop_size=cfg.training.crop_size)
-    train_set = TileDataset(cfg.data.data_dir, "train", draws=draws, **common)
-    val_set = TileDataset(cfg.data.data_dir, "val", **common)
+    train_set = TileDataset(data_dir, "train", draws=draws, **common)
+    val_set = TileDataset(data_dir, "val", **common)
+    warnings = screen_samples(
+        data_dir, cfg.data.stage2_dir, {"train": train_set, "val": val_set}, cfg.data.max_bad_fraction
+    )
     check_s1_product([train_set, val_set], cfg.model.s1_product)
-    warnings += unrecorded_s1_product(Path(cfg.data.data_dir), train_set.tiles + val_set.tiles, cfg.model.s1_product)
-    if cfg.data.stage2_dir is not None:
-        used = [(t.name, (t.height, t.width)) for t in train_set.tiles + val_set.tiles]
-        warnings += validate_stage2(cfg.data.stage2_dir, used)
+    warnings += unrecorded_s1_product(data_dir, train_set.tiles + val_set.tiles, cfg.model.s1_product)
     return RunInputs(
         train_set=train_set,
         val_set=val_set,
@@ -243,7 +243,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
         score_key=watched.key,
         mode=watched.mode,
     )
-    output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record)
+    output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record, run_dir=out)
     trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
     if inputs.resume is not None:
         _resume(trainer, inputs.resume, cfg, reporter)
