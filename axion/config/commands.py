@@ -102,6 +102,15 @@ class PrepareConfig(Settings):
         description="Replace the tiles, Stage 2 files and prepare.json an earlier prepare wrote into the "
         "output directory (other files are kept).",
     )
+    format: Literal["tiles", "shards"] = Field(
+        "tiles",
+        description="tiles: <split>/<name>.npz + .json; shards: WebDataset shards <split>/<split>-NNNNNN.tar "
+        "of the same tiles and an index shards.json (streamed by train and evaluate).",
+    )
+    from_tiles: Path | None = Field(
+        None, description="Convert the tile folder DIR into shards (with --format shards and --output-dir)."
+    )
+    shard_size: int = Field(1000, ge=1, description="Samples (tiles) per shard with --format shards.")
 
     @field_validator("s1_units", "s1_product", mode="before")
     @classmethod
