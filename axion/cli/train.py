@@ -46,6 +46,7 @@ def train(
     data_dir: Path | None = _opt(DataConfig, "data_dir", panel=_DATA),
     stage2_dir: Path | None = _opt(DataConfig, "stage2_dir", panel=_DATA),
     output_dir: Path | None = _opt(DataConfig, "output_dir", panel=_DATA),
+    max_bad_fraction: float = _opt(DataConfig, "max_bad_fraction", panel=_DATA),
     # Model
     timesteps: int = _opt(ModelConfig, "timesteps", panel=_MODEL),
     lora_rank: int = _opt(ModelConfig, "lora_rank", panel=_MODEL),

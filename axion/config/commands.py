@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from axion.config.base import Settings
-from axion.config.fields import Precision, Workers
+from axion.config.fields import Precision, Workers, max_bad_fraction_field
 
 
 class PrepareConfig(Settings):
@@ -102,6 +102,15 @@ class PrepareConfig(Settings):
         description="Replace the tiles, Stage 2 files and prepare.json an earlier prepare wrote into the "
         "output directory (other files are kept).",
     )
+    format: Literal["tiles", "shards"] = Field(
+        "tiles",
+        description="tiles: <split>/<name>.npz + .json; shards: WebDataset shards <split>/<split>-NNNNNN.tar "
+        "of the same tiles and an index shards.json (streamed by train and evaluate).",
+    )
+    from_tiles: Path | None = Field(
+        None, description="Convert the tile folder DIR into shards (with --format shards and --output-dir)."
+    )
+    shard_size: int = Field(1000, ge=1, description="Samples (tiles) per shard with --format shards.")
 
     @field_validator("s1_units", "s1_product", mode="before")
     @classmethod
@@ -175,6 +184,7 @@ class EvaluateConfig(PredictionSettings):
     max_samples: int | None = Field(
         None, ge=1, description="Evaluate at most this many tiles (the first by name)."
     )
+    max_bad_fraction: float = max_bad_fraction_field("evaluate refuses the split")
     save_arrays: int = Field(
         32,
         ge=0,

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from axion.atomic import write_json_atomic
 from axion.config.base import PROVENANCE_KEY, Settings
-from axion.config.fields import ModelSize, Precision, Workers
+from axion.config.fields import ModelSize, Precision, Workers, max_bad_fraction_field
 from axion.records.monitor import DEFAULT_MONITOR, MonitorName, monitor_help
 
 
@@ -26,6 +26,7 @@ class DataConfig(Settings):
         None, description="Directory with Stage 2 outputs: <tile>.npz with key opt_v2 (4, H, W)."
     )
     output_dir: Path = Field(description="Output directory for checkpoints, config.json and logs.")
+    max_bad_fraction: float = max_bad_fraction_field("training stops")
 
 
 class ModelConfig(Settings):
