@@ -39,6 +39,7 @@ def evaluate(
     split: str = _opt("split"),
     stage2_dir: Path | None = _opt("stage2_dir"),
     max_samples: int | None = _opt("max_samples"),
+    max_bad_fraction: float = _opt("max_bad_fraction"),
     save_arrays: int = _opt("save_arrays"),
     overwrite: bool = _opt("overwrite"),
     timesteps: int | None = prediction_option("timesteps"),

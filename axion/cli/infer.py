@@ -23,6 +23,7 @@ from axion.cli.app import Command, stage3_app
 from axion.config import InferConfig
 
 _TILES, _SCENE, _OUT, _RUN = "Tile mode", "Scene mode", "Outputs", "Run"
+_SCENES = "Many scenes"
 
 
 def _opt(name: str, panel: str, **kwargs: Any) -> Any:
@@ -42,6 +43,7 @@ def infer(
     s1_scene: Path | None = _opt("s1_scene", _SCENE),
     opt_v2_scene: Path | None = _opt("opt_v2_scene", _SCENE),
     output_scene: Path | None = _opt("output_scene", _SCENE),
+    scenes: Path | None = _opt("scenes", _SCENES),
     tile_size: int = _opt("tile_size", _SCENE),
     overlap: int = _opt("overlap", _SCENE),
     datetime: str | None = _opt("datetime", _SCENE, show_default="the S1 file's datetime tag"),
@@ -56,6 +58,7 @@ def infer(
     weights_dir: Path | None = prediction_option("weights_dir"),
     batch_size: int = prediction_option("batch_size", panel=_RUN),
     devices: int = _opt("devices", _RUN),
+    num_nodes: int = _opt("num_nodes", _RUN),
     quiet: bool = prediction_option("quiet", panel=_RUN),
     log_format: str = prediction_option("log_format", panel=_RUN),
     config: Path | None = config_file_option(_RUN),
@@ -67,6 +70,8 @@ def infer(
     --opt-v2-scene and --output-scene: S1 is reprojected onto opt_v2's grid, tiled with
     --tile-size and --overlap, read and written strip by strip (scenes larger than
     memory work). GeoTIFFs are Cloud-Optimized; a scene gets a STAC Item beside it.
+    Many scenes: --scenes LIST (a CSV or a STAC ItemCollection), shared out over the
+    processes; a rerun skips the scenes that are complete; exit 1 if any scene failed.
     """
     settings = resolve_settings(ctx, InferConfig, locals(), config=config, print_config=print_config)
 
@@ -75,4 +80,8 @@ def infer(
     from axion.runtime.reporter import Reporter
 
     mode_of(settings)  # a wrong mix of flags fails before anything is loaded
-    run_inference(settings, Reporter.for_terminal(quiet=settings.quiet, log_format=settings.log_format))
+    result = run_inference(
+        settings, Reporter.for_terminal(quiet=settings.quiet, log_format=settings.log_format)
+    )
+    if result.failed:
+        raise typer.Exit(1)

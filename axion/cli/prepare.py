@@ -37,6 +37,7 @@ def prepare(
     output_dir: Path | None = _opt("output_dir", "--output-dir", "-o"),
     check: Path | None = _opt("check", panel=_SOURCE),
     demo: bool = _opt("demo", panel=_SOURCE),
+    from_tiles: Path | None = _opt("from_tiles", panel=_SOURCE),
     bigearthnet_s1: Path | None = _opt("bigearthnet_s1", panel=_SOURCE),
     bigearthnet_s2: Path | None = _opt("bigearthnet_s2", panel=_SOURCE),
     s1: list[Path] | None = _opt("s1", panel=_SCENES, default=None, show_default=False),
@@ -57,13 +58,15 @@ def prepare(
     seed: int = _opt("seed"),
     block_size: int = _opt("block_size"),
     overwrite: bool = _opt("overwrite"),
+    format: str = _opt("format"),
+    shard_size: int = _opt("shard_size"),
     config: Path | None = config_file_option(_OUT),
     print_config: bool = print_config_option(_OUT),
 ) -> None:
     """Write training tiles from real Sentinel-1/Sentinel-2 data, or check existing tiles.
 
-    Sources (pick one): --demo; --bigearthnet-s1 DIR --bigearthnet-s2 DIR; or --s1 FILE --s2 FILE
-    (repeatable). Tiles: S1 VV, VH in dB and S2 B2, B3, B4, B8 as L2A reflectance x 10000,
+    Sources (pick one): --demo; --bigearthnet-s1 DIR --bigearthnet-s2 DIR; --s1 FILE --s2 FILE
+    (repeatable); or --from-tiles DIR (with --format shards). Tiles: S1 VV, VH in dB and S2 B2, B3, B4, B8 as L2A reflectance x 10000,
     with a JSON naming the split and the georeference. --s1 without --s2 (with --opt-v2,
     or alone) makes tiles for inference only: no ground truth, no split.
     """
@@ -102,7 +105,10 @@ def check_report(data_dir: Path) -> None:
     )
     if report.warnings:
         verdict += f"; {plural(len(report.warnings), 'warning')}"
-    console.print(f"{plural(report.total, 'tile')} checked under {data_dir}: {verdict}", markup=False)
+    from axion.data.shardsource import source_text
+
+    where = source_text(data_dir)
+    console.print(f"{plural(report.total, 'tile')} checked under {where}: {verdict}", markup=False)
     if report.problems:
         raise typer.Exit(2)
 

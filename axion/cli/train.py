@@ -46,6 +46,7 @@ def train(
     data_dir: Path | None = _opt(DataConfig, "data_dir", panel=_DATA),
     stage2_dir: Path | None = _opt(DataConfig, "stage2_dir", panel=_DATA),
     output_dir: Path | None = _opt(DataConfig, "output_dir", panel=_DATA),
+    max_bad_fraction: float = _opt(DataConfig, "max_bad_fraction", panel=_DATA),
     # Model
     timesteps: int = _opt(ModelConfig, "timesteps", panel=_MODEL),
     lora_rank: int = _opt(ModelConfig, "lora_rank", panel=_MODEL),
@@ -69,6 +70,7 @@ def train(
     max_grad_norm: float = _opt(TrainingConfig, "max_grad_norm", panel=_TRAIN),
     precision: str = _opt(TrainingConfig, "precision", panel=_TRAIN),
     devices: int = _opt(TrainingConfig, "devices", panel=_TRAIN),
+    num_nodes: int = _opt(TrainingConfig, "num_nodes", panel=_TRAIN),
     strategy: str = _opt(TrainingConfig, "strategy", panel=_TRAIN),
     keep_last: int | None = _opt(TrainingConfig, "keep_last", panel=_TRAIN),
     keep_best: int | None = _opt(TrainingConfig, "keep_best", panel=_TRAIN),
@@ -133,4 +135,3 @@ def train(
 
         # Stopped by a signal after saving its checkpoint: exit as the shell expects (SIGTERM: 143).
         raise typer.Exit(128 + signal.Signals[stopped].value)
-

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from axion.config.base import Settings
-from axion.config.fields import Precision, Workers
+from axion.config.fields import Precision, Workers, max_bad_fraction_field
 
 
 class PrepareConfig(Settings):
@@ -102,6 +102,15 @@ class PrepareConfig(Settings):
         description="Replace the tiles, Stage 2 files and prepare.json an earlier prepare wrote into the "
         "output directory (other files are kept).",
     )
+    format: Literal["tiles", "shards"] = Field(
+        "tiles",
+        description="tiles: <split>/<name>.npz + .json; shards: WebDataset shards <split>/<split>-NNNNNN.tar "
+        "of the same tiles and an index shards.json (streamed by train and evaluate).",
+    )
+    from_tiles: Path | None = Field(
+        None, description="Convert the tile folder DIR into shards (with --format shards and --output-dir)."
+    )
+    shard_size: int = Field(1000, ge=1, description="Samples (tiles) per shard with --format shards.")
 
     @field_validator("s1_units", "s1_product", mode="before")
     @classmethod
@@ -175,6 +184,7 @@ class EvaluateConfig(PredictionSettings):
     max_samples: int | None = Field(
         None, ge=1, description="Evaluate at most this many tiles (the first by name)."
     )
+    max_bad_fraction: float = max_bad_fraction_field("evaluate refuses the split")
     save_arrays: int = Field(
         32,
         ge=0,
@@ -202,7 +212,8 @@ class InferConfig(PredictionSettings):
     )
     output_dir: Path | None = Field(
         None,
-        description="Where <name>.npz (opt_v3) and <name>.tif (georeferenced tiles) go; created if missing.",
+        description="Where <name>.npz (opt_v3) and <name>.tif (georeferenced tiles) go, or a STAC --scenes "
+        "list's <item id>.tif; created if missing.",
     )
     stage2_dir: Path | None = Field(
         None, description="Stage 2 outputs <name>.npz (key opt_v2), one per tile: the opt_v2 of tile mode."
@@ -225,6 +236,12 @@ class InferConfig(PredictionSettings):
     output_scene: Path | None = Field(
         None,
         description="opt_v3 Cloud-Optimized GeoTIFF to write; a STAC Item <stem>.json goes beside it.",
+    )
+    scenes: Path | None = Field(
+        None,
+        description="Many scenes in one job: a CSV with the header s1,opt_v2,output[,datetime] (paths from "
+        "its folder) or a STAC ItemCollection whose Items have the assets s1 and opt_v2 (outputs "
+        "<output-dir>/<item id>.tif). Scenes whose outputs are complete are skipped.",
     )
     tile_size: int = Field(224, description="Scene tile side in pixels (multiple of 16).")
     overlap: int = Field(
@@ -254,10 +271,18 @@ class InferConfig(PredictionSettings):
     devices: int = Field(
         1,
         ge=1,
-        description="Processes (GPUs, or CPU processes) sharing the tiles (tile mode) or strips (scene mode).",
+        description="Processes per node (GPUs, or CPU processes) sharing the tiles (tile mode), strips (scene "
+        "mode) or scenes (--scenes).",
+    )
+    num_nodes: int = Field(
+        1,
+        ge=1,
+        description="Machines of a torchrun or SLURM job (--devices processes each); see docs/training.md.",
     )
     overwrite: bool = Field(
-        False, description="Replace the results of an earlier run in --output-dir or at --output-scene."
+        False,
+        description="Replace the results of an earlier run in --output-dir or at --output-scene; with "
+        "--scenes, outputs made with other settings (complete ones of these settings are kept).",
     )
 
     @field_validator("datetime")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 ModelSize = Literal["tiny", "small", "base", "large"]
 Precision = Literal["auto", "fp16-mixed", "bf16-mixed", "32"]
@@ -40,3 +40,18 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
     if abs(sum(ratios) - 1.0) > 1e-6:
         raise ValueError(f"ratios must sum to 1 (they sum to {sum(ratios):g})")
     return ratios  # type: ignore[return-value]
+
+
+#: Default of ``--max-bad-fraction``: a run goes on past a few bad samples in a hundred, not past more.
+MAX_BAD_FRACTION = 0.05
+
+
+def max_bad_fraction_field(what: str) -> Any:
+    """The ``--max-bad-fraction`` setting of a command that skips bad samples (``what`` it stops)."""
+    return Field(
+        MAX_BAD_FRACTION,
+        ge=0.0,
+        le=1.0,
+        description=f"Bad samples (unreadable, NaN/inf, implausible) are skipped, counted and listed; {what} "
+        "once more than this share of the samples seen is bad (0: none may be bad).",
+    )

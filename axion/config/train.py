@@ -14,7 +14,7 @@ from pydantic import Field
 
 from axion.atomic import write_json_atomic
 from axion.config.base import PROVENANCE_KEY, Settings
-from axion.config.fields import ModelSize, Precision, Workers
+from axion.config.fields import ModelSize, Precision, Workers, max_bad_fraction_field
 from axion.records.monitor import DEFAULT_MONITOR, MonitorName, monitor_help
 
 
@@ -26,6 +26,7 @@ class DataConfig(Settings):
         None, description="Directory with Stage 2 outputs: <tile>.npz with key opt_v2 (4, H, W)."
     )
     output_dir: Path = Field(description="Output directory for checkpoints, config.json and logs.")
+    max_bad_fraction: float = max_bad_fraction_field("training stops")
 
 
 class ModelConfig(Settings):
@@ -77,7 +78,14 @@ class TrainingConfig(Settings):
     precision: Precision = Field(
         "auto", description="auto (fp16+GradScaler on CUDA, bf16 on CPU), fp16-mixed, bf16-mixed or 32."
     )
-    devices: int = Field(1, ge=1, description="Number of devices (processes) for data-parallel training.")
+    devices: int = Field(
+        1, ge=1, description="Number of devices (processes) per node for data-parallel training."
+    )
+    num_nodes: int = Field(
+        1,
+        ge=1,
+        description="Machines of a torchrun or SLURM job (--devices processes each); see docs/training.md.",
+    )
     strategy: Literal["auto", "ddp", "ddp_spawn"] = Field("auto", description="Multi-device strategy.")
     keep_last: int | None = Field(
         None, ge=1, description="Keep only the newest N epoch and step checkpoints (default: keep all)."

@@ -19,6 +19,7 @@ import numpy as np
 
 from axion.atomic import write_json_atomic
 from axion.bands import S1_KEYS, S2_KEYS, TILE_KEYS
+from axion.data.badsamples import IMPLAUSIBLE, NON_FINITE, UNREADABLE
 from axion.data.georef import georef_from_meta
 from axion.data.plausible import Finding, optical_findings, s1_findings
 from axion.data.tilefile import (
@@ -51,11 +52,17 @@ SMALLEST_SIDE: int = 16
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad file and why (``fatal``), or one suspicious file and why (a warning)."""
+    """One bad file and why (``fatal``), or one suspicious file and why (a warning).
+
+    ``sample``: the problem is in one sample's arrays or values (unreadable, missing key, NaN,
+    implausible), which ``train`` and ``evaluate`` skip and count; other problems (a tile's
+    JSON, a duplicate name, no tiles) are refused.
+    """
 
     path: Path
     reason: str
     fatal: bool = True
+    sample: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -178,14 +185,33 @@ def check_arrays(
         arrays = load_arrays(npz, tuple(present), optional=(VALID_KEY,))
     except ValueError as exc:
         return [str(exc)], []
-    for key in present:
-        bad = int(arrays[key].size - np.count_nonzero(np.isfinite(arrays[key])))
-        if bad:
-            reasons.append(f"{key!r} has {bad} NaN/inf value(s)")
+    reasons = non_finite([(key, arrays[key]) for key in present])
     if reasons:
         return reasons, []
     found = value_findings(arrays, meta)
     return [str(f) for f in found if f.fatal], small + [str(f) for f in found if not f.fatal]
+
+
+def non_finite(arrays: Sequence[tuple[str, np.ndarray]]) -> list[str]:
+    """``'s2_b3' has 100 NaN/inf value(s)`` for each named array that holds NaN or infinity."""
+    reasons = []
+    for key, array in arrays:
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            reasons.append(f"{key!r} has {bad} NaN/inf value(s)")
+    return reasons
+
+
+def sample_problem(arrays: dict[str, np.ndarray], meta: dict[str, Any] | None) -> tuple[str, str] | None:
+    """Why a loaded tile cannot be used, as (kind, reason), or None: NaN/inf first, then implausible values.
+
+    The same judgement as ``prepare --check`` (:func:`check_arrays`), on arrays already read.
+    """
+    reasons = non_finite([(key, array) for key, array in arrays.items() if key != VALID_KEY])
+    if reasons:
+        return NON_FINITE, reasons[0]
+    fatal = [finding for finding in value_findings(arrays, meta) if finding.fatal]
+    return (IMPLAUSIBLE, str(fatal[0])) if fatal else None
 
 
 def inspect_tile(npz: Path, *, require_target: bool = True) -> tuple[list[str], list[str]]:
@@ -197,6 +223,12 @@ def inspect_tile(npz: Path, *, require_target: bool = True) -> tuple[list[str], 
             whose JSON says ``"ground_truth": false``) need only S1 (their S2 bands, when present,
             are checked too: they feed the opt_v2 proxy).
     """
+    reasons, bad, notes = _inspect(npz, require_target=require_target)
+    return reasons + bad, notes
+
+
+def _inspect(npz: Path, *, require_target: bool) -> tuple[list[str], list[str], list[str]]:
+    """A tile's JSON problems, its arrays' problems (the sample's) and its warnings."""
     reasons: list[str] = []
     notes: list[str] = []
     meta: dict[str, Any] | None = None
@@ -210,7 +242,7 @@ def inspect_tile(npz: Path, *, require_target: bool = True) -> tuple[list[str], 
         reasons.append(str(exc))
     keys, optional = (TILE_KEYS, ()) if require_target else (S1_KEYS, S2_KEYS)
     bad, odd = check_arrays(npz, keys, optional, meta)
-    return reasons + bad, notes + odd
+    return reasons, bad, notes + odd
 
 
 def check_tile(npz: Path, *, require_target: bool = True) -> list[str]:
@@ -259,9 +291,10 @@ def inspect_tiles(data_dir: Path, *, require_target: bool = True) -> Inspection:
     seen: dict[str, Path] = {}
     tiles = tile_paths(data_dir)
     for npz in tiles:
-        bad, odd = inspect_tile(npz, require_target=require_target)
+        reasons, bad, odd = _inspect(npz, require_target=require_target)
         odd += misfiled(npz, data_dir)
-        problems += [Problem(npz, reason) for reason in bad]
+        problems += [Problem(npz, reason) for reason in reasons]
+        problems += [Problem(npz, reason, sample=True) for reason in bad]
         warnings += [Problem(npz, note, fatal=False) for note in odd]
         if npz.stem in seen:
             problems.append(Problem(npz, f"duplicate tile name {npz.stem!r} (also {seen[npz.stem]})"))
@@ -294,21 +327,41 @@ def validate_data_dir(data_dir: Path, *, require_target: bool = True) -> list[Pr
     return found.warnings
 
 
+def opt_v2_problem(opt_v2: np.ndarray, shape: tuple[int, ...]) -> tuple[str, str] | None:
+    """Why a Stage 2 output's ``opt_v2`` cannot be used, as (kind, reason), or None."""
+    if tuple(opt_v2.shape) != tuple(shape):
+        return UNREADABLE, f"opt_v2 has shape {tuple(opt_v2.shape)}, expected {tuple(shape)}"
+    if not (np.issubdtype(opt_v2.dtype, np.number) and not np.issubdtype(opt_v2.dtype, np.complexfloating)):
+        return UNREADABLE, f"opt_v2 has non-numeric dtype {opt_v2.dtype}"
+    bad = int(opt_v2.size - np.count_nonzero(np.isfinite(opt_v2)))
+    if bad:
+        return NON_FINITE, f"opt_v2 has {bad} NaN/inf value(s)"
+    fatal = [f for f in optical_findings(opt_v2, what="opt_v2") if f.fatal]
+    return (IMPLAUSIBLE, str(fatal[0])) if fatal else None
+
+
 def stage2_findings(path: Path, shape: tuple[int, ...]) -> tuple[list[str], list[str]]:
     """Problems and warnings of one Stage 2 output: readable, ``opt_v2`` of ``shape``, finite, plausible."""
     try:
         opt_v2 = load_arrays(path, (OPT_V2_KEY,))[OPT_V2_KEY]
     except ValueError as exc:
         return [str(exc)], []
-    if tuple(opt_v2.shape) != tuple(shape):
-        return [f"opt_v2 has shape {tuple(opt_v2.shape)}, expected {tuple(shape)}"], []
-    if not (np.issubdtype(opt_v2.dtype, np.number) and not np.issubdtype(opt_v2.dtype, np.complexfloating)):
-        return [f"opt_v2 has non-numeric dtype {opt_v2.dtype}"], []
-    bad = int(opt_v2.size - np.count_nonzero(np.isfinite(opt_v2)))
-    if bad:
-        return [f"opt_v2 has {bad} NaN/inf value(s)"], []
-    found = optical_findings(opt_v2, what="opt_v2")
-    return [str(f) for f in found if f.fatal], [str(f) for f in found if not f.fatal]
+    problem = opt_v2_problem(opt_v2, shape)
+    if problem is not None:
+        return [problem[1]], []
+    return [], [str(f) for f in optical_findings(opt_v2, what="opt_v2") if not f.fatal]
+
+
+def inspect_stage2(stage2_dir: Path, tiles: list[tuple[str, tuple[int, int]]]) -> Inspection:
+    """Read every Stage 2 output the tiles use and check its values (every problem is a sample's)."""
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    for name, (height, width) in tiles:
+        path = Path(stage2_dir) / f"{name}.npz"
+        bad, odd = stage2_findings(path, (len(S2_KEYS), height, width))
+        problems += [Problem(path, reason, sample=True) for reason in bad]
+        warnings += [Problem(path, note, fatal=False) for note in odd]
+    return Inspection(total=len(tiles), problems=problems, warnings=warnings)
 
 
 def validate_stage2(stage2_dir: Path, tiles: list[tuple[str, tuple[int, int]]]) -> list[Problem]:
@@ -321,15 +374,35 @@ def validate_stage2(stage2_dir: Path, tiles: list[tuple[str, tuple[int, int]]]) 
     Raises:
         DataError: one line naming the first bad file and how many are bad.
     """
-    problems: list[Problem] = []
-    warnings: list[Problem] = []
-    for name, (height, width) in tiles:
-        path = Path(stage2_dir) / f"{name}.npz"
-        bad, odd = stage2_findings(path, (len(S2_KEYS), height, width))
-        problems += [Problem(path, reason) for reason in bad]
-        warnings += [Problem(path, note, fatal=False) for note in odd]
-    _refuse(problems)
-    return warnings
+    found = inspect_stage2(stage2_dir, tiles)
+    _refuse(found.problems)
+    return found.warnings
+
+
+def refuse_non_samples(found: Inspection, data_dir: Path) -> list[Problem]:
+    """Refuse the problems that are not one sample's (see :attr:`Problem.sample`); return the samples'."""
+    _refuse([p for p in found.problems if not p.sample], f"; run 'axion stage3 prepare --check {data_dir}'")
+    return [p for p in found.problems if p.sample]
+
+
+def refuse_bad_share(
+    problems: Sequence[Problem], names: Sequence[str], what: str, limit: float
+) -> list[Problem]:
+    """The sample problems of the tiles called ``names`` (a tile or its Stage 2 output); refuse them
+    up front when they make more than ``limit`` of those tiles bad, as training would stop anyway.
+
+    Raises:
+        DataError: one line naming the first bad file, the share and the limit.
+    """
+    chosen = set(names)
+    mine = [p for p in problems if p.path.stem in chosen]
+    bad = {p.path.stem for p in mine}
+    if names and len(bad) / len(names) > limit:
+        raise DataError(
+            f"{mine[0]} ({len(bad)} of {len(names)} {what} tiles are bad, more than --max-bad-fraction "
+            f"{limit:g}; run 'axion stage3 prepare --check' on them)"
+        )
+    return mine
 
 
 def report_warnings(

@@ -9,10 +9,16 @@ Each sample is a dict (training and prediction rely on these keys)::
     opt_v2_mask  float32 (1, H, W)  1 where opt_v2 can be trusted (clear), 0 where it cannot
                                     (clouds, shadows); all 1 unless the Stage 2 file says otherwise
     name         str                the tile's file stem
+    size         (int, int)         the sample's (H, W) before padding
 
 H and W are the tile's size rounded up to a multiple of 16 (TerraMind's patch size) by
 reflect-padding at the bottom and right; :func:`collate_tiles` then zero-pads every
 sample of a batch to the batch's largest size. In both cases the mask is 0 there.
+
+Built with ``skip_bad=True`` (training, validation, evaluate), the dataset validates each
+sample as it loads it and returns a :class:`~axion.data.badsamples.BadSample` instead of a
+sample it cannot use (unreadable, NaN/inf, implausible: the judgement of ``prepare --check``);
+:func:`collate_tiles` leaves those out of the batch and lists them under ``"bad"``.
 
 A training set may be given :class:`~axion.data.augment.TrainingDraws`: indexed with
 ``(index, epoch)`` (see :class:`~axion.training.sampler.EpochSampler`), a tile then gets a
@@ -21,6 +27,7 @@ fresh opt_v2 proxy and a random flip, rotation and crop for that epoch.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +40,8 @@ from torch.utils.data import Dataset
 
 from axion.bands import S1_KEYS, S2_KEYS
 from axion.data.augment import TrainingDraws, draw_geometry
-from axion.data.check import Problem, ensure_dir
+from axion.data.badsamples import UNREADABLE, BadSample, split_bad
+from axion.data.check import Problem, ensure_dir, opt_v2_problem, sample_problem
 from axion.data.georef import Georef, georef_from_meta
 from axion.data.padding import pad_reflect, pad_zero, padded_size
 from axion.data.proxy import degrade_to_proxy, tile_seed
@@ -66,6 +74,17 @@ class TileInfo:
     meta: dict[str, Any]
     height: int
     width: int
+    #: Why its NPZ cannot be used, found while listing it (``skip_bad`` datasets only).
+    problem: str | None = None
+    #: The NPZ's bytes, for a tile read from a shard (``path`` is then not a file).
+    data: bytes | None = None
+    #: Where a tile read from a shard came from (``<shard>:<name>``), as messages name it.
+    source: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The file (or shard member) messages name."""
+        return self.source if self.source is not None else str(self.path)
 
     @property
     def georef(self) -> Georef | None:
@@ -107,7 +126,153 @@ def unrecorded_s1_product(data_dir: Path, tiles: Sequence[TileInfo], product: st
     return [Problem(data_dir, reason, fatal=False)]
 
 
-class TileDataset(Dataset):
+class SampleBuilder:
+    """Turns a tile's arrays into a sample: units, opt_v2 (Stage 2 or proxy), draws, padding.
+
+    Shared by the tile folder (:class:`TileDataset`) and shards
+    (:class:`~axion.data.sharddata.ShardDataset`), so both give the same samples and judge
+    them alike. The arguments are :class:`TileDataset`'s.
+    """
+
+    def __init__(
+        self,
+        *,
+        stage2_dir: Path | None = None,
+        with_target: bool = True,
+        proxy_seed: int = 0,
+        draws: TrainingDraws | None = None,
+        skip_bad: bool = False,
+    ) -> None:
+        self.stage2_dir = Path(stage2_dir) if stage2_dir is not None else None
+        self.with_target = with_target
+        self.proxy_seed = proxy_seed
+        self.draws = draws
+        self.skip_bad = skip_bad
+
+    def make(self, tile: TileInfo, epoch: int | None) -> dict[str, Any] | BadSample:
+        """The sample of ``tile`` (drawn for ``epoch`` when training), or why it is bad (``skip_bad``)."""
+        if tile.problem is not None:
+            return BadSample(tile.where, tile.name, UNREADABLE, tile.problem)
+        try:
+            return self._sample(tile, epoch)
+        except _Skipped as skipped:
+            return skipped.sample
+
+    def info(
+        self,
+        name: str,
+        npz: Path,
+        meta: dict[str, Any],
+        *,
+        data: bytes | None = None,
+        source: str | None = None,
+    ) -> TileInfo:
+        """What is known of a tile from its NPZ's headers (``data``: the NPZ's bytes, from a shard).
+
+        Raises:
+            DataError: a missing key or bands of different shapes (unless ``skip_bad``: then the
+                tile's :attr:`TileInfo.problem` says it).
+        """
+        where = source if source is not None else str(npz)
+        try:
+            header = npz_header(npz if data is None else io.BytesIO(data))  # type: ignore[arg-type]
+            keys = S1_KEYS + S2_KEYS if self.with_target else S1_KEYS
+            missing = [key for key in keys if key not in header]
+            if missing:
+                raise ValueError(f"missing key {missing[0]!r}")
+            shapes = {header[key][0] for key in keys}
+            if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+                raise ValueError(f"bands must share one (H, W) shape, got {sorted(shapes)}")
+            height, width = next(iter(shapes))
+            problem = None
+        except ValueError as exc:
+            if not self.skip_bad:
+                raise DataError(f"{where}: {exc}") from None
+            height, width, problem = 0, 0, str(exc)
+        return TileInfo(name, npz, meta, height, width, problem=problem, data=data, source=source)
+
+    def _stage2_path(self, name: str) -> Path:
+        assert self.stage2_dir is not None
+        return self.stage2_dir / f"{name}.npz"
+
+    def _load(self, tile: TileInfo) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """S1 (dB), target (tile units) or None, valid mask (H, W) for one tile."""
+        try:
+            s1_unit, s2_scale = declared_units(tile.meta)
+            keys = S1_KEYS + (S2_KEYS if self.with_target else ())
+            npz = tile.path if tile.data is None else io.BytesIO(tile.data)
+            arrays = load_arrays(npz, keys, optional=(VALID_KEY,))  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise _skipped_or_error(self.skip_bad, tile.where, tile.name, UNREADABLE, str(exc)) from None
+        if self.skip_bad:
+            shapes = sorted({array.shape for array in arrays.values()})
+            expected = (tile.height, tile.width)
+            if shapes != [expected]:  # the file changed since it was listed
+                reason = f"arrays have shapes {shapes}, expected {expected}"
+                raise _Skipped(BadSample(tile.where, tile.name, UNREADABLE, reason))
+            problem = sample_problem(arrays, tile.meta)
+            if problem is not None:
+                raise _Skipped(BadSample(tile.where, tile.name, *problem))
+        s1 = s1_to_db(np.stack([arrays[k] for k in S1_KEYS]), s1_unit)
+        target = None
+        if self.with_target:
+            target = s2_to_tile_units(np.stack([arrays[k] for k in S2_KEYS]), s2_scale)
+        valid = arrays.get(VALID_KEY)
+        mask = (
+            np.ones((tile.height, tile.width), np.float32)
+            if valid is None
+            else (valid > 0).astype(np.float32)
+        )
+        return s1, target, mask
+
+    def _opt_v2(
+        self, tile: TileInfo, target: np.ndarray | None, epoch: int | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """opt_v2 (4, H, W) and its validity (H, W) or None (all valid)."""
+        if self.stage2_dir is None:
+            assert target is not None
+            fresh = self.draws is not None and self.draws.fresh_proxy and epoch is not None
+            seed = self.draws.proxy_seed(epoch, tile.name) if fresh else tile_seed(tile.name, self.proxy_seed)  # type: ignore[union-attr, arg-type]
+            return degrade_to_proxy(target, seed), None
+        path = self._stage2_path(tile.name)
+        try:
+            arrays = load_arrays(path, (OPT_V2_KEY,), optional=(OPT_V2_MASK_KEY,))
+            mask = arrays.get(OPT_V2_MASK_KEY)
+            if self.skip_bad and mask is not None and mask.shape != (tile.height, tile.width):
+                raise ValueError(
+                    f"{OPT_V2_MASK_KEY} has shape {mask.shape}, expected {(tile.height, tile.width)}"
+                )
+        except ValueError as exc:
+            raise _skipped_or_error(self.skip_bad, path, tile.name, UNREADABLE, str(exc)) from None
+        if self.skip_bad:
+            problem = opt_v2_problem(arrays[OPT_V2_KEY], (len(S2_KEYS), tile.height, tile.width))
+            if problem is not None:
+                raise _Skipped(BadSample(str(path), tile.name, *problem))
+        return arrays[OPT_V2_KEY].astype(np.float32), None if mask is None else (mask > 0).astype(np.float32)
+
+    def _sample(self, tile: TileInfo, epoch: int | None) -> dict[str, Any]:
+        s1, target, valid = self._load(tile)
+        opt_v2, opt_v2_mask = self._opt_v2(tile, target, epoch)
+        arrays: dict[str, np.ndarray] = {"s1": s1, "opt_v2": opt_v2}
+        if target is not None:
+            arrays["target"] = target
+        arrays["mask"] = valid[None]
+        arrays["opt_v2_mask"] = (np.ones_like(valid) if opt_v2_mask is None else opt_v2_mask)[None]
+        if self.draws is not None and epoch is not None:
+            arrays = draw_geometry(arrays, self.draws, epoch, tile.name)
+        height, width = (padded_size(n) for n in arrays["mask"].shape[-2:])
+        sample: dict[str, Any] = {}
+        for name, array in arrays.items():
+            pad = pad_zero if name in ("mask", "opt_v2_mask") else pad_reflect
+            sample[name] = torch.from_numpy(
+                np.ascontiguousarray(pad(array, height, width)).astype(np.float32)
+            )
+        sample["name"] = tile.name
+        sample["size"] = tuple(arrays["mask"].shape[-2:])  # before padding
+        return sample
+
+
+class TileDataset(SampleBuilder, Dataset):
     """Tiles below ``data_dir`` whose JSON declares ``split``.
 
     Args:
@@ -123,6 +288,9 @@ class TileDataset(Dataset):
         proxy_seed: base seed of the fixed opt_v2 proxy (the same in every run and epoch).
         draws: how a training tile is drawn each epoch (fresh proxy, flips, crops); None keeps
             every tile fixed (validation, test, inference).
+        skip_bad: validate each sample as it is loaded and return a
+            :class:`~axion.data.badsamples.BadSample` for one that cannot be used, instead of
+            raising (the JSON, names and Stage 2 files' presence are still checked here).
 
     Raises:
         DataError: missing directory, bad JSON, duplicate names, a tile without its Stage 2
@@ -139,6 +307,7 @@ class TileDataset(Dataset):
         max_samples: int | None = None,
         proxy_seed: int = 0,
         draws: TrainingDraws | None = None,
+        skip_bad: bool = False,
     ) -> None:
         data_dir = Path(data_dir)
         ensure_dir(data_dir)
@@ -146,12 +315,15 @@ class TileDataset(Dataset):
             raise DataError(f"unknown split {split!r} (expected train, val or test)")
         if not with_target and stage2_dir is None:
             raise DataError("tiles without ground truth need Stage 2 outputs (--stage2-dir) for opt_v2")
+        super().__init__(
+            stage2_dir=stage2_dir,
+            with_target=with_target,
+            proxy_seed=proxy_seed,
+            draws=draws,
+            skip_bad=skip_bad,
+        )
         self.data_dir = data_dir
         self.split = split
-        self.stage2_dir = Path(stage2_dir) if stage2_dir is not None else None
-        self.with_target = with_target
-        self.proxy_seed = proxy_seed
-        self.draws = draws
         self.tiles = self._select(max_samples)
         if self.stage2_dir is not None:
             self._check_stage2()
@@ -182,26 +354,7 @@ class TileDataset(Dataset):
             names = names[:max_samples]
         if not names:
             raise DataError(empty_split_message(self.data_dir, self.split, elsewhere))
-        return [self._info(name, chosen[name], metas[name]) for name in names]
-
-    def _info(self, name: str, npz: Path, meta: dict[str, Any]) -> TileInfo:
-        try:
-            header = npz_header(npz)
-        except ValueError as exc:
-            raise DataError(f"{npz}: {exc}") from None
-        keys = S1_KEYS + S2_KEYS if self.with_target else S1_KEYS
-        missing = [key for key in keys if key not in header]
-        if missing:
-            raise DataError(f"{npz}: missing key {missing[0]!r}")
-        shapes = {header[key][0] for key in keys}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-            raise DataError(f"{npz}: bands must share one (H, W) shape, got {sorted(shapes)}")
-        height, width = next(iter(shapes))
-        return TileInfo(name=name, path=npz, meta=meta, height=height, width=width)
-
-    def _stage2_path(self, name: str) -> Path:
-        assert self.stage2_dir is not None
-        return self.stage2_dir / f"{name}.npz"
+        return [self.info(name, chosen[name], metas[name]) for name in names]
 
     def _check_stage2(self) -> None:
         assert self.stage2_dir is not None
@@ -212,6 +365,8 @@ class TileDataset(Dataset):
                 f"{self.stage2_dir}: no Stage 2 output (<name>.npz with key opt_v2) for "
                 f"{len(missing)} of {len(self.tiles)} tiles: {_describe(missing)}"
             )
+        if self.skip_bad:
+            return  # each output is checked as it is loaded
         for tile in self.tiles:
             path = self._stage2_path(tile.name)
             try:
@@ -237,77 +392,44 @@ class TileDataset(Dataset):
         """Tile names in dataset order."""
         return [tile.name for tile in self.tiles]
 
-    def _load(self, tile: TileInfo) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """S1 (dB), target (tile units) or None, valid mask (H, W) for one tile."""
-        try:
-            s1_unit, s2_scale = declared_units(tile.meta)
-            keys = S1_KEYS + (S2_KEYS if self.with_target else ())
-            arrays = load_arrays(tile.path, keys, optional=(VALID_KEY,))
-        except ValueError as exc:
-            raise DataError(f"{tile.path}: {exc}") from None
-        s1 = s1_to_db(np.stack([arrays[k] for k in S1_KEYS]), s1_unit)
-        target = None
-        if self.with_target:
-            target = s2_to_tile_units(np.stack([arrays[k] for k in S2_KEYS]), s2_scale)
-        valid = arrays.get(VALID_KEY)
-        mask = (
-            np.ones((tile.height, tile.width), np.float32)
-            if valid is None
-            else (valid > 0).astype(np.float32)
-        )
-        return s1, target, mask
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | BadSample:
+        """The sample of tile ``key``, or of ``(index, epoch)`` drawn for that epoch (training).
 
-    def _opt_v2(
-        self, tile: TileInfo, target: np.ndarray | None, epoch: int | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """opt_v2 (4, H, W) and its validity (H, W) or None (all valid)."""
-        if self.stage2_dir is None:
-            assert target is not None
-            fresh = self.draws is not None and self.draws.fresh_proxy and epoch is not None
-            seed = self.draws.proxy_seed(epoch, tile.name) if fresh else tile_seed(tile.name, self.proxy_seed)  # type: ignore[union-attr, arg-type]
-            return degrade_to_proxy(target, seed), None
-        path = self._stage2_path(tile.name)
-        try:
-            arrays = load_arrays(path, (OPT_V2_KEY,), optional=(OPT_V2_MASK_KEY,))
-        except ValueError as exc:
-            raise DataError(f"{path}: {exc}") from None
-        mask = arrays.get(OPT_V2_MASK_KEY)
-        return arrays[OPT_V2_KEY].astype(np.float32), None if mask is None else (mask > 0).astype(np.float32)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        """The sample of tile ``key``, or of ``(index, epoch)`` drawn for that epoch (training)."""
+        With ``skip_bad``, a :class:`~axion.data.badsamples.BadSample` when it cannot be used.
+        """
         index, epoch = key if isinstance(key, tuple) else (key, None)
-        tile = self.tiles[index]
-        s1, target, valid = self._load(tile)
-        opt_v2, opt_v2_mask = self._opt_v2(tile, target, epoch)
-        arrays: dict[str, np.ndarray] = {"s1": s1, "opt_v2": opt_v2}
-        if target is not None:
-            arrays["target"] = target
-        arrays["mask"] = valid[None]
-        arrays["opt_v2_mask"] = (np.ones_like(valid) if opt_v2_mask is None else opt_v2_mask)[None]
-        if self.draws is not None and epoch is not None:
-            arrays = draw_geometry(arrays, self.draws, epoch, tile.name)
-        height, width = (padded_size(n) for n in arrays["mask"].shape[-2:])
-        sample: dict[str, Any] = {}
-        for name, array in arrays.items():
-            pad = pad_zero if name in ("mask", "opt_v2_mask") else pad_reflect
-            sample[name] = torch.from_numpy(
-                np.ascontiguousarray(pad(array, height, width)).astype(np.float32)
-            )
-        sample["name"] = tile.name
-        return sample
+        return self.make(self.tiles[index], epoch)
 
 
-def collate_tiles(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+class _Skipped(Exception):
+    """A sample a ``skip_bad`` dataset does not use (internal: becomes its return value)."""
+
+    def __init__(self, sample: BadSample) -> None:
+        super().__init__(str(sample))
+        self.sample = sample
+
+
+def _skipped_or_error(skip: bool, where: str | Path, name: str, kind: str, reason: str) -> Exception:
+    """What to raise for a sample that cannot be read: skip it, or the one-line error."""
+    return _Skipped(BadSample(str(where), name, kind, reason)) if skip else DataError(f"{where}: {reason}")
+
+
+def collate_tiles(samples: Sequence[dict[str, Any] | BadSample]) -> dict[str, Any]:
     """Stack samples of different sizes: zero-pad each to the batch's largest H and W.
 
-    The padding gets mask 0, so losses and metrics ignore it. ``"name"`` becomes a list.
+    The padding gets mask 0, so losses and metrics ignore it. ``"name"`` and ``"size"`` (each
+    sample's (H, W) before padding) become lists.
+    Bad samples (:class:`~axion.data.badsamples.BadSample`) are left out and listed under
+    ``"bad"``; a batch of bad samples only has no other key but an empty ``"name"``.
     """
+    samples, bad = split_bad(samples)
+    if not samples:
+        return {"name": [], "bad": bad}
     height = max(sample["mask"].shape[-2] for sample in samples)
     width = max(sample["mask"].shape[-1] for sample in samples)
     batch: dict[str, Any] = {}
     for key in samples[0]:
-        if key == "name":
+        if key in ("name", "size"):
             batch[key] = [sample[key] for sample in samples]
             continue
         padded = [
@@ -315,4 +437,5 @@ def collate_tiles(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             for s in samples
         ]
         batch[key] = torch.stack(padded)
+    batch["bad"] = bad
     return batch

@@ -103,15 +103,19 @@ def npz_header(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 def load_arrays(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Load ``keys`` (and those of ``optional`` present) from an NPZ; ``ValueError`` if unreadable or missing."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise ValueError(f"missing key {missing[0]!r}")
-            return {k: npz[k] for k in keys + tuple(k for k in optional if k in npz.files)}
-    except ValueError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-        raise ValueError(f"unreadable NPZ ({_reason(exc)})") from None
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("not an NPZ archive")
+        with loaded as npz:
+            files = npz.files
+            missing = [k for k in keys if k not in files]
+            if not missing:
+                return {k: npz[k] for k in keys + tuple(k for k in optional if k in files)}
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError) as exc:
+        # np.load reads a file that is neither NPZ nor NPY as a pickle, which it refuses
+        reason = "not an NPZ archive" if "pickled" in str(exc) else _reason(exc)
+        raise ValueError(f"unreadable NPZ ({reason})") from None
+    raise ValueError(f"missing key {missing[0]!r}")
 
 
 def _reason(exc: BaseException) -> str:

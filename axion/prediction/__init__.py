@@ -2,9 +2,10 @@
 
 - :mod:`~axion.prediction.predict`: a checkpoint's model ready for prediction.
 - :mod:`~axion.prediction.evaluate`: ``axion stage3 evaluate`` as a library call.
-- :mod:`~axion.prediction.infer`: ``axion stage3 infer`` as a library call (tiles or a scene).
+- :mod:`~axion.prediction.infer`: ``axion stage3 infer`` as a library call (tiles, a scene or a list).
 - :mod:`~axion.prediction.scene`: a whole scene predicted window by window and blended.
-- :mod:`~axion.prediction.parallel`: the work shared between devices (``--devices``).
+- :mod:`~axion.prediction.scenes`: the scene list of ``--scenes`` and when a scene's outputs are complete.
+- :mod:`~axion.prediction.parallel`: the work shared between devices (``--devices``, ``--num-nodes``).
 
 May import: everything below it, :mod:`axion.training` (the checkpoint), :mod:`axion.writers`,
 :mod:`axion.runtime`, :mod:`axion.records`, :mod:`axion.model`, :mod:`axion.data`,

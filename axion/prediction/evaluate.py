@@ -22,7 +22,9 @@ from axion.training.trained import read_trained
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from axion.data.badsamples import BadSample
     from axion.data.dataset import TileDataset
+    from axion.data.sharddata import ShardDataset
     from axion.perceptual import PerceptualLoss
     from axion.prediction.predict import Predictor
     from axion.training.checkpoint import Checkpoint
@@ -136,15 +138,17 @@ class _Inputs:
     """What :func:`evaluate` checked before any slow work."""
 
     checkpoint: Checkpoint
-    dataset: TileDataset
+    dataset: TileDataset | ShardDataset
     perceptual: PerceptualLoss | None
     warnings: list[Any]
 
 
 def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
     """Output folder, checkpoint, LPIPS weights and tiles, in order of cost; then say what runs."""
-    from axion.data.check import report_warnings, validate_data_dir, validate_stage2
+    from axion.data.check import report_warnings
     from axion.data.dataset import TileDataset, unrecorded_s1_product
+    from axion.data.screen import screen_samples
+    from axion.data.shardsource import is_shards
     from axion.outputs import clean_stale
     from axion.records.results import TILES_DIR
 
@@ -156,17 +160,26 @@ def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
         from axion.perceptual import build_perceptual_loss
 
         perceptual = build_perceptual_loss(settings.lpips_weights)
-    warnings = validate_data_dir(settings.data_dir)
+    if is_shards(settings.data_dir):
+        dataset = _shard_dataset(settings, checkpoint)
+        clean_stale(output_dir, output_dir / TILES_DIR)
+        reporter.info(
+            f"Samples: {plural(len(dataset), settings.split + ' sample')} from {dataset.source.spec}"
+        )
+        return _Inputs(checkpoint=checkpoint, dataset=dataset, perceptual=perceptual, warnings=[])
     dataset = TileDataset(
-        settings.data_dir, settings.split, stage2_dir=settings.stage2_dir, max_samples=settings.max_samples
+        settings.data_dir,
+        settings.split,
+        stage2_dir=settings.stage2_dir,
+        max_samples=settings.max_samples,
+        skip_bad=True,
+    )
+    warnings = screen_samples(
+        settings.data_dir, settings.stage2_dir, {settings.split: dataset}, settings.max_bad_fraction
     )
     warnings += unrecorded_s1_product(
         settings.data_dir, dataset.tiles, checkpoint.model_settings.get("s1_product", "grd")
     )
-    if settings.stage2_dir is not None:
-        warnings += validate_stage2(
-            settings.stage2_dir, [(t.name, (t.height, t.width)) for t in dataset.tiles]
-        )
     clean_stale(output_dir, output_dir / TILES_DIR)
     report_warnings(reporter.warning, warnings)
     source = (
@@ -178,6 +191,20 @@ def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
         f"Tiles: {plural(len(dataset), settings.split + ' tile')} from {settings.data_dir}; opt_v2: {source}"
     )
     return _Inputs(checkpoint=checkpoint, dataset=dataset, perceptual=perceptual, warnings=warnings)
+
+
+def _shard_dataset(settings: EvaluateConfig, checkpoint: Checkpoint) -> ShardDataset:
+    """The split's samples streamed from shards, in index order (no shuffle), judged as they are read."""
+    from axion.data.sharddata import ShardDataset
+    from axion.data.shardsource import ShardSource
+
+    return ShardDataset(
+        ShardSource(settings.data_dir),
+        settings.split,
+        stage2_dir=settings.stage2_dir,
+        max_samples=settings.max_samples,
+        s1_product=checkpoint.model_settings.get("s1_product", "grd"),
+    )
 
 
 def _batch_rows(
@@ -235,6 +262,7 @@ def _summary(
     rows: list[dict[str, Any]],
     broken: list[str],
     seconds: float,
+    bad: list[BadSample],
 ) -> dict[str, Any]:
     """summary.json: where the numbers come from, how they were made, and their means."""
     from axion.provenance import provenance
@@ -245,7 +273,7 @@ def _summary(
         "checkpoint": str(Path(settings.checkpoint).resolve()),
         "run_dir": str(Path(settings.checkpoint).resolve().parent),
         "epoch": predictor.epoch,
-        "data_dir": str(Path(settings.data_dir).resolve()),
+        "data_dir": _data_source(settings.data_dir),
         "split": settings.split,
         "stage2_dir": str(Path(settings.stage2_dir).resolve()) if settings.stage2_dir else None,
         "opt_v2_source": "stage2" if settings.stage2_dir else "proxy",
@@ -258,6 +286,7 @@ def _summary(
         "metrics": summarise(rows, metric_keys),
         "clear": clear_summary(rows),
         "non_finite_tiles": broken,
+        "bad_samples": [sample.to_json() for sample in bad],
         "input_warnings": [str(w) for w in inputs.warnings],
         "seconds": round(seconds, 2),
         "provenance": {**provenance(), "checkpoint": inputs.checkpoint.provenance},
@@ -273,6 +302,7 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     from torch.utils.data import DataLoader
 
     from axion.data.dataset import collate_tiles
+    from axion.data.sharddata import ShardDataset, ShardLoader
     from axion.prediction.predict import predictor_for, size_batches
     from axion.records.results import TILES_DIR, write_results
     from axion.runtime.device import resolve_num_workers
@@ -286,44 +316,74 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
         f"Checkpoint: {settings.checkpoint} (epoch {predictor.epoch}); timesteps {predictor.timesteps}, "
         f"seed {predictor.seed}, {predictor.precision.label}"
     )
-    batches = size_batches([(t.height, t.width) for t in dataset.tiles], settings.batch_size)
-    loader = DataLoader(
-        dataset,
-        batch_sampler=batches,
-        collate_fn=collate_tiles,
-        num_workers=resolve_num_workers(settings.num_workers),
-    )
-    sizes = {t.name: (t.height, t.width) for t in dataset.tiles}
-    keep = set(dataset.names[: settings.save_arrays])
+    workers = resolve_num_workers(settings.num_workers)
+    if isinstance(dataset, ShardDataset):
+        loader: Any = ShardLoader(
+            dataset, batch_size=settings.batch_size, num_workers=workers, collate_fn=collate_tiles
+        )
+        keep: set[str] | None = None  # the first --save-arrays samples met (by name with 0-1 workers)
+    else:
+        batches = size_batches([(t.height, t.width) for t in dataset.tiles], settings.batch_size)
+        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_tiles, num_workers=workers)
+        keep = set(dataset.names[: settings.save_arrays])
+    kept: set[str] = set()
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = output_dir / f".{TILES_DIR}-staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     rows: list[dict[str, Any]] = []
+    bad: list[BadSample] = []
     started = time.perf_counter()
     try:
-        with reporter.bar("Evaluate", len(batches)) as bar:
+        with reporter.bar("Evaluate", len(loader)) as bar:
             for batch in loader:
+                bad += batch["bad"]
+                if not batch["name"]:
+                    bar.advance()
+                    continue
+                sizes = dict(zip(batch["name"], batch["size"], strict=True))
+                if keep is None:
+                    kept.update(batch["name"][: max(0, settings.save_arrays - len(kept))])
                 # What infer writes for these tiles: one seeded generation, clipped at 0.
                 opt_v3 = predictor.samples(batch["s1"], batch["opt_v2"], batch["name"], 1).mean
                 new, scores = _batch_rows(
                     batch, opt_v3, inputs.perceptual, sizes, clear=settings.stage2_dir is not None
                 )
                 rows += new
-                _save_arrays(staging, batch, opt_v3, sizes, keep)
+                _save_arrays(staging, batch, opt_v3, sizes, kept if keep is None else keep)
                 bar.advance(sar_agr=float(scores["opt_v3"]["sar_agreement"].mean()))
         rows.sort(key=lambda r: r["name"])
+        _report_bad(bad, len(dataset), settings.max_bad_fraction, reporter)
         broken = non_finite_tiles(rows)
         if broken:
             reporter.warning(
                 f"{len(broken)} tile(s) got non-finite opt_v3 metrics and are left out of the "
                 f"means (see summary.json): {', '.join(broken[:5])}"
             )
-        summary = _summary(settings, inputs, predictor, rows, broken, time.perf_counter() - started)
+        summary = _summary(settings, inputs, predictor, rows, broken, time.perf_counter() - started, bad)
         write_results(output_dir, rows, summary, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Evaluation(rows=rows, summary=summary, output_dir=output_dir)
+
+
+def _report_bad(bad: list[BadSample], total: int, limit: float, reporter: Reporter) -> None:
+    """Warn about the tiles skipped as bad (summary.json lists them); refuse a split they spoil."""
+    from axion.records.badlog import check_bad_fraction
+
+    if not bad:
+        return
+    check_bad_fraction(len(bad), total, limit, where="the split", first=bad[0], path=None, what="evaluated")
+    reporter.warning(
+        f"{plural(len(bad), 'bad tile')} skipped, not scored (listed in summary.json's bad_samples): {bad[0]}"
+    )
+
+
+def _data_source(data_dir: Path) -> str:
+    """Where the tiles came from: the resolved folder, or the shards as given."""
+    from axion.data.shardsource import is_shards, source_text
+
+    return source_text(data_dir) if is_shards(data_dir) else str(Path(data_dir).resolve())
 
 
 def _units() -> dict[str, str]:

@@ -6,12 +6,14 @@ georeferenced tiles, ``<name>.tif`` (and ``<name>_std.tif``) as Cloud-Optimized 
 then ``infer.json`` (the manifest) last. Scene mode writes one blended COG on opt_v2's
 grid (see :mod:`axion.prediction.scene`), its standard deviation with ``--samples`` >= 2, and
 a STAC Item ``<stem>.json`` last. A folder or scene without its manifest is from a run
-that did not finish.
+that did not finish. ``--scenes`` writes the scenes of a list (:mod:`axion.prediction.scenes`)
+one after the other, each as scene mode does, skipping those whose outputs are complete.
 
 Every input and output path is checked before the model is built or anything is
 written; every file is written under a temporary name and renamed. With ``--devices N``
-tiles (tile mode) or strips (scene mode) are shared out over N processes
-(:mod:`axion.prediction.parallel`); the outputs are the same as from one process.
+tiles (tile mode), strips (scene mode) or whole scenes (``--scenes``) are shared out over N
+processes, on each of ``--num-nodes`` nodes under torchrun (:mod:`axion.prediction.parallel`);
+the outputs are the same as from one process.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from axion.config import InferConfig
 from axion.console import plural
-from axion.errors import ConfigError, DataError
+from axion.errors import AxionError, ConfigError, DataError
 from axion.runtime.reporter import Reporter
 from axion.training.trained import read_trained
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from axion.prediction.parallel import Shard
     from axion.prediction.predict import Predictor
     from axion.prediction.scene import SceneInfo
+    from axion.prediction.scenes import SceneJob
     from axion.training.checkpoint import Checkpoint
 
 #: The manifest of a tile-mode output directory, written when every tile is written.
@@ -46,6 +49,10 @@ class InferResult:
 
     outputs: list[Path] = field(default_factory=list)
     georeferenced: int = 0
+    #: ``--scenes``: scenes written, skipped (their outputs were complete) and failed, over all processes.
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -60,6 +67,8 @@ def mode_of(settings: InferConfig) -> str:
         ConfigError: a mix of both modes, a mode with flags missing, or a flag of the other mode.
     """
     scene_args = (settings.s1_scene, settings.opt_v2_scene, settings.output_scene)
+    if settings.scenes is not None:
+        return _scenes_mode(settings)
     if any(a is not None for a in scene_args):
         if (
             settings.input_dir is not None
@@ -83,11 +92,32 @@ def mode_of(settings: InferConfig) -> str:
         return "scene"
     if settings.input_dir is None or settings.output_dir is None:
         raise ConfigError(
-            "give --input-dir and --output-dir (tile mode) or --s1-scene, --opt-v2-scene and --output-scene"
+            "give --input-dir and --output-dir (tile mode), --s1-scene, --opt-v2-scene and --output-scene "
+            "(scene mode) or --scenes LIST (many scenes)"
         )
     if settings.datetime is not None:
         raise ConfigError("--datetime applies to scene mode only (the STAC Item of the scene)")
     return "tiles"
+
+
+def _scenes_mode(settings: InferConfig) -> str:
+    """``scenes``, when no flag of one scene or of tile mode comes with ``--scenes``."""
+    others = {
+        "--s1-scene": settings.s1_scene,
+        "--opt-v2-scene": settings.opt_v2_scene,
+        "--output-scene": settings.output_scene,
+        "--input-dir": settings.input_dir,
+        "--stage2-dir": settings.stage2_dir,
+        "--max-samples": settings.max_samples,
+        "--datetime": settings.datetime,
+        "--proxy-from-ground-truth": settings.proxy_from_ground_truth or None,
+        "--save-generated": settings.save_generated or None,
+    }
+    given = [flag for flag, value in others.items() if value is not None]
+    if given:
+        hint = " (give each scene's in a datetime column)" if given[0] == "--datetime" else ""
+        raise ConfigError(f"--scenes runs the scenes of its list: leave out {given[0]}{hint}")
+    return "scenes"
 
 
 # --- output directories ------------------------------------------------------------------------
@@ -171,9 +201,17 @@ def input_warnings(input_dir: Path, stage2_dir: Path | None, dataset: Any) -> li
 
 
 def infer(settings: InferConfig, reporter: Reporter | None = None) -> InferResult:
-    """Run tile or scene inference (see :func:`mode_of`), in ``settings.devices`` processes."""
+    """Run tile, scene or scene-list inference (see :func:`mode_of`) in ``settings.devices`` processes
+    (on each of ``settings.num_nodes`` nodes)."""
+    from axion.runtime.device import launch_rank
+
     reporter = reporter or Reporter.silent()
-    if mode_of(settings) == "scene":
+    if launch_rank() != 0:  # under torchrun every process runs this: the first one speaks
+        reporter.enabled = False
+    mode = mode_of(settings)
+    if mode == "scenes":
+        return infer_scenes(settings, reporter)
+    if mode == "scene":
         return infer_scene(settings, reporter)
     return infer_tiles(settings, reporter)
 
@@ -182,7 +220,9 @@ def _check_run(settings: InferConfig) -> Checkpoint:
     """The checkpoint (or exported adapters), and everything the model build would refuse (before any slow work)."""
     from axion.prediction.parallel import check_devices
     from axion.prediction.predict import check_prediction
+    from axion.runtime.device import check_world
 
+    check_world(settings.num_nodes, settings.devices)
     checkpoint = read_trained(settings.checkpoint)
     check_prediction(settings, checkpoint)
     check_devices(settings.devices)
@@ -192,6 +232,12 @@ def _check_run(settings: InferConfig) -> Checkpoint:
             "--generator none (nothing is generated)"
         )
     return checkpoint
+
+
+def _processes(settings: InferConfig) -> str:
+    """``2 processes``, or ``2 processes on each of 3 nodes``."""
+    text = plural(settings.devices, "process", "processes")
+    return text if settings.num_nodes == 1 else f"{text} on each of {settings.num_nodes} nodes"
 
 
 def note_equal_samples(settings: InferConfig, checkpoint: Checkpoint, reporter: Reporter) -> None:
@@ -254,7 +300,7 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
         )
     reporter.info(
         f"Checkpoint: {settings.checkpoint} (epoch {checkpoint.epoch}); {plural(len(dataset), 'tile')}, "
-        f"{plural(settings.samples, 'sample')} each, {plural(settings.devices, 'process', 'processes')}"
+        f"{plural(settings.samples, 'sample')} each, {_processes(settings)}"
     )
     note_equal_samples(settings, checkpoint, reporter)
     previous = _previous_outputs(output_dir) if settings.overwrite else []
@@ -263,10 +309,9 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     clean_stale(output_dir)
     report_warnings(reporter.warning, warnings, output_dir)
     (output_dir / MANIFEST).unlink(missing_ok=True)  # until this run completes, the folder is incomplete
-    single = settings.devices == 1
     try:
         result = _run(
-            settings.devices, tiles_worker, settings, source, previous, reporter if single else None
+            settings, tiles_worker, settings, source, previous, reporter if _single(settings) else None
         )
     except BaseException:
         if created and not any(output_dir.iterdir()):
@@ -279,10 +324,14 @@ def infer_tiles(settings: InferConfig, reporter: Reporter) -> InferResult:
     return result
 
 
-def _run(devices: int, fn: Any, *args: Any) -> InferResult:
+def _single(settings: InferConfig) -> bool:
+    return settings.devices * settings.num_nodes == 1
+
+
+def _run(settings: InferConfig, fn: Any, *args: Any) -> InferResult:
     from axion.prediction.parallel import run_on_devices
 
-    return run_on_devices(devices, fn, *args)
+    return run_on_devices(settings.devices, fn, *args, num_nodes=settings.num_nodes)
 
 
 def tiles_worker(
@@ -304,10 +353,7 @@ def tiles_worker(
         max_samples=settings.max_samples,
     )
     predictor = _predictor(settings, reporter)
-    reporter.info(
-        f"timesteps {predictor.timesteps}, seed {predictor.seed}, {predictor.precision.label}; "
-        f"{shard.world_size} x {predictor.device.type}"
-    )
+    _report_predictor(predictor, shard, reporter)
     record = output_provenance(predictor, samples=settings.samples, opt_v2=source)
     batches = size_batches([(t.height, t.width) for t in dataset.tiles], settings.batch_size)
     mine = batches[shard.rank :: shard.world_size]
@@ -404,7 +450,7 @@ def infer_scene(settings: InferConfig, reporter: Reporter, predictor: Predictor 
     reporter.info(
         f"Scene: {info.height}x{info.width} px -> {len(grid.rows)}x{len(grid.cols)} tiles of {settings.tile_size} px, "
         f"overlap {settings.overlap} px; {plural(settings.samples, 'sample')} per tile, "
-        f"{plural(settings.devices, 'process', 'processes')}"
+        f"{_processes(settings)}"
     )
     note_equal_samples(settings, checkpoint, reporter)
     # Until the new Item is written this scene counts as incomplete; a stale spread goes with it.
@@ -414,16 +460,15 @@ def infer_scene(settings: InferConfig, reporter: Reporter, predictor: Predictor 
     folder = outputs.tif.parent
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)  # as tile mode creates its output directory
-    single = settings.devices == 1
     try:
         result = _run(
-            settings.devices,
+            settings,
             scene_worker,
             settings,
             info,
             (acquired, when),
-            reporter if single else None,
-            predictor if single else None,
+            reporter if _single(settings) else None,
+            predictor if _single(settings) else None,
         )
     except BaseException:
         if created and not any(folder.iterdir()):
@@ -442,16 +487,34 @@ def scene_worker(
     predictor: Predictor | None = None,
 ) -> InferResult:
     """This process's strips; the first process blends and writes them, then the STAC Item."""
-    from axion.prediction.scene import SceneOutputs, make_grid, run_scene
-    from axion.provenance import geotiff_tags, output_provenance
-
     reporter = _worker_reporter(shard, reporter, settings)
-    outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
     predictor = predictor or _predictor(settings, reporter)
+    _report_predictor(predictor, shard, reporter)
+    written = write_scene(predictor, settings, info, acquired, shard, reporter)
+    return InferResult(outputs=written, georeferenced=1)
+
+
+def _report_predictor(predictor: Predictor, shard: Shard, reporter: Reporter) -> None:
     reporter.info(
         f"timesteps {predictor.timesteps}, seed {predictor.seed}, {predictor.precision.label}; "
         f"{shard.world_size} x {predictor.device.type}"
     )
+
+
+def write_scene(
+    predictor: Predictor,
+    settings: InferConfig,
+    info: SceneInfo,
+    acquired: tuple[dt.datetime, str],
+    shard: Shard,
+    reporter: Reporter,
+) -> list[Path]:
+    """One scene (``settings.output_scene``): this process's strips; the first process blends and
+    writes them, then the STAC Item. Returns the files of the scene."""
+    from axion.prediction.scene import SceneOutputs, make_grid, run_scene
+    from axion.provenance import geotiff_tags, output_provenance
+
+    outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
     record = output_provenance(
         predictor,
         samples=settings.samples,
@@ -461,6 +524,7 @@ def scene_worker(
         s1_reprojected="yes" if info.s1_reprojected else "no",
         tile_size=settings.tile_size,
         overlap=settings.overlap,
+        dtype=settings.dtype,
     )
 
     sampled = settings.samples > 1
@@ -480,10 +544,9 @@ def scene_worker(
             shard=shard,
             on_tile=bar.advance,
         )
-    written = [outputs.tif, *([outputs.std] if sampled else []), outputs.item]
     if shard.rank == 0:
         _write_scene_item(outputs, info, settings, record, acquired)
-    return InferResult(outputs=written, georeferenced=1)
+    return [outputs.tif, *([outputs.std] if sampled else []), outputs.item]
 
 
 def _write_scene_item(
@@ -518,3 +581,153 @@ def _write_scene_item(
         properties={**stac_properties(record), "axion:datetime_source": source},
     )
     write_item(outputs.item, item)
+
+
+# --- many scenes (--scenes) --------------------------------------------------------------------
+#: How each scene of a list ended, per process (0: another process's scene).
+_DONE, _SKIPPED, _FAILED = 1, 2, 3
+
+
+def infer_scenes(settings: InferConfig, reporter: Reporter) -> InferResult:
+    """Every scene of the list ``settings.scenes`` (:mod:`axion.prediction.scenes`), spread round-robin
+    over the processes; scenes whose outputs are complete are skipped, a failed scene is named and
+    the others go on. The result counts the scenes of all processes."""
+    from axion.prediction.predict import run_identity
+    from axion.prediction.scene import make_grid
+    from axion.prediction.scenes import read_scene_list
+    from axion.provenance import file_sha256
+
+    jobs = read_scene_list(Path(settings.scenes), settings.output_dir)  # type: ignore[arg-type]
+    # A bad --tile-size or --overlap is refused once, not once per scene.
+    make_grid(settings.tile_size, settings.tile_size, settings.tile_size, settings.overlap)
+    checkpoint = _check_run(settings)
+    expected = {
+        "checkpoint_sha256": file_sha256(Path(settings.checkpoint).resolve()),
+        **run_identity(settings, checkpoint),
+        "samples": str(settings.samples),
+        "tile_size": str(settings.tile_size),
+        "overlap": str(settings.overlap),
+        "dtype": settings.dtype,
+    }
+    reporter.info(
+        f"Scenes: {plural(len(jobs), 'scene')} from {settings.scenes}; tiles of {settings.tile_size} px, overlap "
+        f"{settings.overlap} px, {plural(settings.samples, 'sample')} per tile, {_processes(settings)}"
+    )
+    note_equal_samples(settings, checkpoint, reporter)
+    result = _run(settings, scenes_worker, settings, jobs, expected, reporter if _single(settings) else None)
+    reporter.info(
+        f"Scenes: {result.done} done, {result.skipped} skipped (complete), {result.failed} failed, "
+        f"of {len(jobs)} in {settings.scenes}"
+    )
+    return result
+
+
+def scenes_worker(
+    shard: Shard,
+    settings: InferConfig,
+    jobs: list[SceneJob],
+    expected: dict[str, str],
+    reporter: Reporter | None,
+) -> InferResult:
+    """This process's scenes of the list (every ``world_size``-th); then every process's tally.
+
+    Each process prints a line per scene it handles; the model is built at the first scene
+    that needs it (a rerun of a finished list loads nothing).
+    """
+    import numpy as np
+
+    from axion.prediction.parallel import LocalShard
+    from axion.prediction.scene import SceneOutputs
+
+    lines = reporter or Reporter.for_terminal(quiet=True, log_format=settings.log_format)
+    setup = _worker_reporter(shard, reporter, settings)
+    status = np.zeros(len(jobs), np.int64)
+    predictor, errors = None, _scene_errors()
+    for index in range(shard.rank, len(jobs), shard.world_size):
+        job = jobs[index]
+        scene = settings.model_copy(
+            update={
+                "s1_scene": job.s1,
+                "opt_v2_scene": job.opt_v2,
+                "output_scene": job.output,
+                "datetime": job.datetime,
+            }
+        )
+        try:
+            info = _scene_to_do(scene, job, expected)
+            if info is None:
+                status[index] = _SKIPPED
+                lines.info(f"skipped {job.name}: {job.output} is complete")
+                continue
+            if predictor is None:
+                predictor = _predictor(settings, setup)
+                _report_predictor(predictor, shard, setup)
+            acquired = _acquired(scene)
+            write_scene(predictor, scene, info, acquired, LocalShard(), setup)
+        except errors as exc:
+            status[index] = _FAILED
+            lines.info(f"failed {job.name}: {_one_line(exc)}")
+            continue
+        status[index] = _DONE
+        lines.info(f"done {job.name}: {job.output}")
+    tally = np.max([part["status"] for part in shard.gather({"status": status})], axis=0)
+    finished = [jobs[i] for i in np.flatnonzero((tally == _DONE) | (tally == _SKIPPED))]
+    return InferResult(
+        outputs=[SceneOutputs.beside(job.output).tif for job in finished],
+        georeferenced=len(finished),
+        done=int((tally == _DONE).sum()),
+        skipped=int((tally == _SKIPPED).sum()),
+        failed=int((tally == _FAILED).sum()),
+    )
+
+
+def _scene_errors() -> tuple[type[BaseException], ...]:
+    """What fails one scene of a list: bad input the user controls, or a raster GDAL cannot read."""
+    from rasterio.errors import CRSError, RasterioError
+
+    return (AxionError, RasterioError, CRSError)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return text if isinstance(exc, AxionError) else f"{type(exc).__name__}: {text}"
+
+
+def _scene_to_do(scene: InferConfig, job: SceneJob, expected: dict[str, str]) -> SceneInfo | None:
+    """The checked inputs of a scene to write; None when its outputs are complete for this run.
+
+    Removes what killed writers of its files left, and the STAC Item of outputs that are not
+    complete (so they stay incomplete until this run finishes them).
+
+    Raises:
+        DataError: bad inputs or outputs, or complete outputs of other settings (without ``--overwrite``).
+    """
+    from axion.outputs import check_writable_file, clean_stale_file
+    from axion.prediction.scene import SceneOutputs, validate_scene
+    from axion.prediction.scenes import completeness, expected_assets
+
+    outputs = SceneOutputs.beside(job.output)
+    for path in (outputs.tif, outputs.std, outputs.item):
+        check_writable_file(path, "output scene")
+        for name in (path, path.with_name(path.name + ".strips")):  # the COG writer's strip file too
+            clean_stale_file(name)
+    record = {**expected, "s1_scene": str(job.s1.resolve()), "opt_v2_scene": str(job.opt_v2.resolve())}
+    verdict = completeness(outputs.item, record, expected_assets(scene.samples))
+    if verdict is None:
+        return None
+    if verdict.other_settings and not scene.overwrite:
+        raise DataError(
+            f"{outputs.item}: holds opt_v3 of other settings ({verdict.reason}); use --overwrite to replace it"
+        )
+    info = validate_scene(job.s1, job.opt_v2, job.output, overwrite=True)
+    outputs.item.unlink(missing_ok=True)
+    if scene.samples == 1:
+        outputs.std.unlink(missing_ok=True)
+    outputs.tif.parent.mkdir(parents=True, exist_ok=True)
+    return info
+
+
+def _acquired(scene: InferConfig) -> tuple[dt.datetime, str]:
+    from axion.writers.stac import acquisition_time
+
+    return acquisition_time(Path(scene.s1_scene), scene.datetime)  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
-"""Inference in several processes through Lightning Fabric: tiles or scene strips shared out.
+"""Inference in several processes through Lightning Fabric: tiles, scene strips or scenes shared out.
 
 ``devices == 1`` runs in this process. With more, Fabric spawns that many processes
 (strategy ``ddp_spawn``: gloo on CPUs, NCCL on GPUs, one GPU each); each runs the same
-function with its :class:`Shard` and the result of the first one comes back. Spawned
+function with its :class:`Shard` and the result of the first one comes back. Under
+torchrun (one node or several, ``--num-nodes``) the processes exist already: Fabric
+(strategy ``ddp``) joins them and each runs the function once. Spawned
 processes start from scratch (nothing runs again that the caller already did), which
 is why the caller checks every input before it launches.
 
@@ -101,20 +103,33 @@ def check_devices(devices: int) -> str:
     return accelerator
 
 
-def run_on_devices(devices: int, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(shard, *args)`` in ``devices`` processes; the first process's result.
+def run_on_devices(devices: int, fn: Callable[..., T], *args: Any, num_nodes: int = 1) -> T:
+    """``fn(shard, *args)`` in ``num_nodes`` x ``devices`` processes; this process's result.
 
-    With several devices ``fn`` and ``args`` are pickled into the spawned processes:
-    ``fn`` must be a module-level function.
+    Alone, the processes are spawned here and the first one's result comes back; with several
+    devices ``fn`` and ``args`` are pickled into them, so ``fn`` must be a module-level
+    function. Under torchrun (any number of nodes) its processes are used as they are, each
+    running ``fn`` once.
+
+    Raises:
+        ConfigError: more GPUs than visible, or torchrun's processes disagree with the flags.
     """
-    if devices == 1:
+    from axion.runtime.device import check_world
+
+    external = check_world(num_nodes, devices)
+    if devices * num_nodes == 1:
         return fn(LocalShard(), *args)
     import pickle
 
     import torch
     from lightning.fabric import Fabric
 
-    fabric = Fabric(accelerator=check_devices(devices), devices=devices, strategy="ddp_spawn")
+    fabric = Fabric(
+        accelerator=check_devices(devices),
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy="ddp" if external else "ddp_spawn",
+    )
     # Pickled here, so Fabric hands the arguments over as they are (it rebuilds the containers
     # and dataclasses it is given, and frozen ones cannot be rebuilt).
     return fabric.launch(_in_process, torch.get_num_threads(), pickle.dumps((fn, args)))

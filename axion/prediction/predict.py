@@ -117,7 +117,8 @@ class Predictor:
     def tiles_fn(self, count: int) -> PredictFn:
         """The model as scene tiling calls it: numpy tiles in, the mean (and spread) of ``count`` samples out.
 
-        Scene mode and in-memory scenes (:mod:`axion.prediction.arrays`) both predict through it.
+        Scene mode, each scene of ``--scenes`` and in-memory scenes (:mod:`axion.prediction.arrays`)
+        predict through it.
         """
         from axion.prediction.scene import Prediction
 
@@ -266,7 +267,6 @@ def load_predictor(
     from axion.model import build_stage3_model, check_weights
 
     check_weights(cfg)
-    train_seed = int(checkpoint.config.get("other", {}).get("seed", 0))
     # Without pretrained files the frozen base is rebuilt from the model's fixed seed, so it is
     # the base the adapters were trained on.
     model = build_stage3_model(cfg, log=say)
@@ -278,7 +278,7 @@ def load_predictor(
         config=checkpoint.config,
         epoch=int(checkpoint.epoch),
         timesteps=cfg.timesteps,
-        seed=train_seed if seed is None else int(seed),
+        seed=noise_seed(checkpoint, seed),
         precision=choice,
         device=target,
     )
@@ -301,6 +301,29 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if target.type not in ("cpu", "cuda"):
         raise ConfigError(f"invalid device = {device!r}: expected cpu, cuda or cuda:N")
     return target
+
+
+def noise_seed(checkpoint: Checkpoint, seed: int | None) -> int:
+    """The base seed of the per-tile noise: ``seed``, else the run's training seed."""
+    return int(checkpoint.config.get("other", {}).get("seed", 0)) if seed is None else int(seed)
+
+
+def run_identity(settings: PredictionSettings, checkpoint: Checkpoint) -> dict[str, str]:
+    """What :func:`predictor_for` would run with, as recorded in the outputs' provenance, without
+    building the model: DDIM steps, base seed and precision (strings)."""
+    cfg = model_config_from(
+        checkpoint,
+        {
+            "pretrained": settings.pretrained,
+            "weights_dir": settings.weights_dir,
+            "timesteps": settings.timesteps,
+        },
+    )
+    return {
+        "timesteps": str(cfg.timesteps),
+        "seed": str(noise_seed(checkpoint, settings.seed)),
+        "precision": resolve_precision(settings.precision, accelerator_name()).fabric,
+    }
 
 
 def predictor_for(

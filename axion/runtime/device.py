@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -51,17 +52,89 @@ def accelerator_name() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+#: The variables torchrun (torch.distributed.elastic) sets in every process it starts.
+_TORCHRUN = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK")
+
+
+def launched_by_torchrun(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process was started by torchrun (its processes exist already: none is spawned)."""
+    env = os.environ if environ is None else environ
+    return all(name in env for name in _TORCHRUN)
+
+
+def launch_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This process's global rank under torchrun; 0 otherwise (before Fabric is set up)."""
+    env = os.environ if environ is None else environ
+    return int(env["RANK"]) if launched_by_torchrun(env) else 0
+
+
+def _count(env: Mapping[str, str], name: str) -> int:
+    try:
+        return int(env[name])
+    except ValueError:
+        raise ConfigError(f"torchrun's {name}={env[name]!r} is not a number") from None
+
+
+def check_world(num_nodes: int, devices: int, environ: Mapping[str, str] | None = None) -> bool:
+    """Check that the processes torchrun started are the ``num_nodes`` x ``devices`` asked for.
+
+    Without torchrun a single node is fine (``devices`` processes are spawned here); several nodes
+    need a launcher on every node.
+
+    Returns:
+        Whether torchrun started the processes.
+
+    Raises:
+        ConfigError: one line naming the variable that disagrees with ``--num-nodes`` /
+            ``--devices`` and what to change.
+    """
+    env = os.environ if environ is None else environ
+    if not launched_by_torchrun(env):
+        if num_nodes > 1:
+            raise ConfigError(
+                f"--num-nodes {num_nodes} needs a launcher that starts the processes on every node: run "
+                "the command under torchrun (or srun ... torchrun on SLURM), see docs/training.md"
+            )
+        return False
+    world, local = _count(env, "WORLD_SIZE"), _count(env, "LOCAL_WORLD_SIZE")
+    node = _count(env, "GROUP_RANK")
+    nodes = _count(env, "GROUP_WORLD_SIZE") if "GROUP_WORLD_SIZE" in env else world // max(local, 1)
+    if local != devices:
+        raise ConfigError(
+            f"torchrun started {local} processes on this node (LOCAL_WORLD_SIZE) but --devices is {devices}: "
+            f"give torchrun --nproc-per-node {devices}, or --devices {local}"
+        )
+    if nodes != num_nodes or world != num_nodes * devices:
+        raise ConfigError(
+            f"torchrun runs {world} processes on {nodes} node(s) (WORLD_SIZE, GROUP_WORLD_SIZE) but "
+            f"--num-nodes {num_nodes} x --devices {devices} = {num_nodes * devices}: give torchrun "
+            f"--nnodes {num_nodes}, or --num-nodes {nodes}"
+        )
+    if not 0 <= node < num_nodes:
+        raise ConfigError(f"this node's rank (GROUP_RANK, NODE_RANK) is {node}, outside 0..{num_nodes - 1}")
+    return True
+
+
 def build_fabric(training: TrainingConfig):  # -> lightning.fabric.Fabric
-    """Create the Fabric that owns devices, precision and (for several devices) DDP."""
+    """Create the Fabric that owns devices, nodes, precision and (for several processes) DDP.
+
+    Raises:
+        ConfigError: a bad precision, or torchrun's processes disagree with the flags (:func:`check_world`).
+    """
     from lightning.fabric import Fabric
 
+    check_world(training.num_nodes, training.devices)
     accelerator = accelerator_name()
     choice = resolve_precision(training.precision, accelerator)
     strategy = training.strategy
-    if training.devices > 1 and strategy == "auto":
+    if training.devices * training.num_nodes > 1 and strategy == "auto":
         strategy = "ddp"
     fabric = Fabric(
-        accelerator=accelerator, devices=training.devices, strategy=strategy, precision=choice.fabric
+        accelerator=accelerator,
+        devices=training.devices,
+        num_nodes=training.num_nodes,
+        strategy=strategy,
+        precision=choice.fabric,
     )
     return fabric, choice
 

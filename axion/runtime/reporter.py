@@ -32,6 +32,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from axion.records.badlog import bad_summary
+
 
 class _RateColumn(ProgressColumn):
     """Iterations per second, tqdm style (``1.89it/s``)."""
@@ -215,6 +217,12 @@ class Reporter:
         ]
         if "lr_fusion" in row:
             extra.append(("Fusion learning rate", f"{row['lr_fusion']:.2e}"))
+        if "train_samples" in row:
+            extra.append(("Train samples", str(int(row["train_samples"]))))
+        for prefix, name in (("train_", "Bad train samples"), ("val_", "Bad val samples")):
+            bad = bad_summary(row, prefix)
+            if bad is not None:
+                extra.append((name, bad))
         if self.live:
             table = Table(title=f"{title} Summary", title_justify="left", show_header=False)
             table.add_column("metric", style="bold")

@@ -16,6 +16,15 @@ import torch
 from torch import Tensor
 
 
+def reduce_sum(values: dict[str, float], fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
+    """Each value summed over every rank (as it is on a single process)."""
+    keys = sorted(values)
+    packed = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    if fabric.world_size > 1:
+        packed = fabric.all_reduce(packed.to(fabric.device), reduce_op="sum").cpu()
+    return {k: float(packed[i]) for i, k in enumerate(keys)}
+
+
 def per_sample(totals: dict[str, float]) -> dict[str, float]:
     """Means from :meth:`Sums.totals`."""
     count = max(1.0, totals["count"])
@@ -37,11 +46,7 @@ class Sums:
 
     def totals(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
         """The sums over every rank, with the sample count under ``"count"``."""
-        keys = sorted(self.sums)
-        packed = torch.tensor([self.sums[k] for k in keys] + [float(self.count)], dtype=torch.float64)
-        if fabric.world_size > 1:
-            packed = fabric.all_reduce(packed.to(fabric.device), reduce_op="sum").cpu()
-        return {**{k: float(packed[i]) for i, k in enumerate(keys)}, "count": float(packed[-1])}
+        return reduce_sum({**self.sums, "count": float(self.count)}, fabric)
 
     def means(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
         return per_sample(self.totals(fabric))
@@ -74,24 +79,29 @@ class PartialEpoch:
         sums: the current epoch's training sums so far (all ranks; :meth:`Sums.totals`).
         resumed_sums: sums of a resumed partial epoch, consumed by its first :meth:`begin`.
         resumed_skipped: skipped steps of that partial epoch.
+        resumed_bad: its bad-sample counts (``bad_<kind>``, :mod:`axion.records.badlog`).
     """
 
     sums: dict[str, float] | None = None
     resumed_sums: dict[str, float] | None = None
     resumed_skipped: int = 0
+    resumed_bad: dict[str, float] | None = None
 
     def restore(self, train_stats: dict[str, Any]) -> None:
-        """Take the partial epoch a checkpoint carried (its ``epoch_sums``, ``epoch_skipped``)."""
+        """Take the partial epoch a checkpoint carried (its ``epoch_sums``, ``epoch_skipped``, ``bad_*``)."""
         self.resumed_sums = train_stats.get("epoch_sums")
         self.resumed_skipped = int(train_stats.get("epoch_skipped", 0))
+        self.resumed_bad = {k: v for k, v in train_stats.items() if k.startswith("bad_")}
 
-    def begin(self, done_before: int, rank_zero: bool) -> tuple[Sums, int]:
-        """The sums and skipped steps an epoch starts with: the resumed ones when it goes on
-        after ``done_before`` batches (on rank 0 only: they cover every rank), else none."""
+    def begin(self, done_before: int, rank_zero: bool) -> tuple[Sums, int, dict[str, float] | None]:
+        """The sums, skipped steps and bad-sample counts an epoch starts with: the resumed ones when
+        it goes on after ``done_before`` batches (on rank 0 only: they cover every rank), else none."""
+        resumed = done_before and rank_zero
         sums = Sums.resumed(self.resumed_sums if done_before else None, rank_zero)
-        skipped = self.resumed_skipped if done_before and rank_zero else 0
-        self.resumed_sums, self.resumed_skipped = None, 0
-        return sums, skipped
+        skipped = self.resumed_skipped if resumed else 0
+        bad = self.resumed_bad if resumed else None
+        self.resumed_sums, self.resumed_skipped, self.resumed_bad = None, 0, None
+        return sums, skipped, bad
 
     def train_stats(self, sums: Sums, skipped: int, fabric) -> dict[str, Any]:  # noqa: ANN001 (Fabric)
         """The epoch's mean terms so far (``loss`` first) and its skipped steps; keeps the sums."""

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import torch
 
     from axion.data.dataset import TileDataset
+    from axion.data.sharddata import ShardDataset, ShardLoader
     from axion.model.stage3 import Stage3Model
     from axion.perceptual import PerceptualLoss
     from axion.records.history import MetricsHistory
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 class RunInputs:
     """What a run needs before its model is built: the datasets, LPIPS, and the checkpoint to resume."""
 
-    train_set: TileDataset
-    val_set: TileDataset
+    train_set: TileDataset | ShardDataset
+    val_set: TileDataset | ShardDataset
     perceptual: PerceptualLoss | None
     resume: Checkpoint | None
     #: A run without checkpoints is being started again in the same directory.
@@ -58,7 +59,9 @@ class Loaders:
 
     train: Any
     val: Any
-    sampler: EpochSampler
+    sampler: EpochSampler | ShardLoader
+    #: Training batches per epoch on each rank.
+    batches: int = 0
 
 
 def check_run(cfg: TrainConfig) -> RunInputs:
@@ -67,6 +70,9 @@ def check_run(cfg: TrainConfig) -> RunInputs:
     Raises:
         AxionError: the first problem found, as one line.
     """
+    from axion.runtime.device import check_world
+
+    check_world(cfg.training.num_nodes, cfg.training.devices)  # torchrun's processes, before any slow check
     out = Path(cfg.data.output_dir)
     resume = None
     check_output_dir(out)
@@ -86,19 +92,22 @@ def check_run(cfg: TrainConfig) -> RunInputs:
         perceptual = build_perceptual_loss(cfg.loss.lpips_weights)
 
     from axion.data.augment import TrainingDraws
-    from axion.data.check import validate_data_dir, validate_stage2
     from axion.data.dataset import TileDataset, unrecorded_s1_product
+    from axion.data.screen import screen_samples
+    from axion.data.shardsource import is_shards
 
-    warnings = validate_data_dir(Path(cfg.data.data_dir))
-    common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples}
+    data_dir = Path(cfg.data.data_dir)
+    common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples, "skip_bad": True}
     draws = TrainingDraws(seed=cfg.other.seed, augment=cfg.training.augment, crop_size=cfg.training.crop_size)
-    train_set = TileDataset(cfg.data.data_dir, "train", draws=draws, **common)
-    val_set = TileDataset(cfg.data.data_dir, "val", **common)
+    if is_shards(cfg.data.data_dir):
+        return _shard_inputs(cfg, draws, perceptual, resume, run_dir.restart)
+    train_set = TileDataset(data_dir, "train", draws=draws, **common)
+    val_set = TileDataset(data_dir, "val", **common)
+    warnings = screen_samples(
+        data_dir, cfg.data.stage2_dir, {"train": train_set, "val": val_set}, cfg.data.max_bad_fraction
+    )
     check_s1_product([train_set, val_set], cfg.model.s1_product)
-    warnings += unrecorded_s1_product(Path(cfg.data.data_dir), train_set.tiles + val_set.tiles, cfg.model.s1_product)
-    if cfg.data.stage2_dir is not None:
-        used = [(t.name, (t.height, t.width)) for t in train_set.tiles + val_set.tiles]
-        warnings += validate_stage2(cfg.data.stage2_dir, used)
+    warnings += unrecorded_s1_product(data_dir, train_set.tiles + val_set.tiles, cfg.model.s1_product)
     return RunInputs(
         train_set=train_set,
         val_set=val_set,
@@ -107,6 +116,25 @@ def check_run(cfg: TrainConfig) -> RunInputs:
         restart=run_dir.restart,
         warnings=warnings,
     )
+
+
+def _shard_inputs(
+    cfg: TrainConfig, draws: Any, perceptual: PerceptualLoss | None, resume: Checkpoint | None, restart: bool
+) -> RunInputs:
+    """Shards are streamed: each sample is judged when it is read (no up-front pass over them)."""
+    from axion.data.sharddata import ShardDataset
+    from axion.data.shardsource import ShardSource
+
+    source = ShardSource(cfg.data.data_dir)
+    common: dict[str, Any] = {
+        "stage2_dir": cfg.data.stage2_dir,
+        "max_samples": cfg.other.max_samples,
+        "seed": cfg.other.seed,
+        "s1_product": cfg.model.s1_product,
+    }
+    train_set = ShardDataset(source, "train", draws=draws, shuffle=True, **common)
+    val_set = ShardDataset(source, "val", **common)
+    return RunInputs(train_set, val_set, perceptual, resume, restart=restart)
 
 
 def check_s1_product(datasets: list[TileDataset], product: str) -> None:
@@ -137,14 +165,12 @@ def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, r
     from torch.utils.data import DataLoader
 
     from axion.data.dataset import collate_tiles
+    from axion.data.sharddata import ShardDataset
     from axion.runtime.device import resolve_num_workers
     from axion.seeding import worker_init
     from axion.training.sampler import EpochSampler
 
     seed = cfg.other.seed
-    shard = {"num_replicas": world_size, "rank": rank}
-    sampler = EpochSampler(len(inputs.train_set), seed=seed, with_epoch=True, **shard)
-    val_sampler = EpochSampler(len(inputs.val_set), seed=seed, shuffle=False, **shard)
     common: dict[str, Any] = {
         "batch_size": cfg.training.batch_size,
         "collate_fn": collate_tiles,
@@ -152,10 +178,44 @@ def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, r
         "worker_init_fn": worker_init,
         "persistent_workers": False,
     }
+    if isinstance(inputs.train_set, ShardDataset):
+        return _shard_loaders(inputs, common, world_size, rank)
+    shard = {"num_replicas": world_size, "rank": rank}
+    sampler = EpochSampler(len(inputs.train_set), seed=seed, with_epoch=True, **shard)
+    val_sampler = EpochSampler(len(inputs.val_set), seed=seed, shuffle=False, **shard)
     return Loaders(
         train=DataLoader(inputs.train_set, sampler=sampler, **common),
         val=DataLoader(inputs.val_set, sampler=val_sampler, **common),
         sampler=sampler,
+        batches=math.ceil(sampler.per_rank / cfg.training.batch_size),
+    )
+
+
+def _shard_loaders(inputs: RunInputs, common: dict[str, Any], world_size: int, rank: int) -> Loaders:
+    """Loaders whose processes (rank x worker) each read their own shards.
+
+    Raises:
+        DataError: the ranks would get different numbers of training batches (they must step together).
+    """
+    from axion.data.sharddata import ShardDataset, ShardLoader
+
+    for dataset in (inputs.train_set, inputs.val_set):
+        assert isinstance(dataset, ShardDataset)
+        dataset.rank, dataset.world_size = rank, world_size
+    train = ShardLoader(inputs.train_set, **common)  # type: ignore[arg-type]
+    workers, size = max(1, common["num_workers"]), common["batch_size"]
+    counts = [inputs.train_set.batches(size, workers, r) for r in range(world_size)]  # type: ignore[union-attr]
+    if len(set(counts)) > 1:
+        raise DataError(
+            f"{inputs.train_set.source.spec}: its training shards give the {world_size} processes "  # type: ignore[union-attr]
+            f"{', '.join(map(str, counts))} batches per epoch; write shards of equal size, a multiple of "
+            "the processes x workers in number, or change --devices/--num-workers"
+        )
+    return Loaders(
+        train=train,
+        val=ShardLoader(inputs.val_set, **common),
+        sampler=train,
+        batches=train.batches,  # type: ignore[arg-type]
     )
 
 
@@ -200,9 +260,11 @@ def run_training(cfg: TrainConfig, notes: Sequence[str] = ()) -> str | None:
     """
     inputs = check_run(cfg)
     if notes:
+        from axion.runtime.device import launch_rank
         from axion.runtime.reporter import Reporter
 
         reporter = Reporter.for_terminal(quiet=True, log_format=cfg.other.log_format)
+        reporter.enabled = launch_rank() == 0  # under torchrun every process gets here: the first speaks
         for note in notes:
             reporter.info(note)
 
@@ -227,7 +289,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
     model = _build_model(cfg, reporter)
     loss_fn = Stage3Loss(cfg.loss, perceptual=inputs.perceptual).to(fabric.device)
     loaders = build_loaders(inputs, cfg, world_size=fabric.world_size, rank=fabric.global_rank)
-    batches = math.ceil(loaders.sampler.per_rank / cfg.training.batch_size)
+    batches = loaders.batches
     optimization = build_optimization(
         model, cfg.training, optimizer_steps_per_epoch(batches, cfg.training.grad_accum)
     )
@@ -243,7 +305,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
         score_key=watched.key,
         mode=watched.mode,
     )
-    output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record)
+    output = RunOutput(reporter=reporter, saver=saver, history=history, provenance=record, run_dir=out)
     trainer = Stage3Trainer(fabric, wrapped, optimization, loss_fn, cfg, output)
     if inputs.resume is not None:
         _resume(trainer, inputs.resume, cfg, reporter)

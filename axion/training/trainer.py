@@ -10,6 +10,7 @@ can also validate every ``--val-every-steps`` optimizer steps, write
 
 The hooks are shaped like those of torchgeo's ``BaseTask``. What is not the loop has units of
 its own: the epoch's running sums and partial-epoch resume in :mod:`axion.training.epoch`,
+the bad samples skipped (``bad_samples.jsonl``, ``--max-bad-fraction``) in :mod:`axion.records.badlog`,
 the TensorBoard panels in :mod:`axion.training.panels`, the checkpoints in
 :mod:`axion.training.checkpoint`.
 """
@@ -21,6 +22,7 @@ import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,12 +30,13 @@ from torch import Tensor
 
 from axion.console import plural
 from axion.errors import TrainingError
+from axion.records.badlog import MIN_SEEN, BadSampleLog, check_bad_fraction
 from axion.records.history import MetricsHistory
 from axion.records.monitor import MONITORS, EarlyStopping, all_finite
 from axion.runtime.reporter import Reporter
 from axion.seeding import Stream, stream_seed
 from axion.training.checkpoint import Checkpoint, CheckpointSaver
-from axion.training.epoch import PartialEpoch, Sums, accumulation_cycle
+from axion.training.epoch import PartialEpoch, Sums, accumulation_cycle, reduce_sum
 from axion.training.panels import ValidationPanels
 from axion.training.sampler import EpochSampler
 from axion.training.schedule import WarmupCosine
@@ -63,6 +66,8 @@ class RunOutput:
     history: MetricsHistory | None = None
     #: Versions and run identity, recorded in every checkpoint of the run.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: Where ``bad_samples.jsonl`` goes (None: bad samples are only counted).
+    run_dir: Path | None = None
 
 
 @dataclass
@@ -138,6 +143,12 @@ class Stage3Trainer:
         self.epoch_rates: dict[str, float] = {}
         #: TensorBoard panels of the last validation that drew them.
         self.panels = ValidationPanels()
+        #: Bad samples skipped in the training pass and in validation, and where they are listed.
+        self.bad = BadSampleLog(output.run_dir, "train")
+        self.val_bad = BadSampleLog(output.run_dir, "val")
+        #: This process's last batch with a good sample: what keeps data-parallel processes in step
+        #: when one of them meets a batch of bad samples only (:meth:`_keep_in_step`).
+        self.last_batch: dict[str, Any] | None = None
 
     @property
     def module(self) -> torch.nn.Module:
@@ -396,7 +407,40 @@ class Stage3Trainer:
         return self.finished is not None
 
     def _train_stats(self, sums: Sums, skipped: int) -> dict[str, Any]:
-        return self.partial.train_stats(sums, skipped, self.fabric)
+        """The epoch's means so far, its skipped steps, its good samples (``samples``) and bad ones."""
+        stats = self.partial.train_stats(sums, skipped, self.fabric)
+        counts = reduce_sum(self.bad.stats(), self.fabric)
+        samples = int(self.partial.sums["count"]) if self.partial.sums else 0
+        return {**stats, "samples": samples, **{k: int(v) for k, v in counts.items()}}
+
+    def _check_bad(self, epoch: int, good: int, *, final: bool) -> None:
+        """Stop when more than ``--max-bad-fraction`` of the epoch's samples so far are bad.
+
+        Inside the epoch only once :data:`~axion.records.badlog.MIN_SEEN` samples were seen;
+        every process reaches the same verdict (the counts are summed over all of them).
+        """
+        counts = reduce_sum({"bad": self.bad.total, "good": good}, self.fabric)
+        bad, seen = int(counts["bad"]), int(counts["bad"] + counts["good"])
+        if final or seen >= MIN_SEEN:
+            check_bad_fraction(
+                bad,
+                seen,
+                self.cfg.data.max_bad_fraction,
+                where=f"epoch {epoch}",
+                first=self.bad.first,
+                path=self.bad.path,
+            )
+
+    def _keep_in_step(self, epoch: int) -> None:
+        """A batch of bad samples only, with other processes training: a step of weight 0 on this
+        process's last good batch, so that every process takes part in the gradient exchange."""
+        if self.last_batch is None:
+            raise TrainingError(
+                f"process {self.fabric.global_rank} met only bad samples from the start of epoch {epoch}; "
+                "fix or remove them (see bad_samples.jsonl) or train on one device"
+            )
+        terms = self.training_step(self.last_batch, epoch)
+        self.fabric.backward(torch.nan_to_num(terms["total"].mean()) * 0.0)
 
     def train_epoch(self, loader: Iterable, epoch: int) -> dict[str, Any]:
         """One pass over ``loader`` with accumulation and optimizer steps; returns the epoch's mean loss terms.
@@ -409,21 +453,35 @@ class Stage3Trainer:
         total = len(loader)  # type: ignore[arg-type]
         done_before = self.state.partial_batches
         # A resumed epoch goes on from the sums its checkpoint carried: its means cover all its batches.
-        sums, skipped = self.partial.begin(done_before, self.fabric.is_global_zero)
+        sums, skipped, bad_counts = self.partial.begin(done_before, self.fabric.is_global_zero)
+        self.bad.start(bad_counts)
         self.epoch_batches = done_before + total
         cycle_skip = False
+        cycle_learned = False  # a backward pass in this accumulation cycle (not all its samples were bad)
+        distributed = self.fabric.world_size > 1
         with self.reporter.bar(f"Epoch {epoch}", total) as bar:
             for i, batch in enumerate(loader):
+                self.bad.add(batch.pop("bad", ()), epoch)
                 batch = self.fabric.to_device(batch)
                 position = done_before + i  # index of this batch within the epoch
                 epoch_len = done_before + total
                 cycle_len, last_in_cycle = accumulation_cycle(position, epoch_len, training.grad_accum)
+                loss = None
                 with self.fabric.no_backward_sync(self.model, enabled=not last_in_cycle):
-                    terms = self.training_step(batch, epoch)
-                    loss = terms["total"].mean()
-                    if torch.isfinite(loss):
+                    if not batch["name"]:  # bad samples only: nothing to learn from
+                        if distributed and last_in_cycle:
+                            self._keep_in_step(epoch)
+                            cycle_learned = True  # every process steps on the same exchanged gradients
+                    else:
+                        self.last_batch = batch
+                        terms = self.training_step(batch, epoch)
+                        loss = terms["total"].mean()
+                    if loss is None:
+                        pass
+                    elif torch.isfinite(loss):
                         # Mean over the cycle's micro-batches, so a short last cycle is not down-weighted.
                         self.fabric.backward(loss / cycle_len)
+                        cycle_learned = True
                         self.state.nonfinite_in_a_row = 0
                         sums.add(terms)
                     else:
@@ -436,7 +494,7 @@ class Stage3Trainer:
                                 f"(epoch {epoch}, batch {position + 1}); lower --lr or use --precision 32"
                             )
                 if last_in_cycle:
-                    if not cycle_skip:
+                    if cycle_learned and not cycle_skip:
                         self.fabric.clip_gradients(
                             self.model, self.optimizer, max_norm=training.max_grad_norm
                         )
@@ -444,9 +502,11 @@ class Stage3Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     self.optimization.scheduler.step()
                     self.state.optimizer_steps += 1
-                    cycle_skip = False
-                bar.advance(loss=float(loss.detach()))
+                    cycle_skip = cycle_learned = False
+                bar.advance(**({} if loss is None else {"loss": float(loss.detach())}))
                 self.state.partial_batches = position + 1
+                if not distributed or last_in_cycle:
+                    self._check_bad(epoch, sums.count, final=position + 1 == epoch_len)
                 if not last_in_cycle:
                     continue
                 if self.stop_requested:
@@ -467,8 +527,13 @@ class Stage3Trainer:
         """
         sums = Sums()
         self.panels.start()
+        self.val_bad.start()
         with self.reporter.bar(f"Validation {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
             for batch in loader:
+                self.val_bad.add(batch.pop("bad", ()), self.state.epoch + 1)
+                if not batch["name"]:
+                    bar.advance()
+                    continue
                 batch = self.fabric.to_device(batch)
                 values = self.validation_step(batch)
                 opt_v3 = values.pop("opt_v3", None)
@@ -477,4 +542,5 @@ class Stage3Trainer:
                 sums.add(values)
                 bar.advance(loss=float(values["total"].mean()), sar_agr=float(values["sar_agreement"].mean()))
         stats = sums.means(self.fabric)
-        return {"loss": stats.pop("total", math.nan), **stats}
+        bad = {k: int(v) for k, v in reduce_sum(self.val_bad.stats(), self.fabric).items()}
+        return {"loss": stats.pop("total", math.nan), **stats, **bad}

@@ -16,6 +16,9 @@ from axion.cli import app
 
 #: The example scenes the tiles come from.
 SCENES = ("282D_485L_3_3", "433D_629L_3_1")
+#: The example scenes cut into small scenes for ``infer --scenes``, and their side in pixels.
+SCENE_NAMES = ("282D_485L_3_3", "433D_629L_3_1", "637U_59R_1_3")
+SCENE_SIZE = 64
 
 
 def run_cli(args: str | list[str]) -> Result:
@@ -72,3 +75,24 @@ def evaluation(
     )
     assert result.exit_code == 0, result.output
     return out, result
+
+
+@pytest.fixture(scope="session")
+def scene_crops(terramind_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``<name>_s1.tif`` (VV, VH in dB) and ``<name>_opt_v2.tif`` (S2 L2A's B2, B3, B4, B8) for each of
+    :data:`SCENE_NAMES`: :data:`SCENE_SIZE` px windows of the real scenes, with their georeference."""
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window, transform
+
+    from tests.scenes import write_raster
+
+    root = tmp_path_factory.mktemp("scene-list") / "inputs"
+    root.mkdir()
+    window = Window(80, 80, SCENE_SIZE, SCENE_SIZE)
+    for name in SCENE_NAMES:
+        for folder, bands, kind in (("S1RTC", [1, 2], "s1"), ("S2L2A", [2, 3, 4, 8], "opt_v2")):
+            with rasterio.open(terramind_examples / folder / f"{name}.tif") as src:
+                pixels = src.read(bands, window=window).astype(np.float32)
+                write_raster(root / f"{name}_{kind}.tif", pixels, src.crs, transform(window, src.transform))
+    return root

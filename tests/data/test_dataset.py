@@ -38,7 +38,8 @@ def test_split_selected_by_json_only(tiles: Path):
 
 def test_sample_keys_padding_and_mask(tiles: Path):
     sample = TileDataset(tiles, "train")[1]  # b_train: 20 x 24 -> 32 x 32
-    assert set(sample) == {"s1", "opt_v2", "target", "mask", "opt_v2_mask", "name"}
+    assert set(sample) == {"s1", "opt_v2", "target", "mask", "opt_v2_mask", "name", "size"}
+    assert sample["size"] == (20, 24)
     assert sample["name"] == "b_train"
     assert sample["s1"].shape == (2, 32, 32) and sample["s1"].dtype == torch.float32
     assert sample["opt_v2"].shape == sample["target"].shape == (4, 32, 32)
@@ -114,7 +115,7 @@ def test_inference_tiles_without_ground_truth(tmp_path: Path):
     with pytest.raises(DataError, match="missing key 's2_b2'"):
         TileDataset(root, None, stage2_dir=stage2)
     sample = TileDataset(root, None, stage2_dir=stage2, with_target=False)[0]
-    assert set(sample) == {"s1", "opt_v2", "mask", "opt_v2_mask", "name"}
+    assert set(sample) == {"s1", "opt_v2", "mask", "opt_v2_mask", "name", "size"}
 
 
 def test_declared_units_are_converted(tmp_path: Path):

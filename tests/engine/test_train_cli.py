@@ -339,9 +339,13 @@ def test_s1_product_of_the_tiles_must_be_the_models(tiles_64: Path, tmp_path: Pa
 
 
 def test_bad_data_fails_before_training(tmp_path: Path) -> None:
+    """A split whose tiles are all bad would stop the run: it is refused before a model is built."""
+    from tests.data.conftest import write_tile
+
     (tmp_path / "tiles" / "train").mkdir(parents=True)
     (tmp_path / "tiles" / "train" / "t.npz").write_bytes(b"PK\x03\x04 truncated")
     (tmp_path / "tiles" / "train" / "t.json").write_text('{"split": "train"}')
+    write_tile(tmp_path / "tiles" / "val", "v", "val", size=(32, 32))
     result = runner.invoke(
         app,
         [
@@ -355,6 +359,7 @@ def test_bad_data_fails_before_training(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2 and "t.npz" in result.output and "Traceback" not in result.output
+    assert "1 of 1 train tiles are bad" in result.output
     assert not (tmp_path / "o").exists()
 
 

@@ -38,6 +38,7 @@ def source_of(settings: PrepareConfig) -> str:
             ("--demo", settings.demo),
             ("--bigearthnet-s1/-s2", ben_mode),
             ("--s1/--s2", scene_mode),
+            ("--from-tiles", settings.from_tiles is not None),
         )
         if on
     ]
@@ -47,12 +48,15 @@ def source_of(settings: PrepareConfig) -> str:
         return "check"
     if len(chosen) != 1:
         raise ConfigError(
-            "pick one source: --demo, --bigearthnet-s1/--bigearthnet-s2, or --s1/--s2"
+            "pick one source: --demo, --bigearthnet-s1/--bigearthnet-s2, --s1/--s2 or --from-tiles"
             + (f" (got {' and '.join(chosen)})" if chosen else "")
         )
     if settings.output_dir is None:
         raise ConfigError("missing --output-dir")
-    return {"--demo": "demo", "--bigearthnet-s1/-s2": "bigearthnet", "--s1/--s2": "scenes"}[chosen[0]]
+    if chosen[0] == "--from-tiles" and settings.format != "shards":
+        raise ConfigError("--from-tiles converts a tile folder into shards: add --format shards")
+    names = {"--demo": "demo", "--bigearthnet-s1/-s2": "bigearthnet", "--s1/--s2": "scenes"}
+    return names.get(chosen[0], "from_tiles")
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,17 @@ class CheckReport:
 
 
 def check(data_dir: Path) -> CheckReport:
-    """Check every tile below ``data_dir`` (see :func:`axion.data.check.inspect_tiles`)."""
+    """Check every tile below ``data_dir`` (see :func:`axion.data.check.inspect_tiles`), or every
+    sample of the shards it names (:func:`axion.data.shardcheck.inspect_shards`)."""
     from axion.data.check import inspect_tiles
+    from axion.data.shardsource import is_shards
 
-    found = inspect_tiles(data_dir)
+    if is_shards(data_dir):
+        from axion.data.shardcheck import inspect_shards
+
+        found = inspect_shards(data_dir)
+    else:
+        found = inspect_tiles(data_dir)
     return CheckReport(total=found.total, problems=found.problems, warnings=found.warnings)
 
 
@@ -100,6 +111,10 @@ def prepare(
     )
     manifest: dict[str, Any] = {"max_nodata": settings.max_nodata, "block_size": settings.block_size}
     check_prepare_dir(output_dir, settings.overwrite)
+    if settings.format == "shards":
+        from axion.data.prepare.shards import prepare_shards
+
+        return prepare_shards(settings, source, lambda tiles: prepare(tiles, on_candidate, on_total))
     if source == "scenes":
         sources, record, warnings = _scene_sources(settings)
         return _run(

@@ -1,0 +1,221 @@
+"""Samples streamed from WebDataset shards, the same samples a tile folder gives.
+
+:class:`ShardDataset` reads its shards member by member (webdataset's tar iterator over an
+fsspec stream) and turns each ``<name>.npz`` + ``<name>.json`` pair into a sample with the tile
+folder's code (:class:`~axion.data.dataset.SampleBuilder`), judged alike: a bad member, a
+member that is not a tile, or a shard that ends early (truncated, unreachable) becomes a
+:class:`~axion.data.badsamples.BadSample`, never an exception.
+
+Each process (rank x DataLoader worker) reads its own shards: the index's shards are dealt
+round-robin over ``world_size x workers`` slots, the same every epoch, so every sample is read
+once per epoch by exactly one process. Each epoch the slot's shards are read in a fresh order
+and, for training, shuffled through a buffer; both draws depend on (seed, epoch, slot) only.
+
+:class:`ShardLoader` wraps the DataLoader with the sampler's two calls the training loop
+makes: ``set_epoch(epoch, skip)`` and ``len``. A run resumed inside an epoch reads the epoch
+again in the same order and drops the batches already trained on, so it goes on with exactly
+the samples not yet seen (at the cost of reading the skipped ones again).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from axion.data.augment import TrainingDraws
+from axion.data.badsamples import UNREADABLE, BadSample
+from axion.data.dataset import SampleBuilder
+from axion.data.shardsource import Shard, ShardSource, open_shard
+from axion.data.tilefile import is_inference_tile, split_of
+from axion.errors import DataError
+from axion.seeding import Stream, stream_seed
+
+#: Samples held by the training shuffle buffer (per process).
+SHUFFLE_BUFFER = 256
+
+
+def _key_and_suffix(fname: str) -> tuple[str, str]:
+    """``a.b_r0.npz`` -> (``a.b_r0``, ``npz``): tile names may hold dots, suffixes do not."""
+    stem, _, suffix = fname.rpartition(".")
+    return (stem, suffix) if stem else (fname, "")
+
+
+class ShardDataset(SampleBuilder, IterableDataset):
+    """The samples of one split, streamed from shards.
+
+    Args:
+        source: where the shards are.
+        split: ``train``, ``val`` or ``test``: the index's shards of that split are read, and
+            a member whose JSON names another split is skipped (the JSON decides, as in a folder).
+        shuffle: read each slot's shards in a fresh order every epoch and shuffle the samples
+            through a buffer of :data:`SHUFFLE_BUFFER` (training).
+        seed: base seed of those draws.
+        rank, world_size: this process's place among the data-parallel processes.
+        max_samples: read only the first N samples of the split (index order).
+        s1_product: the run's S1 product; a sample that records another is skipped as bad.
+        stage2_dir, proxy_seed, draws, skip_bad: as :class:`~axion.data.dataset.TileDataset`'s.
+
+    Raises:
+        DataError: the split has no shards.
+    """
+
+    def __init__(
+        self,
+        source: ShardSource,
+        split: str,
+        *,
+        stage2_dir: Path | None = None,
+        proxy_seed: int = 0,
+        draws: TrainingDraws | None = None,
+        skip_bad: bool = True,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        max_samples: int | None = None,
+        s1_product: str | None = None,
+    ) -> None:
+        super().__init__(stage2_dir=stage2_dir, proxy_seed=proxy_seed, draws=draws, skip_bad=skip_bad)
+        self.source, self.split = source, split
+        self.shards = source.shards(split, max_samples)
+        if not self.shards:
+            raise DataError(f"{source.spec}: no shards for split {split!r}")
+        self.shuffle, self.seed = shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.s1_product = s1_product
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        """Samples this rank reads per epoch (all its workers together)."""
+        return sum(shard.samples for shard in self.assigned(0, 1))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def assigned(self, worker: int, workers: int, rank: int | None = None) -> list[Shard]:
+        """The shards of one slot (``rank`` x ``worker``), in index order."""
+        rank = self.rank if rank is None else rank
+        slots = self.world_size * workers
+        return self.shards[rank * workers + worker :: slots]
+
+    def batches(self, batch_size: int, workers: int, rank: int | None = None) -> int:
+        """Batches per epoch of a rank: each worker batches its own samples."""
+        return sum(
+            math.ceil(sum(s.samples for s in self.assigned(w, workers, rank)) / batch_size)
+            for w in range(workers)
+        )
+
+    def __iter__(self) -> Iterator[dict[str, Any] | BadSample]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        shards = self.assigned(worker, workers)
+        rng = random.Random(stream_seed(self.seed, Stream.SHUFFLE, self.epoch, self.rank, worker))
+        if self.shuffle:
+            rng.shuffle(shards)
+        stream = (item for shard in shards for item in self._read(shard))
+        yield from self._buffered(stream, rng) if self.shuffle else stream
+
+    @staticmethod
+    def _buffered(stream: Iterator[Any], rng: random.Random) -> Iterator[Any]:
+        buffer: list[Any] = []
+        for item in stream:
+            buffer.append(item)
+            if len(buffer) >= SHUFFLE_BUFFER:
+                yield buffer.pop(rng.randrange(len(buffer)))
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def _read(self, shard: Shard) -> Iterator[dict[str, Any] | BadSample]:
+        """The shard's samples, then one bad sample if it ends before the index says."""
+        from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+        read = 0
+        try:
+            with open_shard(shard.url) as handle:
+                members = ({**m, "__url__": shard.url} for m in tar_file_iterator(handle))
+                for member in group_by_keys(members, keys=_key_and_suffix):
+                    if read >= shard.samples:
+                        return
+                    sample = self._decode(shard.url, member)
+                    if sample is not None:
+                        read += 1
+                        yield sample
+        except (OSError, EOFError, tarfile.TarError, ValueError) as exc:
+            detail = str(exc).split(" @ ")[0]  # webdataset appends the stream object
+            reason = (
+                f"shard unreadable after {read} of {shard.samples} samples ({type(exc).__name__}: {detail})"
+            )
+            yield BadSample(shard.url, f"after sample {read}", UNREADABLE, reason.splitlines()[0])
+            return
+        if read < shard.samples:
+            reason = f"shard ends after {read} of the {shard.samples} samples its index lists"
+            yield BadSample(shard.url, f"after sample {read}", UNREADABLE, reason)
+
+    def _decode(self, url: str, member: dict[str, Any]) -> dict[str, Any] | BadSample | None:
+        """A member's sample, why it is bad, or None when its JSON puts it in another split."""
+        name = str(member["__key__"])
+        where = f"{url}:{name}"
+        if "npz" not in member or "json" not in member:
+            found = sorted(k for k in member if not k.startswith("__"))
+            return BadSample(
+                where, name, UNREADABLE, f"not a tile: needs {name}.npz and {name}.json, has {found}"
+            )
+        try:
+            meta = json.loads(member["json"])
+            if not isinstance(meta, dict):
+                raise ValueError("JSON must hold an object")
+            if is_inference_tile(meta):
+                raise ValueError("a tile without ground truth")
+            split = split_of(meta)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return BadSample(where, name, UNREADABLE, f"sidecar JSON: {exc}")
+        if split != self.split:
+            return None
+        product = meta.get("s1_product")
+        if self.s1_product is not None and isinstance(product, str) and product.lower() != self.s1_product:
+            reason = f"S1 {product.upper()}, the run's product is {self.s1_product.upper()} (--s1-product)"
+            return BadSample(where, name, UNREADABLE, reason)
+        tile = self.info(name, Path(f"{name}.npz"), meta, data=member["npz"], source=where)
+        return self.make(tile, self.epoch if self.draws is not None else None)
+
+
+class ShardLoader:
+    """A DataLoader over a :class:`ShardDataset` with the training sampler's ``set_epoch`` and ``len``.
+
+    Args:
+        dataset: the shards.
+        batch_size: samples per batch.
+        num_workers: DataLoader workers (each reads its own shards).
+        **kwargs: passed to the DataLoader (``collate_fn``, ``worker_init_fn``).
+    """
+
+    def __init__(self, dataset: ShardDataset, *, batch_size: int, num_workers: int, **kwargs: Any) -> None:
+        self.dataset, self.batch_size, self.workers = dataset, batch_size, num_workers
+        self.loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
+        self.skip_batches = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch's order; ``skip`` samples (whole batches) already trained on are passed over."""
+        self.dataset.set_epoch(epoch)
+        self.skip_batches = skip // self.batch_size
+
+    @property
+    def batches(self) -> int:
+        """Batches of a whole epoch on this rank."""
+        return self.dataset.batches(self.batch_size, max(1, self.workers))
+
+    def __len__(self) -> int:
+        return self.batches - self.skip_batches
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        batches = iter(self.loader)
+        for _ in range(self.skip_batches):
+            next(batches, None)
+        yield from batches

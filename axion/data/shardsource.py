@@ -1,0 +1,144 @@
+"""Where shards are, and how one is opened: a shard folder, a brace pattern or an fsspec URL.
+
+``--data-dir`` of ``train`` and ``evaluate`` names shards when it is
+
+- a folder (or the URL of one: ``s3://``, ``gs://``, ``https://``, ``hf://``) holding the
+  index ``shards.json`` that ``prepare --format shards`` writes;
+- a brace pattern of shards, ``out/train/train-{000000..000099}.tar``, or one ``.tar``;
+  the index is looked up in the shards' folder and the one above it, and only the shards it
+  lists for the split are read.
+
+The index gives every shard's sample count, so an epoch's length is known before it starts.
+A shard is opened through fsspec and read as a stream, member by member: it is never copied
+or downloaded whole, and nothing from it is written anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from axion.data.shardwrite import SHARD_INDEX, read_index
+from axion.errors import DataError
+
+#: Seconds a remote shard may keep a read waiting before it counts as unreachable.
+READ_TIMEOUT_S = 60
+
+
+def source_text(spec: str | Path) -> str:
+    """``--data-dir`` as typed: a path setting reads ``s3://b/x`` as ``s3:/b/x`` (and ``file:///x`` as
+    ``file:/x``); the URL is put back."""
+    text = str(spec)
+    match = re.match(r"^([a-z][a-z0-9+.-]*):/(?!/)", text)
+    if match is None:
+        return text
+    scheme, rest = match.group(1), text[match.end() :]
+    return f"{scheme}:///{rest}" if scheme == "file" else f"{scheme}://{rest}"
+
+
+def is_shards(spec: str | Path) -> bool:
+    """Whether ``--data-dir`` names shards rather than a tile folder."""
+    text = source_text(spec)
+    if "://" in text or "{" in text or text.endswith(".tar"):
+        return True
+    return Path(text).is_dir() and (Path(text) / SHARD_INDEX).is_file()
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard and how many of its samples to read (all, unless ``--max-samples`` cuts it)."""
+
+    url: str
+    samples: int
+
+
+def _join(base: str, rel: str) -> str:
+    return f"{base.rstrip('/')}/{rel}"
+
+
+def _parent(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[0] if "/" in url.rstrip("/") else "."
+
+
+def open_shard(url: str) -> IO[bytes]:
+    """A binary stream of the shard at ``url`` (a path or an fsspec URL), read as it is consumed."""
+    import fsspec
+
+    options = (
+        {"client_kwargs": {"timeout": _http_timeout()}} if url.startswith(("http://", "https://")) else {}
+    )
+    return fsspec.open(url, "rb", **options).open()
+
+
+def _http_timeout():  # noqa: ANN202 (aiohttp's ClientTimeout, imported only for http URLs)
+    import aiohttp
+
+    return aiohttp.ClientTimeout(sock_connect=READ_TIMEOUT_S, sock_read=READ_TIMEOUT_S)
+
+
+def _read_text(url: str) -> str | None:
+    """The text at ``url``, or None if there is nothing there."""
+    try:
+        with open_shard(url) as handle:
+            return handle.read().decode("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{url}: unreadable ({type(exc).__name__}: {exc})") from None
+
+
+class ShardSource:
+    """The shards ``spec`` names, with their sample counts from the index.
+
+    Raises:
+        DataError: no index found, or a shard the pattern names that the index does not list.
+    """
+
+    def __init__(self, spec: str | Path) -> None:
+        self.spec = source_text(spec)
+        if "{" in self.spec or self.spec.endswith(".tar"):
+            from braceexpand import braceexpand
+
+            self.urls: list[str] | None = list(braceexpand(self.spec))
+            self.base, self.index = self._find_index(_parent(self.urls[0]))
+        else:
+            self.urls = None
+            self.base = self.spec.rstrip("/")
+            text = _read_text(_join(self.base, SHARD_INDEX))
+            if text is None:
+                raise DataError(
+                    f"{self.spec}: no {SHARD_INDEX} (write shards with 'axion stage3 prepare --format shards')"
+                )
+            self.index = read_index(text, _join(self.base, SHARD_INDEX))
+
+    def _find_index(self, folder: str) -> tuple[str, dict[str, list[tuple[str, int]]]]:
+        for base in (folder, _parent(folder)):
+            text = _read_text(_join(base, SHARD_INDEX))
+            if text is not None:
+                return base, read_index(text, _join(base, SHARD_INDEX))
+        raise DataError(
+            f"{self.spec}: no {SHARD_INDEX} in the shards' folder or the one above it "
+            "(it gives every shard's sample count)"
+        )
+
+    def shards(self, split: str, max_samples: int | None = None) -> list[Shard]:
+        """The split's shards in index order (those the pattern names), cut after ``max_samples``."""
+        listed = [Shard(_join(self.base, rel), count) for rel, count in self.index.get(split, [])]
+        if self.urls is not None:
+            known = {_join(self.base, rel) for entries in self.index.values() for rel, _ in entries}
+            unknown = [url for url in self.urls if url not in known]
+            if unknown:
+                raise DataError(f"{unknown[0]}: not listed in {_join(self.base, SHARD_INDEX)}")
+            wanted = set(self.urls)
+            listed = [shard for shard in listed if shard.url in wanted]
+        if max_samples is not None:
+            cut, left = [], max_samples
+            for shard in listed:
+                if left <= 0:
+                    break
+                cut.append(Shard(shard.url, min(shard.samples, left)))
+                left -= shard.samples
+            listed = cut
+        return listed

@@ -1,0 +1,76 @@
+"""train and evaluate on the project's shards: same samples, same figures, bad shards skipped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from axion.cli import app
+from axion.records.badlog import BAD_FILE
+from tests.engine.conftest import FAST
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def shards_64(tiles_64: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The engine's real 64 px tiles as shards of 2 samples."""
+    out = tmp_path_factory.mktemp("shards") / "shards"
+    args = ["stage3", "prepare", "--from-tiles", str(tiles_64), "--format", "shards", "--shard-size", "2"]
+    result = runner.invoke(app, [*args, "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def shard_run(shards_64: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """One epoch on shards whose second training shard is cut short: (run, cut shard, output)."""
+    data = tmp_path_factory.mktemp("cut") / "shards"
+    shutil.copytree(shards_64, data)
+    cut = data / "train" / "train-000001.tar"
+    cut.write_bytes(cut.read_bytes()[:3000])
+    out = tmp_path_factory.mktemp("run") / "run"
+    args = ["stage3", "train", "--data-dir", str(data), "--output-dir", str(out), *FAST]
+    result = runner.invoke(
+        app, [*args, "--epochs", "1", "--max-samples", "6", "--grad-accum", "1", "--max-bad-fraction", "0.5"]
+    )
+    assert result.exit_code == 0, result.output
+    return out, cut, result.output
+
+
+def test_training_streams_shards_and_skips_a_truncated_one(shard_run: tuple[Path, Path, str]) -> None:
+    out, cut, output = shard_run
+    (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert row["train_samples"] == 4  # 6 listed, the cut shard's 2 lost
+    records = [json.loads(line) for line in (out / BAD_FILE).read_text().splitlines()]
+    assert row["train_bad_unreadable"] == row["train_bad_samples"] == len(records) >= 1
+    assert all(r["source"].startswith(str(cut)) for r in records)  # the cut shard, and only it
+    reason = records[-1]["reason"]  # how the shard ends depends on where the cut falls
+    assert "of the 2 samples its index lists" in reason or "shard unreadable after" in reason
+    assert "Train samples: 4" in output and "Bad train samples:" in output
+    assert not list(out.rglob("*.npz")) and not list(out.rglob("*.tar"))  # nothing from a shard is written
+
+
+def test_evaluate_on_shards_gives_the_figures_of_their_tile_folder(
+    shard_run: tuple[Path, Path, str], tiles_64: Path, shards_64: Path, tmp_path: Path
+) -> None:
+    run, _, _ = shard_run
+    summaries, tables = [], []
+    for source in (tiles_64, shards_64):
+        out = tmp_path / source.name
+        args = [
+            "stage3", "evaluate", "--checkpoint", str(run / "checkpoint_epoch_1.pt"), "--data-dir", str(source),
+            "--split", "val", "--lpips-weight", "0", "--output-dir", str(out), "--quiet", "--num-workers", "0",
+        ]  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        summaries.append(json.loads((out / "summary.json").read_text()))
+        tables.append((out / "per_tile.csv").read_text())
+    assert summaries[0]["tiles"] == summaries[1]["tiles"] > 0
+    assert summaries[0]["metrics"] == summaries[1]["metrics"]
+    assert tables[0] == tables[1]
+    assert summaries[1]["data_dir"] == str(shards_64)
