@@ -67,6 +67,7 @@ def train(
     weight_decay: float = _opt(TrainingConfig, "weight_decay", panel=_TRAIN),
     warmup_steps: int = _opt(TrainingConfig, "warmup_steps", panel=_TRAIN),
     max_grad_norm: float = _opt(TrainingConfig, "max_grad_norm", panel=_TRAIN),
+    ema_decay: float = _opt(TrainingConfig, "ema_decay", panel=_TRAIN),
     precision: str = _opt(TrainingConfig, "precision", panel=_TRAIN),
     devices: int = _opt(TrainingConfig, "devices", panel=_TRAIN),
     strategy: str = _opt(TrainingConfig, "strategy", panel=_TRAIN),
@@ -133,4 +134,3 @@ def train(
 
         # Stopped by a signal after saving its checkpoint: exit as the shell expects (SIGTERM: 143).
         raise typer.Exit(128 + signal.Signals[stopped].value)
-
