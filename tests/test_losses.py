@@ -150,6 +150,18 @@ def test_sar_consistency_grows_with_sar_exaggeration(batch: dict[str, Tensor]) -
         assert (higher > lower).all(), values
 
 
+def test_sar_consistency_prefers_no_structure_to_the_wrong_structure(batch: dict[str, Tensor]) -> None:
+    """Detail of the truth's strength but the opposite sign costs more than leaving the detail out:
+    under uncertainty the term, like the spectral L1, does not pay for invented structure."""
+    target, s1, mask = batch["target"], batch["s1"], batch["mask"]
+    smooth = _blurred(target, 3.0)
+    inverted = 2.0 * smooth - target  # the truth's fine structure, every edge turned round
+    assert (
+        sar_consistency_loss(inverted, target, s1, mask)
+        > 1.5 * sar_consistency_loss(smooth, target, s1, mask)
+    ).all()
+
+
 def test_terms_are_zero_at_their_optimum(batch: dict[str, Tensor]) -> None:
     for name in TERMS:
         assert TERMS[name](batch, batch["target"]).abs().max() < 1e-6, name
