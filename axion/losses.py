@@ -13,7 +13,7 @@ A sample with no valid pixel contributes 0 to every term.
 
 Every term is 0 at the ground truth, so none of them pulls opt_v3 away from it: the
 SAR term compares with the truth's structure where the radar sees structure, cycle
-and identity only charge changes from Stage 2 beyond Stage 2's own error, and LPIPS
+and identity only charge changes that leave opt_v3 further from the truth than Stage 2, and LPIPS
 only charges a perceptual step back from Stage 2.
 
 The formulas are written out in ``docs/losses.md``.
@@ -114,42 +114,42 @@ def sar_consistency_loss(optical: Tensor, target: Tensor, s1: Tensor, mask: Tens
     return 0.5 * (edge + texture)
 
 
-def _unjustified_change(opt_v3: Tensor, opt_v2: Tensor, target: Tensor) -> Tensor:
-    """Per pixel and band, the part of the change from Stage 2 that Stage 2's own error does not
-    justify: ``max(0, |opt_v3 - opt_v2| - |target - opt_v2|)`` in reflectance.
+def _step_back(opt_v3: Tensor, opt_v2: Tensor, target: Tensor) -> Tensor:
+    """Per pixel and band, how much further from the truth opt_v3 is than Stage 2 was:
+    ``max(0, |opt_v3 - target| - |opt_v2 - target|)`` in reflectance.
 
-    0 for any opt_v3 at most as far from opt_v2 as the ground truth is: a move towards the truth
-    is free, an overshoot or a move where Stage 2 was right is not.
+    0 wherever opt_v3 is at least as close to the truth as opt_v2: any change that improves on
+    Stage 2 is free; a change where Stage 2 was right, or one that makes it worse, costs.
     """
-    change = to_reflectance(opt_v3 - opt_v2).abs()
-    allowed = to_reflectance(target - opt_v2).abs().detach()
-    return (change - allowed).clamp_min(0.0)
+    error = to_reflectance(opt_v3 - target).abs()
+    before = to_reflectance(opt_v2 - target).abs().detach()
+    return (error - before).clamp_min(0.0)
 
 
 @in_fp32
 def cycle_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Cycle: mean change from Stage 2 beyond what Stage 2's error justifies (reflectance).
+    """Cycle: mean step back from Stage 2 (reflectance), the change from Stage 2 that makes it worse.
 
-    Mean over valid pixels and bands of :func:`_unjustified_change`: Stage 3 keeps what
-    Stage 2 got right and is free to correct what it got wrong. ``mask`` may be the valid
-    mask times the opt_v2 trust mask: where opt_v2 is cloudy the change is free.
+    Mean over valid pixels and bands of :func:`_step_back`: Stage 3 keeps what Stage 2 got right
+    and is free to correct what it got wrong. ``mask`` may be the valid mask times the opt_v2 trust
+    mask: where opt_v2 is cloudy the change is free.
     """
     check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), target=(target, 4))
-    return masked_mean(_unjustified_change(opt_v3, opt_v2, target), valid_pixels(mask))
+    return masked_mean(_step_back(opt_v3, opt_v2, target), valid_pixels(mask))
 
 
 @in_fp32
 def identity_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, s1: Tensor, mask: Tensor) -> Tensor:
-    """Identity: the cycle term's unjustified change, where SAR confidence is low (reflectance).
+    """Identity: the cycle term's step back from Stage 2, where SAR confidence is low (reflectance).
 
-    Weighted mean of :func:`_unjustified_change` with pixel weight ``1 - sar_confidence``
-    over valid pixels: where VV is at the noise floor the SAR cannot justify a change, so
-    Stage 2 is preserved unless it was wrong. 0 for a sample with no low-confidence pixel.
+    Weighted mean of :func:`_step_back` with pixel weight ``1 - sar_confidence`` over valid
+    pixels: where VV is at the noise floor the SAR cannot justify a change, so Stage 2 is
+    preserved unless it was wrong. 0 for a sample with no low-confidence pixel.
     """
     check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), target=(target, 4), s1=(s1, 2))
     valid = valid_pixels(mask)
     weight = (1.0 - sar_confidence(s1, valid)) * valid
-    return masked_mean(_unjustified_change(opt_v3, opt_v2, target), weight)
+    return masked_mean(_step_back(opt_v3, opt_v2, target), weight)
 
 
 @in_fp32
