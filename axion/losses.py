@@ -13,7 +13,7 @@ A sample with no valid pixel contributes 0 to every term.
 
 Every term is 0 at the ground truth, so none of them pulls opt_v3 away from it: the
 SAR term compares with the truth's structure where the radar sees structure, cycle
-and identity only charge changes from Stage 2 beyond Stage 2's own error, and LPIPS
+and identity only charge changes that leave opt_v3 further from the truth than Stage 2, and LPIPS
 only charges a perceptual step back from Stage 2.
 
 The formulas are written out in ``docs/losses.md``.
@@ -29,7 +29,15 @@ from torch import Tensor, nn
 
 from axion.bands import to_reflectance
 from axion.masked import TINY, check_shapes, erode, in_fp32, masked_mean, valid_pixels
-from axion.structure import SMOOTH_KERNEL, sar_confidence, sar_structure_weight, structure_maps
+from axion.structure import (
+    SMOOTH_KERNEL,
+    gradient,
+    masked_smooth,
+    optical_intensity,
+    sar_confidence,
+    sar_structure_weight,
+    structure_maps,
+)
 
 if TYPE_CHECKING:
     from axion.config import LossConfig
@@ -47,17 +55,20 @@ def _box(x: Tensor) -> Tensor:
     return kornia.filters.box_blur(x, (TEXTURE_WINDOW, TEXTURE_WINDOW), border_type="reflect")
 
 
-def _local_rho2(i_o: Tensor, i_s: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Local squared correlation of two intensities in :data:`TEXTURE_WINDOW` windows, and the
-    optical local variance: both (B, 1, H, W)."""
-    # Centre first: fewer cancellation errors in E[x^2] - E[x]^2.
+def _sar_projection(i_o: Tensor, i_s: Tensor, weight: Tensor) -> Tensor:
+    """How strongly the optical intensity follows the SAR's local pattern: (B, 1, H, W).
+
+    In :data:`TEXTURE_WINDOW` windows, the local covariance of the two intensities divided by
+    the SAR's local standard deviation, ``cov(o, s) / sd(s) = sd(o) * rho(o, s)``: the optical
+    texture (reflectance) along the radar's, signed, and linear in the optical image.
+    """
+    # Centre first: fewer cancellation errors in E[xy] - E[x]E[y].
     i_o = i_o - masked_mean(i_o, weight).detach()[:, None, None, None]
     i_s = i_s - masked_mean(i_s, weight).detach()[:, None, None, None]
-    mu_o, mu_s = _box(i_o), _box(i_s)
-    var_o = (_box(i_o * i_o) - mu_o**2).clamp_min(0.0)
+    mu_s = _box(i_s)
     var_s = (_box(i_s * i_s) - mu_s**2).clamp_min(0.0)
-    cov = _box(i_o * i_s) - mu_o * mu_s
-    return (cov**2 / (var_o * var_s + TINY)).clamp(0.0, 1.0), var_o
+    cov = _box(i_o * i_s) - _box(i_o) * mu_s
+    return cov / (var_s + TINY).sqrt()
 
 
 @in_fp32
@@ -68,14 +79,17 @@ def sar_consistency_loss(optical: Tensor, target: Tensor, s1: Tensor, mask: Tens
     smoothed, and compared with the ground truth's at the pixels the SAR points at
     (:func:`sar_structure_weight`: SAR edge strength times backscatter confidence):
 
-    - edge alignment: mean ``|G(optical) - G(target)|`` of the Sobel gradient magnitudes;
-    - texture correlation: how far the optical image's local squared correlation with the
-      SAR (in :data:`TEXTURE_WINDOW` windows) departs from the ground truth's own, weighted by
-      the ground truth's local standard deviation.
+    - edge alignment: mean length of the difference of the two Sobel gradient *vectors*,
+      ``|grad(optical) - grad(target)|``;
+    - texture correlation: mean ``|p(optical) - p(target)|`` of the local projection on the
+      SAR's texture (:func:`_sar_projection`, ``sd(o) * rho(o, s)``).
 
-    Both are 0 at the ground truth and grow when the image has less structure there (blur)
-    or more than the real scene has (radar edges copied in). Only pixels whose filter
-    footprint is entirely valid count.
+    Both are 0 at the ground truth and grow when the image has less structure there (blur),
+    more than the real scene has (radar edges copied in), or structure of the wrong sign or
+    orientation. Both are linear in the image before the absolute value, so where the truth's
+    structure is uncertain the term, like the spectral L1, prefers the expected structure to an
+    invented one (a magnitude-only comparison rewards any edge of the right strength).
+    Only pixels whose filter footprint is entirely valid count.
 
     Args:
         optical: (B, 4, H, W) tile units, the image trained.
@@ -88,53 +102,54 @@ def sar_consistency_loss(optical: Tensor, target: Tensor, s1: Tensor, mask: Tens
     """
     check_shapes(mask, optical=(optical, 4), target=(target, 4), s1=(s1, 2))
     valid = valid_pixels(mask)
-    i_o, i_s, g_o, _ = structure_maps(optical, s1, valid)
-    i_t, _, g_t, _ = structure_maps(target, s1, valid)
+    i_o, i_s, _, _ = structure_maps(optical, s1, valid)
+    i_t = masked_smooth(optical_intensity(target), valid)
     where = sar_structure_weight(s1, valid)
-    edge = masked_mean((g_o - g_t.detach()).abs(), where)
+    step = gradient(i_o) - gradient(i_t).detach()
+    edge = masked_mean((step.pow(2).sum(dim=1, keepdim=True) + TINY).sqrt(), where)
     tex_w = where * erode(valid, SMOOTH_KERNEL // 2 + TEXTURE_WINDOW // 2)
-    rho2_o, _ = _local_rho2(i_o, i_s, tex_w)
-    rho2_t, var_t = _local_rho2(i_t, i_s, tex_w)
-    texture = masked_mean(var_t.sqrt().detach() * (rho2_o - rho2_t.detach()).abs(), tex_w)
+    p_o = _sar_projection(i_o, i_s, tex_w)
+    p_t = _sar_projection(i_t, i_s, tex_w)
+    texture = masked_mean((p_o - p_t.detach()).abs(), tex_w)
     return 0.5 * (edge + texture)
 
 
-def _unjustified_change(opt_v3: Tensor, opt_v2: Tensor, target: Tensor) -> Tensor:
-    """Per pixel and band, the part of the change from Stage 2 that Stage 2's own error does not
-    justify: ``max(0, |opt_v3 - opt_v2| - |target - opt_v2|)`` in reflectance.
+def _step_back(opt_v3: Tensor, opt_v2: Tensor, target: Tensor) -> Tensor:
+    """Per pixel and band, how much further from the truth opt_v3 is than Stage 2 was:
+    ``max(0, |opt_v3 - target| - |opt_v2 - target|)`` in reflectance.
 
-    0 for any opt_v3 at most as far from opt_v2 as the ground truth is: a move towards the truth
-    is free, an overshoot or a move where Stage 2 was right is not.
+    0 wherever opt_v3 is at least as close to the truth as opt_v2: any change that improves on
+    Stage 2 is free; a change where Stage 2 was right, or one that makes it worse, costs.
     """
-    change = to_reflectance(opt_v3 - opt_v2).abs()
-    allowed = to_reflectance(target - opt_v2).abs().detach()
-    return (change - allowed).clamp_min(0.0)
+    error = to_reflectance(opt_v3 - target).abs()
+    before = to_reflectance(opt_v2 - target).abs().detach()
+    return (error - before).clamp_min(0.0)
 
 
 @in_fp32
 def cycle_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Cycle: mean change from Stage 2 beyond what Stage 2's error justifies (reflectance).
+    """Cycle: mean step back from Stage 2 (reflectance), the change from Stage 2 that makes it worse.
 
-    Mean over valid pixels and bands of :func:`_unjustified_change`: Stage 3 keeps what
-    Stage 2 got right and is free to correct what it got wrong. ``mask`` may be the valid
-    mask times the opt_v2 trust mask: where opt_v2 is cloudy the change is free.
+    Mean over valid pixels and bands of :func:`_step_back`: Stage 3 keeps what Stage 2 got right
+    and is free to correct what it got wrong. ``mask`` may be the valid mask times the opt_v2 trust
+    mask: where opt_v2 is cloudy the change is free.
     """
     check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), target=(target, 4))
-    return masked_mean(_unjustified_change(opt_v3, opt_v2, target), valid_pixels(mask))
+    return masked_mean(_step_back(opt_v3, opt_v2, target), valid_pixels(mask))
 
 
 @in_fp32
 def identity_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, s1: Tensor, mask: Tensor) -> Tensor:
-    """Identity: the cycle term's unjustified change, where SAR confidence is low (reflectance).
+    """Identity: the cycle term's step back from Stage 2, where SAR confidence is low (reflectance).
 
-    Weighted mean of :func:`_unjustified_change` with pixel weight ``1 - sar_confidence``
-    over valid pixels: where VV is at the noise floor the SAR cannot justify a change, so
-    Stage 2 is preserved unless it was wrong. 0 for a sample with no low-confidence pixel.
+    Weighted mean of :func:`_step_back` with pixel weight ``1 - sar_confidence`` over valid
+    pixels: where VV is at the noise floor the SAR cannot justify a change, so Stage 2 is
+    preserved unless it was wrong. 0 for a sample with no low-confidence pixel.
     """
     check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), target=(target, 4), s1=(s1, 2))
     valid = valid_pixels(mask)
     weight = (1.0 - sar_confidence(s1, valid)) * valid
-    return masked_mean(_unjustified_change(opt_v3, opt_v2, target), weight)
+    return masked_mean(_step_back(opt_v3, opt_v2, target), weight)
 
 
 @in_fp32

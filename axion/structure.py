@@ -56,10 +56,14 @@ def masked_smooth(x: Tensor, valid: Tensor) -> Tensor:
     return num / den.clamp_min(1e-6)
 
 
+def gradient(x: Tensor) -> Tensor:
+    """Sobel gradient (kornia, normalised kernel) of a (B, 1, H, W) map: (B, 2, H, W), x then y."""
+    return kornia.filters.spatial_gradient(x, mode="sobel", order=1, normalized=True)[:, 0]
+
+
 def gradient_magnitude(x: Tensor) -> Tensor:
-    """Sobel gradient magnitude (kornia, normalised kernel) of a (B, 1, H, W) map."""
-    grad = kornia.filters.spatial_gradient(x, mode="sobel", order=1, normalized=True)  # (B, 1, 2, H, W)
-    return (grad.pow(2).sum(dim=2) + _GRAD_EPS).sqrt()
+    """Sobel gradient magnitude of a (B, 1, H, W) map: (B, 1, H, W)."""
+    return (gradient(x).pow(2).sum(dim=1, keepdim=True) + _GRAD_EPS).sqrt()
 
 
 def structure_maps(optical: Tensor, s1: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -29,6 +29,7 @@ Usage (from the repository root; ../shared/data beside it)::
     python benchmarks/quality.py                        # both arms, both recipes
     python benchmarks/quality.py --arms none --epochs 40 --monitor-study
     python benchmarks/quality.py --recipes spectral --epochs 118 --weights-dir DIR  # pretrained TerraMind
+    python benchmarks/quality.py --arms none --jobs 4 --monitor-study  # four trainings at once, one thread each
 
 Figures depend on the machine only through time; quality depends on the budget (epochs x
 steps per epoch), which is printed with them.
@@ -44,6 +45,7 @@ import shlex
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from stage2_standin import build_standin
@@ -65,12 +67,14 @@ METRICS = (
     ("sar_agreement", "SAR agr.", 4),
 )
 SEN12MSCR = ("ROIs1970_fall_139_p839", "ROIs2017_winter_112_p797")
+#: Extra environment of every ``axion`` process (``--jobs`` > 1: one thread each).
+THREADS: dict[str, str] = {}
 
 
 def axion(*args: str | Path, log: Path | None = None) -> None:
     """Run ``axion`` as a user would (a fresh process); stop the benchmark if it fails."""
     command = [sys.executable, "-m", "axion", *map(str, args)]
-    env = {**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True"}
+    env = {**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True", **THREADS}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     if log is not None:
         log.write_text(done.stdout + done.stderr)
@@ -119,6 +123,12 @@ def arm_name(arm: str, options: argparse.Namespace) -> str:
     return f"{arm}-{options.model_size}-T{options.timesteps}-{weights}"
 
 
+def run_dir(work: Path, task: tuple[str, str, str], options: argparse.Namespace) -> Path:
+    """The run folder of one (arm, opt_v2 kind, recipe)."""
+    arm, kind, recipe = task
+    return work / "runs" / (f"{arm_name(arm, options)}_{recipe}" + ("" if kind == "proxy" else f"_{kind}"))
+
+
 def train(
     arm: str, recipe: str, floods: Path, run: Path, options: argparse.Namespace, stage2: Path | None
 ) -> float:
@@ -162,10 +172,10 @@ def row(label: str, metrics: dict) -> str:
 
 
 def monitor_study(
-    run: Path, mscr: Path, work: Path, stage2: Path | None
+    run: Path, mscr: Path, work: Path, stage2: Path | None, jobs: int = 1
 ) -> tuple[list[str], dict[int, float]]:
     """Which epoch each monitor picks from validation, and what each epoch scores on test (the
-    opt_v2 the run trained on: proxy, or the Stage 2 files in ``stage2``).
+    opt_v2 the run trained on: proxy, or the Stage 2 files in ``stage2``), ``jobs`` at a time.
 
     Returns the report's lines and the test dPSNR by epoch.
     """
@@ -178,13 +188,15 @@ def monitor_study(
     # The picked epochs and about eight more spread over the run (scoring all costs too much).
     every = max(1, len(rows) // 8)
     epochs = sorted({*picks.values(), *(r["epoch"] for r in rows[every - 1 :: every])})
-    test = {}
-    for epoch in epochs:
-        checkpoint = run / f"checkpoint_epoch_{epoch}.pt"
-        if checkpoint.is_file():
-            summary = evaluate(checkpoint, mscr, work / "eval" / f"{run.name}_epoch{epoch}", stage2)
-            metrics = summary["metrics"]
-            test[epoch] = metrics["opt_v3"]["psnr"]["mean"] - metrics["opt_v2"]["psnr"]["mean"]
+    scored = [e for e in epochs if (run / f"checkpoint_epoch_{e}.pt").is_file()]
+
+    def gain(epoch: int) -> float:
+        out = work / "eval" / f"{run.name}_epoch{epoch}"
+        metrics = evaluate(run / f"checkpoint_epoch_{epoch}.pt", mscr, out, stage2)["metrics"]
+        return metrics["opt_v3"]["psnr"]["mean"] - metrics["opt_v2"]["psnr"]["mean"]
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        test = dict(zip(scored, pool.map(gain, scored), strict=True))
     best = max(test.values()) if test else float("nan")
     lines = [f"monitor study, {run.name}: test dPSNR by epoch, and the epoch each monitor picks"]
     lines.append("  " + ", ".join(f"{epoch}: {gain:+.3f}" for epoch, gain in sorted(test.items())))
@@ -238,12 +250,20 @@ def main() -> None:
     )
     parser.add_argument("--monitor-study", action="store_true", help="score every epoch's checkpoint on test")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="trainings and evaluations run at once, one thread each (>1 on a machine with that many cores)",
+    )
+    parser.add_argument(
         "--lpips-weights",
         type=Path,
         default=REPO.parent / "shared" / "weights" / "alexnet-features-imagenet.pth",
         help="AlexNet weights for the guide recipe's LPIPS term (offline)",
     )
     options = parser.parse_args()
+    if options.jobs > 1:
+        THREADS.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     work = options.work
     (work / "runs").mkdir(parents=True, exist_ok=True)
     floods, mscr = prepare(options.shared, work)
@@ -274,14 +294,25 @@ def main() -> None:
             options.standin_steps,
             0,
         )
+    plan = [
+        (arm, kind, recipe) for arm in options.arms for kind in options.opt_v2 for recipe in options.recipes
+    ]
+
+    def train_one(task: tuple[str, str, str]) -> float:
+        arm, kind, recipe = task
+        stage2 = standin if kind == "standin" else None
+        return train(arm, recipe, floods, run_dir(work, task, options), options, stage2)
+
+    with ThreadPoolExecutor(max_workers=options.jobs) as pool:  # every training first, side by side
+        seconds_of = dict(zip(plan, pool.map(train_one, plan), strict=True))
     gains: dict[tuple[str, str, str], float] = {}
     for arm in options.arms:
         for kind in options.opt_v2:
             stage2 = standin if kind == "standin" else None
             for recipe in options.recipes:
                 name = arm_name(arm, options)
-                run = work / "runs" / (f"{name}_{recipe}" + ("" if kind == "proxy" else f"_{kind}"))
-                seconds = train(arm, recipe, floods, run, options, stage2)
+                run = run_dir(work, (arm, kind, recipe), options)
+                seconds = seconds_of[(arm, kind, recipe)]
                 epochs = sum(1 for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip())
                 tests = [("proxy", None)] if kind == "proxy" else [(kind, stage2)]
                 if kind == "proxy":
@@ -303,7 +334,7 @@ def main() -> None:
                             + " | |"
                         )
                 if options.monitor_study:
-                    lines, curve = monitor_study(run, mscr, work, stage2)
+                    lines, curve = monitor_study(run, mscr, work, stage2, options.jobs)
                     curves.setdefault(f"{name} / {kind}", {})[recipe] = curve
                     studies += lines
     for (arm, recipe, label), gain in sorted(gains.items()):

@@ -77,13 +77,32 @@ def test_spectral_and_cycle_match_hand_values(batch: dict[str, Tensor]) -> None:
     assert spectral_loss(target, target, mask).abs().max() == 0
     # Stage 2 right (opt_v2 = target): every change from it is unjustified.
     torch.testing.assert_close(cycle_loss(shifted, target, target, mask), torch.full((3,), 0.01))
-    # Stage 2 off by 0.01: a move to the truth is free, an overshoot by 0.005 costs 0.005.
+    # Stage 2 off by 0.01: a move to the truth is free, and so is any change that ends nearer the truth.
     opt_v2 = target - 100.0
     assert cycle_loss(target, opt_v2, target, mask).abs().max() == 0
     assert cycle_loss(target - 50.0, opt_v2, target, mask).abs().max() == 0
-    torch.testing.assert_close(cycle_loss(target + 50.0, opt_v2, target, mask), torch.full((3,), 0.005))
-    # The wrong way costs what goes beyond Stage 2's own error.
-    torch.testing.assert_close(cycle_loss(target - 300.0, opt_v2, target, mask), torch.full((3,), 0.01))
+    assert cycle_loss(target + 50.0, opt_v2, target, mask).abs().max() == 0
+    # An overshoot that ends further from the truth than Stage 2 costs what it adds: 0.015 - 0.01.
+    torch.testing.assert_close(cycle_loss(target + 150.0, opt_v2, target, mask), torch.full((3,), 0.005))
+    # So does the wrong way: 0.03 - 0.01.
+    torch.testing.assert_close(cycle_loss(target - 300.0, opt_v2, target, mask), torch.full((3,), 0.02))
+
+
+def test_cycle_does_not_pull_an_uncertain_prediction_towards_a_wrong_stage2() -> None:
+    """When Stage 2 is far off and the truth uncertain, the best prediction under spectral + cycle
+    is the spectral one (the truth's median): cycle adds nothing near it."""
+    gen = torch.Generator().manual_seed(0)
+    truth = 5000.0 + 300.0 * torch.randn(1, 4, 64, 64, generator=gen)  # one scene, spread of truths
+    mask = torch.ones(1, 1, 64, 64)
+    opt_v2 = torch.full_like(truth, 2000.0)  # Stage 2 0.3 reflectance off
+    candidates = torch.linspace(4000.0, 6000.0, 201)
+
+    def total(value: float) -> float:
+        pred = torch.full_like(truth, value)
+        return float(spectral_loss(pred, truth, mask) + 0.5 * cycle_loss(pred, opt_v2, truth, mask))
+
+    best = candidates[int(torch.tensor([total(float(c)) for c in candidates]).argmin())]
+    assert abs(float(best) - float(truth.median())) <= 20.0
 
 
 def test_cycle_and_identity_never_pull_away_from_the_truth(batch: dict[str, Tensor]) -> None:
@@ -148,6 +167,18 @@ def test_sar_consistency_grows_with_sar_exaggeration(batch: dict[str, Tensor]) -
     values = [sar_consistency_loss(_sar_sharpened(target, s1, k), target, s1, mask) for k in (0.1, 0.3, 1.0)]
     for lower, higher in zip(values, values[1:], strict=False):
         assert (higher > lower).all(), values
+
+
+def test_sar_consistency_prefers_no_structure_to_the_wrong_structure(batch: dict[str, Tensor]) -> None:
+    """Detail of the truth's strength but the opposite sign costs more than leaving the detail out:
+    under uncertainty the term, like the spectral L1, does not pay for invented structure."""
+    target, s1, mask = batch["target"], batch["s1"], batch["mask"]
+    smooth = _blurred(target, 3.0)
+    inverted = 2.0 * smooth - target  # the truth's fine structure, every edge turned round
+    assert (
+        sar_consistency_loss(inverted, target, s1, mask)
+        > 1.5 * sar_consistency_loss(smooth, target, s1, mask)
+    ).all()
 
 
 def test_terms_are_zero_at_their_optimum(batch: dict[str, Tensor]) -> None:

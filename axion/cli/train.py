@@ -68,6 +68,7 @@ def train(
     weight_decay: float = _opt(TrainingConfig, "weight_decay", panel=_TRAIN),
     warmup_steps: int = _opt(TrainingConfig, "warmup_steps", panel=_TRAIN),
     max_grad_norm: float = _opt(TrainingConfig, "max_grad_norm", panel=_TRAIN),
+    ema_decay: float = _opt(TrainingConfig, "ema_decay", panel=_TRAIN),
     precision: str = _opt(TrainingConfig, "precision", panel=_TRAIN),
     devices: int = _opt(TrainingConfig, "devices", panel=_TRAIN),
     num_nodes: int = _opt(TrainingConfig, "num_nodes", panel=_TRAIN),

@@ -75,6 +75,13 @@ class TrainingConfig(Settings):
         0, ge=0, description="Linear warm-up length in optimizer steps, then cosine decay."
     )
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold (L2 norm).")
+    ema_decay: float = Field(
+        0.999,
+        ge=0,
+        lt=1,
+        description="Decay of the moving average of the trainable weights that validation, "
+        "best_model.pt and every checkpoint's weights use (0: off, the raw weights).",
+    )
     precision: Precision = Field(
         "auto", description="auto (fp16+GradScaler on CUDA, bf16 on CPU), fp16-mixed, bf16-mixed or 32."
     )

@@ -44,6 +44,9 @@ CHECKPOINT_KEYS: tuple[str, ...] = (
     "best_sar_agreement",
     "config",
 )
+#: Keys a checkpoint may hold beyond those: ``training_state_dict``, the optimizer's raw trainable
+#: weights when ``model_state_dict`` holds their moving average (``--ema-decay``).
+OPTIONAL_KEYS: tuple[str, ...] = ("training_state_dict",)
 #: The key of axion's own record: format tag and checksum.
 META_KEY = "axion"
 FORMAT = "axion-stage3-checkpoint/2"
@@ -80,9 +83,9 @@ def _feed(digest: Any, obj: Any) -> None:
 
 
 def checksum(state: dict[str, Any]) -> str:
-    """SHA-256 over every key of :data:`CHECKPOINT_KEYS` in a checkpoint dict (tensors by their bytes)."""
+    """SHA-256 over every key of :data:`CHECKPOINT_KEYS` (and :data:`OPTIONAL_KEYS` present) in a checkpoint dict (tensors by their bytes)."""
     digest = hashlib.sha256()
-    _feed(digest, {key: state[key] for key in CHECKPOINT_KEYS})
+    _feed(digest, {key: state[key] for key in (*CHECKPOINT_KEYS, *OPTIONAL_KEYS) if key in state})
     return digest.hexdigest()
 
 
@@ -102,7 +105,11 @@ def non_finite(state: dict[str, Any]) -> tuple[int, str] | None:
     """(count, first tensor name) of the non-finite values among the weights and optimizer state, or None."""
     count, first = 0, ""
     for name, tensor in _tensors(
-        {"model_state_dict": state["model_state_dict"], "optimizer_state_dict": state["optimizer_state_dict"]}
+        {
+            key: state[key]
+            for key in ("model_state_dict", "training_state_dict", "optimizer_state_dict")
+            if key in state
+        }
     ):
         if tensor.is_floating_point():
             bad = int((~torch.isfinite(tensor)).sum())
@@ -142,6 +149,8 @@ class Checkpoint:
     train_stats: dict[str, Any] = field(default_factory=dict)
     val_stats: dict[str, Any] = field(default_factory=dict)
     best_sar_agreement: float = -math.inf
+    #: The raw trainable weights when ``model_state_dict`` holds their moving average; else None.
+    training_state_dict: dict[str, Tensor] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
@@ -162,7 +171,10 @@ class Checkpoint:
         if bad is not None:
             raise DataError(f"{path}: checkpoint holds {bad[0]} non-finite value(s) (first in {bad[1]})")
         provenance = meta.get("provenance", {}) if isinstance(meta, dict) else {}
-        return cls(**{key: state[key] for key in CHECKPOINT_KEYS}, provenance=provenance, path=path)
+        optional = {key: state[key] for key in OPTIONAL_KEYS if key in state}
+        return cls(
+            **{key: state[key] for key in CHECKPOINT_KEYS}, **optional, provenance=provenance, path=path
+        )
 
     @staticmethod
     def read_epoch(path: Path) -> int | None:
@@ -179,8 +191,10 @@ class Checkpoint:
 
     # --- writing ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The dict that is saved: :data:`CHECKPOINT_KEYS` in order, then axion's record with the checksum."""
+        """The dict that is saved: :data:`CHECKPOINT_KEYS` in order, the :data:`OPTIONAL_KEYS` it holds,
+        then axion's record with the checksum."""
         state: dict[str, Any] = {key: getattr(self, key) for key in CHECKPOINT_KEYS}
+        state.update({key: getattr(self, key) for key in OPTIONAL_KEYS if getattr(self, key) is not None})
         state[META_KEY] = {"format": FORMAT, "sha256": checksum(state), "provenance": self.provenance}
         return state
 

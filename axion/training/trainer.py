@@ -36,6 +36,7 @@ from axion.records.monitor import MONITORS, EarlyStopping, all_finite
 from axion.runtime.reporter import Reporter
 from axion.seeding import Stream, stream_seed
 from axion.training.checkpoint import Checkpoint, CheckpointSaver
+from axion.training.ema import WeightAverage
 from axion.training.epoch import PartialEpoch, Sums, accumulation_cycle, reduce_sum
 from axion.training.panels import ValidationPanels
 from axion.training.sampler import EpochSampler
@@ -149,6 +150,8 @@ class Stage3Trainer:
         #: This process's last batch with a good sample: what keeps data-parallel processes in step
         #: when one of them meets a batch of bad samples only (:meth:`_keep_in_step`).
         self.last_batch: dict[str, Any] | None = None
+        #: The moving average of the trainable weights that validation and checkpoints use.
+        self.average = WeightAverage(self.module, cfg.training.ema_decay)
 
     @property
     def module(self) -> torch.nn.Module:
@@ -195,9 +198,13 @@ class Stage3Trainer:
         partial = (
             {"epoch_sums": epoch_sums, "epoch_skipped": train_stats["skipped_steps"]} if epoch_sums else {}
         )
+        raw = {k: v.detach().cpu() for k, v in self.module.trainable_state_dict().items()}
+        averaged = self.average.enabled
         return Checkpoint(
             epoch=self.state.epoch,
-            model_state_dict={k: v.detach().cpu() for k, v in self.module.trainable_state_dict().items()},
+            # What evaluate, infer and export load: the average when there is one.
+            model_state_dict=self.average.state_dict() if averaged else raw,
+            training_state_dict=raw if averaged else None,
             optimizer_state_dict=self.optimizer.state_dict(),
             scheduler_state_dict=self.optimization.scheduler.state_dict(),
             scaler_state_dict=scaler.state_dict() if scaler is not None else {},
@@ -205,6 +212,7 @@ class Stage3Trainer:
                 **train_stats,
                 "optimizer_steps": self.state.optimizer_steps,
                 "partial_batches": self.state.partial_batches,
+                "ema_updates": self.average.updates,
                 **partial,
             },
             val_stats={
@@ -217,8 +225,14 @@ class Stage3Trainer:
         )
 
     def restore(self, ckpt: Checkpoint) -> None:
-        """Continue from a checkpoint: weights, optimizer, schedule, scaler, loop and early stopping."""
-        self.module.load_trainable_state_dict(ckpt.model_state_dict)
+        """Continue from a checkpoint: weights and their average, optimizer, schedule, scaler, loop and
+        early stopping."""
+        raw = ckpt.training_state_dict if ckpt.training_state_dict is not None else ckpt.model_state_dict
+        self.module.load_trainable_state_dict(raw)
+        if ckpt.training_state_dict is not None and self.average.enabled:
+            self.average.load_state_dict(ckpt.model_state_dict, int(ckpt.train_stats.get("ema_updates", 0)))
+        else:  # no average saved (or none wanted): one starts at the weights resumed from
+            self.average.reset()
         self.optimizer.load_state_dict(ckpt.optimizer_state_dict)
         horizon = self.optimization.schedule.total_steps
         self.optimization.scheduler.load_state_dict(ckpt.scheduler_state_dict)
@@ -499,6 +513,7 @@ class Stage3Trainer:
                             self.model, self.optimizer, max_norm=training.max_grad_norm
                         )
                         self.optimizer.step()
+                        self.average.update()
                     self.optimizer.zero_grad(set_to_none=True)
                     self.optimization.scheduler.step()
                     self.state.optimizer_steps += 1
@@ -517,7 +532,7 @@ class Stage3Trainer:
 
     @torch.no_grad()
     def validate(self, loader: Iterable, epoch: int | str, *, images: bool = False) -> dict[str, float]:
-        """Mean loss terms and metrics over the validation loader.
+        """Mean loss terms and metrics over the validation loader, with the averaged weights.
 
         Args:
             loader: the validation loader.
@@ -528,7 +543,10 @@ class Stage3Trainer:
         sums = Sums()
         self.panels.start()
         self.val_bad.start()
-        with self.reporter.bar(f"Validation {epoch}", len(loader)) as bar:  # type: ignore[arg-type]
+        with (
+            self.average.applied(),
+            self.reporter.bar(f"Validation {epoch}", len(loader)) as bar,  # type: ignore[arg-type]
+        ):
             for batch in loader:
                 self.val_bad.add(batch.pop("bad", ()), self.state.epoch + 1)
                 if not batch["name"]:

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from axion.cli import app
-from axion.training.checkpoint import CHECKPOINT_KEYS, META_KEY, Checkpoint
+from axion.training.checkpoint import CHECKPOINT_KEYS, META_KEY, OPTIONAL_KEYS, Checkpoint
 
 from .conftest import FAST
 
@@ -50,7 +50,7 @@ def test_run_writes_every_file_with_every_key(three_epochs: tuple[Path, str]) ->
     assert record["run"]["host"] and record["run"]["started"]
 
     raw = torch.load(out / "checkpoint_epoch_3.pt", weights_only=True)
-    assert tuple(raw) == (*CHECKPOINT_KEYS, META_KEY)
+    assert tuple(raw) == (*CHECKPOINT_KEYS, *OPTIONAL_KEYS, META_KEY)
     assert raw[META_KEY]["provenance"] == record  # the same run, the same versions
     ckpt = raw
     assert ckpt["epoch"] == 3 and ckpt["config"] == config
@@ -172,8 +172,9 @@ def test_resume_gives_the_same_weights(
     expected = Checkpoint.read(out / "checkpoint_epoch_3.pt")
     got = Checkpoint.read(resumed / "checkpoint_epoch_3.pt")
     assert got.config["training"]["grad_accum"] == 2  # settings come from the checkpoint
-    for name, tensor in expected.model_state_dict.items():
-        torch.testing.assert_close(got.model_state_dict[name], tensor, rtol=1e-5, atol=1e-6)
+    for key in ("model_state_dict", "training_state_dict"):  # the average and the raw weights
+        for name, tensor in getattr(expected, key).items():
+            torch.testing.assert_close(getattr(got, key)[name], tensor, rtol=1e-5, atol=1e-6)
     assert got.best_sar_agreement == pytest.approx(expected.best_sar_agreement, abs=1e-6)
     assert not (resumed / "checkpoint_epoch_1.pt").exists()
 
@@ -422,7 +423,7 @@ def test_sigkill_leaves_loadable_checkpoints(tiles_64: Path, tmp_path: Path) -> 
     checkpoints = sorted(out.glob("*.pt"))
     assert checkpoints
     for path in checkpoints:
-        assert tuple(torch.load(path, weights_only=True)) == (*CHECKPOINT_KEYS, META_KEY)
+        assert tuple(torch.load(path, weights_only=True)) == (*CHECKPOINT_KEYS, *OPTIONAL_KEYS, META_KEY)
         Checkpoint.read(path)
     last = max(Checkpoint.read(p).epoch for p in out.glob("checkpoint_epoch_*.pt"))
     output = train(
