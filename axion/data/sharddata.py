@@ -7,8 +7,8 @@ member that is not a tile, or a shard that ends early (truncated, unreachable) b
 :class:`~axion.data.badsamples.BadSample`, never an exception.
 
 Each process (rank x DataLoader worker) reads its own shards: the index's shards are dealt
-round-robin over ``world_size x workers`` slots, the same every epoch, so every sample is read
-once per epoch by exactly one process. Each epoch the slot's shards are read in a fresh order
+round-robin to the ranks, and each rank's round-robin to its workers, the same every epoch, so
+every sample is read once per epoch by exactly one process. Each epoch the slot's shards are read in a fresh order
 and, for training, shuffled through a buffer; both draws depend on (seed, epoch, slot) only.
 
 :class:`ShardLoader` wraps the DataLoader with the sampler's two calls the training loop
@@ -100,10 +100,9 @@ class ShardDataset(SampleBuilder, IterableDataset):
         self.epoch = epoch
 
     def assigned(self, worker: int, workers: int, rank: int | None = None) -> list[Shard]:
-        """The shards of one slot (``rank`` x ``worker``), in index order."""
+        """The shards of one process: the rank's share (every ``world_size``-th), then the worker's share of it."""
         rank = self.rank if rank is None else rank
-        slots = self.world_size * workers
-        return self.shards[rank * workers + worker :: slots]
+        return self.shards[rank :: self.world_size][worker::workers]
 
     def batches(self, batch_size: int, workers: int, rank: int | None = None) -> int:
         """Batches per epoch of a rank: each worker batches its own samples."""

@@ -179,7 +179,7 @@ def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, r
         return _shard_loaders(inputs, common, world_size, rank)
     shard = {"num_replicas": world_size, "rank": rank}
     sampler = EpochSampler(len(inputs.train_set), seed=seed, with_epoch=True, **shard)
-    val_sampler = EpochSampler(len(inputs.val_set), seed=seed, shuffle=False, **shard)
+    val_sampler = EpochSampler(len(inputs.val_set), seed=seed, shuffle=False, pad=False, **shard)
     return Loaders(
         train=DataLoader(inputs.train_set, sampler=sampler, **common),
         val=DataLoader(inputs.val_set, sampler=val_sampler, **common),

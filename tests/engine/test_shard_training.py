@@ -74,3 +74,19 @@ def test_evaluate_on_shards_gives_the_figures_of_their_tile_folder(
     assert summaries[0]["metrics"] == summaries[1]["metrics"]
     assert tables[0] == tables[1]
     assert summaries[1]["data_dir"] == str(shards_64)
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_shards_each_sample_once(shards_64: Path, tmp_path: Path) -> None:
+    """--devices 2 on shards of 2: each rank reads its own two shards; the epoch counts all 8 samples."""
+    from tests.engine.test_train_cli import _spawn
+
+    out = tmp_path / "ddp-shards"
+    proc = _spawn(
+        shards_64, out, "--generator", "none", "--epochs", "1", "--max-samples", "8", "--batch-size", "1",
+        "--grad-accum", "1", "--devices", "2",
+    )  # fmt: skip
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert row["train_samples"] == 8 and row["train_bad_samples"] == 0 and row["step"] == 4
