@@ -7,6 +7,11 @@ padded and collated), with 0, 1 and 2 DataLoader workers, and prints samples/s. 
 them: the samples/s of a training step of the model (``--model-size``, one DDIM step by
 default), so a loader slower than the step shows at once.
 
+A third row reads TerraMesh-layout shards (one Zarr zip per modality and sample, S2L2A and
+S1RTC joined by key) made from the same scenes, each repeated ``--terramesh-copies`` times;
+these samples are 224 px (TerraMesh's are 264, cropped to 256), so compare them per sample, not
+per pixel, with the 64 px tiles above.
+
 Usage::
 
     python benchmarks/data_throughput.py
@@ -49,19 +54,26 @@ def _prepare(data: Path, out: Path, tile_size: int, stride: int, shard_size: int
     return tiles, out / "shards"
 
 
+def _terramesh(data: Path, out: Path, copies: int) -> Path:
+    """TerraMesh-layout shards of the five scenes, each repeated ``copies`` times (224 px samples)."""
+    from tests.terramesh import write_terramesh
+
+    scenes = sorted(p.stem for p in (data / "S1RTC").glob("*.tif"))
+    return write_terramesh(data, out / "TerraMesh", {"train": scenes}, copies=copies)
+
+
 def _loader(source: Path, workers: int, batch_size: int, shards: bool):  # noqa: ANN202
     from torch.utils.data import DataLoader
 
     from axion.data.augment import TrainingDraws
     from axion.data.dataset import TileDataset, collate_tiles
-    from axion.data.sharddata import ShardDataset, ShardLoader
-    from axion.data.shardsource import ShardSource
+    from axion.data.sharddata import ShardDataset, ShardLoader, open_source
     from axion.training.sampler import EpochSampler
 
     draws = TrainingDraws(seed=0)
     common = {"batch_size": batch_size, "num_workers": workers, "collate_fn": collate_tiles}
     if shards:
-        dataset = ShardDataset(ShardSource(source), "train", draws=draws, shuffle=True)
+        dataset = ShardDataset(open_source(source, "rtc"), "train", draws=draws, shuffle=True)
         loader = ShardLoader(dataset, **common)
         return loader, loader, len(dataset)
     dataset = TileDataset(source, "train", draws=draws, skip_bad=True)
@@ -120,6 +132,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement (the best counts)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--terramesh-copies", type=int, default=20, help="copies of each scene (5 scenes)")
     parser.add_argument("--model-size", default="tiny")
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
@@ -135,9 +148,11 @@ def main() -> None:
         )
         print(f"{'source':<22}" + "".join(f"{f'{w} workers':>12}" for w in args.workers))
         rates = {}
+        terramesh = _terramesh(args.data, Path(tmp), args.terramesh_copies)
         for name, source, is_shards in (
             ("tile folder (NPZ)", tiles, False),
             ("shards (project)", shards, True),
+            ("TerraMesh (224 px)", terramesh, True),
         ):
             rates[name] = [
                 samples_per_second(source, w, args.batch_size, is_shards, args.epochs) for w in args.workers
@@ -146,7 +161,6 @@ def main() -> None:
         print(f"{'shards / folder':<22}" + "".join(
             f"{s / f:>11.2f}x" for s, f in zip(rates["shards (project)"], rates["tile folder (NPZ)"], strict=True)
         ))  # fmt: skip
-        print(f"{'TerraMesh layout':<22}{'not supported yet':>24}")
         step = step_samples_per_second(tiles, args.model_size, args.batch_size, args.steps)
         print(
             f"training step ({args.model_size}, batch {args.batch_size}, 1 DDIM step): {step:.1f} samples/s"

@@ -80,6 +80,8 @@ class TileInfo:
     data: bytes | None = None
     #: Where a tile read from a shard came from (``<shard>:<name>``), as messages name it.
     source: str | None = None
+    #: The tile's arrays by NPZ key, already decoded (TerraMesh samples); ``path`` is then not a file.
+    arrays: dict[str, np.ndarray] | None = None
 
     @property
     def where(self) -> str:
@@ -203,13 +205,16 @@ class SampleBuilder:
         try:
             s1_unit, s2_scale = declared_units(tile.meta)
             keys = S1_KEYS + (S2_KEYS if self.with_target else ())
-            npz = tile.path if tile.data is None else io.BytesIO(tile.data)
-            arrays = load_arrays(npz, keys, optional=(VALID_KEY,))  # type: ignore[arg-type]
+            if tile.arrays is not None:
+                arrays = tile.arrays
+            else:
+                npz = tile.path if tile.data is None else io.BytesIO(tile.data)
+                arrays = load_arrays(npz, keys, optional=(VALID_KEY,))  # type: ignore[arg-type]
         except ValueError as exc:
             raise _skipped_or_error(self.skip_bad, tile.where, tile.name, UNREADABLE, str(exc)) from None
         shapes = sorted({array.shape for array in arrays.values()})
         # A listed file is sized by its headers; a shard member by its arrays (read once).
-        expected = (tile.height, tile.width) if tile.data is None else shapes[0]
+        expected = (tile.height, tile.width) if tile.height else shapes[0]
         if shapes != [expected] or len(expected) != 2:
             reason = f"bands must share one (H, W) shape, got {shapes}"
             raise _skipped_or_error(self.skip_bad, tile.where, tile.name, UNREADABLE, reason)
@@ -252,7 +257,7 @@ class SampleBuilder:
 
     def _sample(self, tile: TileInfo, epoch: int | None) -> dict[str, Any]:
         s1, target, valid = self._load(tile)
-        if tile.data is not None:  # a shard member: now its size is known
+        if not tile.height:  # a shard member: now its size is known
             tile = replace(tile, height=valid.shape[0], width=valid.shape[1])
         opt_v2, opt_v2_mask = self._opt_v2(tile, target, epoch)
         arrays: dict[str, np.ndarray] = {"s1": s1, "opt_v2": opt_v2}
