@@ -117,8 +117,9 @@ class ShardSource:
             self.base = self.spec.rstrip("/")
             text = _read_text(_join(self.base, SHARD_INDEX))
             if text is None:
+                remote = " there, or the server cannot be reached" if "://" in self.spec else ""
                 raise DataError(
-                    f"{self.spec}: no {SHARD_INDEX} (write shards with 'axion stage3 prepare --format shards')"
+                    f"{self.spec}: no {SHARD_INDEX}{remote} (write shards with 'axion stage3 prepare --format shards')"
                 )
             self.index = read_index(text, _join(self.base, SHARD_INDEX))
 
