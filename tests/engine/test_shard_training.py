@@ -90,3 +90,38 @@ def test_two_processes_train_on_shards_each_sample_once(shards_64: Path, tmp_pat
     assert proc.returncode == 0, output
     (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert row["train_samples"] == 8 and row["train_bad_samples"] == 0 and row["step"] == 4
+
+
+@pytest.mark.slow
+def test_resume_inside_an_epoch_on_shards_reads_the_rest_of_it(shards_64: Path, tmp_path: Path) -> None:
+    """Stopped after 3 of 8 samples (--max-steps), the resumed epoch trains on the other 5 only."""
+    out = tmp_path / "run"
+    args = ["stage3", "train", "--data-dir", str(shards_64), "--output-dir", str(out), *FAST]
+    first = [
+        "--epochs",
+        "1",
+        "--max-samples",
+        "8",
+        "--batch-size",
+        "1",
+        "--grad-accum",
+        "1",
+        "--max-steps",
+        "3",
+    ]
+    result = runner.invoke(app, [*args, *first])
+    assert result.exit_code == 0, result.output
+    resume = [
+        "stage3",
+        "train",
+        "--resume",
+        str(out / "checkpoint_step_3.pt"),
+        "--max-steps",
+        "100",
+        "--quiet",
+    ]
+    result = runner.invoke(app, resume)
+    assert result.exit_code == 0, result.output
+    assert "Resumed from" in result.output and "Epoch 1: 5/5" in result.output  # 5 batches left, not 8
+    row = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert row["epoch"] == 1 and row["step"] == 8 and row["train_samples"] == 8
