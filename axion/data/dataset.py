@@ -30,7 +30,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,8 @@ class TileInfo:
     data: bytes | None = None
     #: Where a tile read from a shard came from (``<shard>:<name>``), as messages name it.
     source: str | None = None
+    #: The tile's arrays by NPZ key, already decoded (TerraMesh samples); ``path`` is then not a file.
+    arrays: dict[str, np.ndarray] | None = None
 
     @property
     def where(self) -> str:
@@ -167,13 +169,16 @@ class SampleBuilder:
         data: bytes | None = None,
         source: str | None = None,
     ) -> TileInfo:
-        """What is known of a tile from its NPZ's headers (``data``: the NPZ's bytes, from a shard).
+        """What is known of a tile from its NPZ's headers (``data``: the NPZ's bytes, from a shard;
+        its size is then read with its arrays, which are read once).
 
         Raises:
             DataError: a missing key or bands of different shapes (unless ``skip_bad``: then the
                 tile's :attr:`TileInfo.problem` says it).
         """
         where = source if source is not None else str(npz)
+        if data is not None:
+            return TileInfo(name, npz, meta, 0, 0, data=data, source=source)
         try:
             header = npz_header(npz if data is None else io.BytesIO(data))  # type: ignore[arg-type]
             keys = S1_KEYS + S2_KEYS if self.with_target else S1_KEYS
@@ -200,16 +205,20 @@ class SampleBuilder:
         try:
             s1_unit, s2_scale = declared_units(tile.meta)
             keys = S1_KEYS + (S2_KEYS if self.with_target else ())
-            npz = tile.path if tile.data is None else io.BytesIO(tile.data)
-            arrays = load_arrays(npz, keys, optional=(VALID_KEY,))  # type: ignore[arg-type]
+            if tile.arrays is not None:
+                arrays = tile.arrays
+            else:
+                npz = tile.path if tile.data is None else io.BytesIO(tile.data)
+                arrays = load_arrays(npz, keys, optional=(VALID_KEY,))  # type: ignore[arg-type]
         except ValueError as exc:
             raise _skipped_or_error(self.skip_bad, tile.where, tile.name, UNREADABLE, str(exc)) from None
+        shapes = sorted({array.shape for array in arrays.values()})
+        # A listed file is sized by its headers; a shard member by its arrays (read once).
+        expected = (tile.height, tile.width) if tile.height else shapes[0]
+        if shapes != [expected] or len(expected) != 2:
+            reason = f"bands must share one (H, W) shape, got {shapes}"
+            raise _skipped_or_error(self.skip_bad, tile.where, tile.name, UNREADABLE, reason)
         if self.skip_bad:
-            shapes = sorted({array.shape for array in arrays.values()})
-            expected = (tile.height, tile.width)
-            if shapes != [expected]:  # the file changed since it was listed
-                reason = f"arrays have shapes {shapes}, expected {expected}"
-                raise _Skipped(BadSample(tile.where, tile.name, UNREADABLE, reason))
             problem = sample_problem(arrays, tile.meta)
             if problem is not None:
                 raise _Skipped(BadSample(tile.where, tile.name, *problem))
@@ -218,11 +227,7 @@ class SampleBuilder:
         if self.with_target:
             target = s2_to_tile_units(np.stack([arrays[k] for k in S2_KEYS]), s2_scale)
         valid = arrays.get(VALID_KEY)
-        mask = (
-            np.ones((tile.height, tile.width), np.float32)
-            if valid is None
-            else (valid > 0).astype(np.float32)
-        )
+        mask = np.ones(expected, np.float32) if valid is None else (valid > 0).astype(np.float32)
         return s1, target, mask
 
     def _opt_v2(
@@ -252,6 +257,8 @@ class SampleBuilder:
 
     def _sample(self, tile: TileInfo, epoch: int | None) -> dict[str, Any]:
         s1, target, valid = self._load(tile)
+        if not tile.height:  # a shard member: now its size is known
+            tile = replace(tile, height=valid.shape[0], width=valid.shape[1])
         opt_v2, opt_v2_mask = self._opt_v2(tile, target, epoch)
         arrays: dict[str, np.ndarray] = {"s1": s1, "opt_v2": opt_v2}
         if target is not None:

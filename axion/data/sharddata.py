@@ -7,8 +7,8 @@ member that is not a tile, or a shard that ends early (truncated, unreachable) b
 :class:`~axion.data.badsamples.BadSample`, never an exception.
 
 Each process (rank x DataLoader worker) reads its own shards: the index's shards are dealt
-round-robin over ``world_size x workers`` slots, the same every epoch, so every sample is read
-once per epoch by exactly one process. Each epoch the slot's shards are read in a fresh order
+round-robin to the ranks, and each rank's round-robin to its workers, the same every epoch, so
+every sample is read once per epoch by exactly one process. Each epoch the slot's shards are read in a fresh order
 and, for training, shuffled through a buffer; both draws depend on (seed, epoch, slot) only.
 
 :class:`ShardLoader` wraps the DataLoader with the sampler's two calls the training loop
@@ -19,32 +19,27 @@ the samples not yet seen (at the cost of reading the skipped ones again).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from axion.data.augment import TrainingDraws
 from axion.data.badsamples import UNREADABLE, BadSample
-from axion.data.dataset import SampleBuilder
-from axion.data.shardsource import Shard, ShardSource, open_shard
-from axion.data.tilefile import is_inference_tile, split_of
+from axion.data.dataset import SampleBuilder, TileInfo
+from axion.data.shardsource import Shard, ShardSource
+
+if TYPE_CHECKING:
+    from axion.data.terramesh import TerraMeshSource
 from axion.errors import DataError
 from axion.seeding import Stream, stream_seed
 
 #: Samples held by the training shuffle buffer (per process).
 SHUFFLE_BUFFER = 256
-
-
-def _key_and_suffix(fname: str) -> tuple[str, str]:
-    """``a.b_r0.npz`` -> (``a.b_r0``, ``npz``): tile names may hold dots, suffixes do not."""
-    stem, _, suffix = fname.rpartition(".")
-    return (stem, suffix) if stem else (fname, "")
 
 
 class ShardDataset(SampleBuilder, IterableDataset):
@@ -68,7 +63,7 @@ class ShardDataset(SampleBuilder, IterableDataset):
 
     def __init__(
         self,
-        source: ShardSource,
+        source: ShardSource | TerraMeshSource,
         split: str,
         *,
         stage2_dir: Path | None = None,
@@ -100,10 +95,9 @@ class ShardDataset(SampleBuilder, IterableDataset):
         self.epoch = epoch
 
     def assigned(self, worker: int, workers: int, rank: int | None = None) -> list[Shard]:
-        """The shards of one slot (``rank`` x ``worker``), in index order."""
+        """The shards of one process: the rank's share (every ``world_size``-th), then the worker's share of it."""
         rank = self.rank if rank is None else rank
-        slots = self.world_size * workers
-        return self.shards[rank * workers + worker :: slots]
+        return self.shards[rank :: self.world_size][worker::workers]
 
     def batches(self, batch_size: int, workers: int, rank: int | None = None) -> int:
         """Batches per epoch of a rank: each worker batches its own samples."""
@@ -133,20 +127,18 @@ class ShardDataset(SampleBuilder, IterableDataset):
         yield from buffer
 
     def _read(self, shard: Shard) -> Iterator[dict[str, Any] | BadSample]:
-        """The shard's samples, then one bad sample if it ends before the index says."""
-        from webdataset.tariterators import group_by_keys, tar_file_iterator
-
+        """The shard's samples, then one bad sample if it ends before its count says."""
         read = 0
         try:
-            with open_shard(shard.url) as handle:
-                members = ({**m, "__url__": shard.url} for m in tar_file_iterator(handle))
-                for member in group_by_keys(members, keys=_key_and_suffix):
+            with self.source.members(shard) as members:
+                for member in members:
                     if read >= shard.samples:
                         return
-                    sample = self._decode(shard.url, member)
-                    if sample is not None:
-                        read += 1
-                        yield sample
+                    tile = self.source.tile(self, shard.url, member)
+                    if tile is None:
+                        continue  # another split's sample (the JSON decides)
+                    read += 1
+                    yield tile if isinstance(tile, BadSample) else self._checked(tile)
         except (OSError, EOFError, tarfile.TarError, ValueError) as exc:
             detail = str(exc).split(" @ ")[0]  # webdataset appends the stream object
             reason = (
@@ -158,31 +150,12 @@ class ShardDataset(SampleBuilder, IterableDataset):
             reason = f"shard ends after {read} of the {shard.samples} samples its index lists"
             yield BadSample(shard.url, f"after sample {read}", UNREADABLE, reason)
 
-    def _decode(self, url: str, member: dict[str, Any]) -> dict[str, Any] | BadSample | None:
-        """A member's sample, why it is bad, or None when its JSON puts it in another split."""
-        name = str(member["__key__"])
-        where = f"{url}:{name}"
-        if "npz" not in member or "json" not in member:
-            found = sorted(k for k in member if not k.startswith("__"))
-            return BadSample(
-                where, name, UNREADABLE, f"not a tile: needs {name}.npz and {name}.json, has {found}"
-            )
-        try:
-            meta = json.loads(member["json"])
-            if not isinstance(meta, dict):
-                raise ValueError("JSON must hold an object")
-            if is_inference_tile(meta):
-                raise ValueError("a tile without ground truth")
-            split = split_of(meta)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return BadSample(where, name, UNREADABLE, f"sidecar JSON: {exc}")
-        if split != self.split:
-            return None
-        product = meta.get("s1_product")
+    def _checked(self, tile: TileInfo) -> dict[str, Any] | BadSample:
+        """The sample of a tile read from a shard, or why it is bad."""
+        product = tile.meta.get("s1_product")
         if self.s1_product is not None and isinstance(product, str) and product.lower() != self.s1_product:
             reason = f"S1 {product.upper()}, the run's product is {self.s1_product.upper()} (--s1-product)"
-            return BadSample(where, name, UNREADABLE, reason)
-        tile = self.info(name, Path(f"{name}.npz"), meta, data=member["npz"], source=where)
+            return BadSample(tile.where, tile.name, UNREADABLE, reason)
         return self.make(tile, self.epoch if self.draws is not None else None)
 
 
@@ -219,3 +192,18 @@ class ShardLoader:
         for _ in range(self.skip_batches):
             next(batches, None)
         yield from batches
+
+
+def is_streamed(spec: str | Path) -> bool:
+    """Whether ``--data-dir`` names shards (the project's, or a TerraMesh root) rather than a tile folder."""
+    from axion.data.shardsource import is_shards
+    from axion.data.terramesh import is_terramesh
+
+    return is_shards(spec) or is_terramesh(spec)
+
+
+def open_source(spec: str | Path, s1_product: str) -> ShardSource | TerraMeshSource:
+    """The shards ``spec`` names: a TerraMesh root (its ``s1_product`` folder), or the project's shards."""
+    from axion.data.terramesh import TerraMeshSource, is_terramesh
+
+    return TerraMeshSource(spec, s1_product) if is_terramesh(spec) else ShardSource(spec)

@@ -15,13 +15,22 @@ or downloaded whole, and nothing from it is written anywhere.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
+from axion.data.badsamples import UNREADABLE, BadSample
 from axion.data.shardwrite import SHARD_INDEX, read_index
+from axion.data.tilefile import is_inference_tile, split_of
 from axion.errors import DataError
+
+if TYPE_CHECKING:
+    from axion.data.dataset import TileInfo
+    from axion.data.sharddata import ShardDataset
 
 #: Seconds a remote shard may keep a read waiting before it counts as unreachable.
 READ_TIMEOUT_S = 60
@@ -108,8 +117,9 @@ class ShardSource:
             self.base = self.spec.rstrip("/")
             text = _read_text(_join(self.base, SHARD_INDEX))
             if text is None:
+                remote = " there, or the server cannot be reached" if "://" in self.spec else ""
                 raise DataError(
-                    f"{self.spec}: no {SHARD_INDEX} (write shards with 'axion stage3 prepare --format shards')"
+                    f"{self.spec}: no {SHARD_INDEX}{remote} (write shards with 'axion stage3 prepare --format shards')"
                 )
             self.index = read_index(text, _join(self.base, SHARD_INDEX))
 
@@ -142,3 +152,40 @@ class ShardSource:
                 left -= shard.samples
             listed = cut
         return listed
+
+    @contextmanager
+    def members(self, shard: Shard) -> Iterator[Iterator[dict[str, Any]]]:
+        """The shard's samples as webdataset groups them (``__key__`` and one entry per suffix)."""
+        from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+        with open_shard(shard.url) as handle:
+            files = ({**f, "__url__": shard.url} for f in tar_file_iterator(handle))
+            yield group_by_keys(files, keys=_key_and_suffix)
+
+    def tile(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> TileInfo | BadSample | None:
+        """A member as a tile, why it is bad, or None when its JSON puts it in another split."""
+        name = str(member["__key__"])
+        where = f"{url}:{name}"
+        if "npz" not in member or "json" not in member:
+            found = sorted(k for k in member if not k.startswith("__"))
+            return BadSample(
+                where, name, UNREADABLE, f"not a tile: needs {name}.npz and {name}.json, has {found}"
+            )
+        try:
+            meta = json.loads(member["json"])
+            if not isinstance(meta, dict):
+                raise ValueError("JSON must hold an object")
+            if is_inference_tile(meta):
+                raise ValueError("a tile without ground truth")
+            split = split_of(meta)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return BadSample(where, name, UNREADABLE, f"sidecar JSON: {exc}")
+        if split != dataset.split:
+            return None
+        return dataset.info(name, Path(f"{name}.npz"), meta, data=member["npz"], source=where)
+
+
+def _key_and_suffix(fname: str) -> tuple[str, str]:
+    """``a.b_r0.npz`` -> (``a.b_r0``, ``npz``): tile names may hold dots, suffixes do not."""
+    stem, _, suffix = fname.rpartition(".")
+    return (stem, suffix) if stem else (fname, "")

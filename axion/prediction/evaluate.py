@@ -148,7 +148,7 @@ def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
     from axion.data.check import report_warnings
     from axion.data.dataset import TileDataset, unrecorded_s1_product
     from axion.data.screen import screen_samples
-    from axion.data.shardsource import is_shards
+    from axion.data.sharddata import is_streamed
     from axion.outputs import clean_stale
     from axion.records.results import TILES_DIR
 
@@ -160,7 +160,7 @@ def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
         from axion.perceptual import build_perceptual_loss
 
         perceptual = build_perceptual_loss(settings.lpips_weights)
-    if is_shards(settings.data_dir):
+    if is_streamed(settings.data_dir):
         dataset = _shard_dataset(settings, checkpoint)
         clean_stale(output_dir, output_dir / TILES_DIR)
         reporter.info(
@@ -195,15 +195,15 @@ def _check_inputs(settings: EvaluateConfig, reporter: Reporter) -> _Inputs:
 
 def _shard_dataset(settings: EvaluateConfig, checkpoint: Checkpoint) -> ShardDataset:
     """The split's samples streamed from shards, in index order (no shuffle), judged as they are read."""
-    from axion.data.sharddata import ShardDataset
-    from axion.data.shardsource import ShardSource
+    from axion.data.sharddata import ShardDataset, open_source
 
+    product = checkpoint.model_settings.get("s1_product", "grd")
     return ShardDataset(
-        ShardSource(settings.data_dir),
+        open_source(settings.data_dir, product),
         settings.split,
         stage2_dir=settings.stage2_dir,
         max_samples=settings.max_samples,
-        s1_product=checkpoint.model_settings.get("s1_product", "grd"),
+        s1_product=product,
     )
 
 
@@ -381,9 +381,10 @@ def _report_bad(bad: list[BadSample], total: int, limit: float, reporter: Report
 
 def _data_source(data_dir: Path) -> str:
     """Where the tiles came from: the resolved folder, or the shards as given."""
-    from axion.data.shardsource import is_shards, source_text
+    from axion.data.sharddata import is_streamed
+    from axion.data.shardsource import source_text
 
-    return source_text(data_dir) if is_shards(data_dir) else str(Path(data_dir).resolve())
+    return source_text(data_dir) if is_streamed(data_dir) else str(Path(data_dir).resolve())
 
 
 def _units() -> dict[str, str]:

@@ -16,10 +16,20 @@ import torch
 from torch import Tensor
 
 
-def reduce_sum(values: dict[str, float], fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
-    """Each value summed over every rank (as it is on a single process)."""
+def reduce_sum(values: dict[str, float], fabric, *, same_keys: bool = True) -> dict[str, float]:  # noqa: ANN001 (Fabric)
+    """Each value summed over every rank (as it is on a single process).
+
+    ``same_keys=False``: the ranks may hold different keys (a rank whose share of a pass was
+    empty has none); they agree on the union first, a missing key counting 0.
+    """
     keys = sorted(values)
-    packed = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    if fabric.world_size > 1 and not same_keys:
+        import torch.distributed as dist
+
+        every: list[list[str] | None] = [None] * fabric.world_size
+        dist.all_gather_object(every, keys)
+        keys = sorted({key for rank in every for key in rank or ()})
+    packed = torch.tensor([float(values.get(k, 0.0)) for k in keys], dtype=torch.float64)
     if fabric.world_size > 1:
         packed = fabric.all_reduce(packed.to(fabric.device), reduce_op="sum").cpu()
     return {k: float(packed[i]) for i, k in enumerate(keys)}
@@ -46,7 +56,7 @@ class Sums:
 
     def totals(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
         """The sums over every rank, with the sample count under ``"count"``."""
-        return reduce_sum({**self.sums, "count": float(self.count)}, fabric)
+        return reduce_sum({**self.sums, "count": float(self.count)}, fabric, same_keys=False)
 
     def means(self, fabric) -> dict[str, float]:  # noqa: ANN001 (lightning Fabric)
         return per_sample(self.totals(fabric))

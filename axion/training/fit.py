@@ -94,12 +94,12 @@ def check_run(cfg: TrainConfig) -> RunInputs:
     from axion.data.augment import TrainingDraws
     from axion.data.dataset import TileDataset, unrecorded_s1_product
     from axion.data.screen import screen_samples
-    from axion.data.shardsource import is_shards
+    from axion.data.sharddata import is_streamed
 
     data_dir = Path(cfg.data.data_dir)
     common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples, "skip_bad": True}
     draws = TrainingDraws(seed=cfg.other.seed, augment=cfg.training.augment, crop_size=cfg.training.crop_size)
-    if is_shards(cfg.data.data_dir):
+    if is_streamed(cfg.data.data_dir):
         return _shard_inputs(cfg, draws, perceptual, resume, run_dir.restart)
     train_set = TileDataset(data_dir, "train", draws=draws, **common)
     val_set = TileDataset(data_dir, "val", **common)
@@ -122,10 +122,9 @@ def _shard_inputs(
     cfg: TrainConfig, draws: Any, perceptual: PerceptualLoss | None, resume: Checkpoint | None, restart: bool
 ) -> RunInputs:
     """Shards are streamed: each sample is judged when it is read (no up-front pass over them)."""
-    from axion.data.sharddata import ShardDataset
-    from axion.data.shardsource import ShardSource
+    from axion.data.sharddata import ShardDataset, open_source
 
-    source = ShardSource(cfg.data.data_dir)
+    source = open_source(cfg.data.data_dir, cfg.model.s1_product)
     common: dict[str, Any] = {
         "stage2_dir": cfg.data.stage2_dir,
         "max_samples": cfg.other.max_samples,
@@ -182,7 +181,7 @@ def build_loaders(inputs: RunInputs, cfg: TrainConfig, *, world_size: int = 1, r
         return _shard_loaders(inputs, common, world_size, rank)
     shard = {"num_replicas": world_size, "rank": rank}
     sampler = EpochSampler(len(inputs.train_set), seed=seed, with_epoch=True, **shard)
-    val_sampler = EpochSampler(len(inputs.val_set), seed=seed, shuffle=False, **shard)
+    val_sampler = EpochSampler(len(inputs.val_set), seed=seed, shuffle=False, pad=False, **shard)
     return Loaders(
         train=DataLoader(inputs.train_set, sampler=sampler, **common),
         val=DataLoader(inputs.val_set, sampler=val_sampler, **common),

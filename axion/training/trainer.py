@@ -445,12 +445,28 @@ class Stage3Trainer:
                 path=self.bad.path,
             )
 
+    def _with_stand_in(self, loader: Iterable) -> Iterable[dict[str, Any]]:
+        """The loader's batches; before a batch of bad samples only, with no good batch yet, the next
+        good batch is found ahead and kept as :attr:`last_batch` (it is still trained on in its turn)."""
+        batches = iter(loader)
+        for batch in batches:
+            if batch["name"] or self.last_batch is not None:
+                yield batch
+                continue
+            ahead = [batch]
+            for later in batches:
+                ahead.append(later)
+                if later["name"]:
+                    self.last_batch = self.fabric.to_device({k: v for k, v in later.items() if k != "bad"})
+                    break
+            yield from ahead
+
     def _keep_in_step(self, epoch: int) -> None:
         """A batch of bad samples only, with other processes training: a step of weight 0 on this
         process's last good batch, so that every process takes part in the gradient exchange."""
         if self.last_batch is None:
             raise TrainingError(
-                f"process {self.fabric.global_rank} met only bad samples from the start of epoch {epoch}; "
+                f"process {self.fabric.global_rank} met only bad samples in epoch {epoch}; "
                 "fix or remove them (see bad_samples.jsonl) or train on one device"
             )
         terms = self.training_step(self.last_batch, epoch)
@@ -474,7 +490,7 @@ class Stage3Trainer:
         cycle_learned = False  # a backward pass in this accumulation cycle (not all its samples were bad)
         distributed = self.fabric.world_size > 1
         with self.reporter.bar(f"Epoch {epoch}", total) as bar:
-            for i, batch in enumerate(loader):
+            for i, batch in enumerate(self._with_stand_in(loader) if distributed else loader):
                 self.bad.add(batch.pop("bad", ()), epoch)
                 batch = self.fabric.to_device(batch)
                 position = done_before + i  # index of this batch within the epoch

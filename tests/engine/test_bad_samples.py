@@ -171,3 +171,10 @@ def test_the_share_of_bad_samples_stops_training_in_one_line() -> None:
         "6 of 100 training samples in epoch 2 are bad (6.0 %), more than --max-bad-fraction 0.05"
     )
     assert "/data/s.tar: S2 B8 is constant" in message and "run/bad_samples.jsonl" in message
+
+
+def test_max_bad_fraction_is_a_share(tmp_path: Path) -> None:
+    result = _train(tmp_path / "tiles", tmp_path / "run", "--max-bad-fraction", "1.5")
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "max_bad_fraction" in lines[0].replace("-", "_")
+    assert "less than or equal to 1" in lines[0]

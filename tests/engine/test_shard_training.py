@@ -74,3 +74,94 @@ def test_evaluate_on_shards_gives_the_figures_of_their_tile_folder(
     assert summaries[0]["metrics"] == summaries[1]["metrics"]
     assert tables[0] == tables[1]
     assert summaries[1]["data_dir"] == str(shards_64)
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_shards_each_sample_once(shards_64: Path, tmp_path: Path) -> None:
+    """--devices 2 on shards of 2: each rank reads its own two shards; the epoch counts all 8 samples."""
+    from tests.engine.test_train_cli import _spawn
+
+    out = tmp_path / "ddp-shards"
+    proc = _spawn(
+        shards_64, out, "--generator", "none", "--epochs", "1", "--max-samples", "8", "--batch-size", "1",
+        "--grad-accum", "1", "--devices", "2",
+    )  # fmt: skip
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert row["train_samples"] == 8 and row["train_bad_samples"] == 0 and row["step"] == 4
+
+
+@pytest.mark.slow
+def test_resume_inside_an_epoch_on_shards_reads_the_rest_of_it(shards_64: Path, tmp_path: Path) -> None:
+    """Stopped after 3 of 8 samples (--max-steps), the resumed epoch trains on the other 5 only."""
+    out = tmp_path / "run"
+    args = ["stage3", "train", "--data-dir", str(shards_64), "--output-dir", str(out), *FAST]
+    first = [
+        "--epochs",
+        "1",
+        "--max-samples",
+        "8",
+        "--batch-size",
+        "1",
+        "--grad-accum",
+        "1",
+        "--max-steps",
+        "3",
+    ]
+    result = runner.invoke(app, [*args, *first])
+    assert result.exit_code == 0, result.output
+    resume = [
+        "stage3",
+        "train",
+        "--resume",
+        str(out / "checkpoint_step_3.pt"),
+        "--max-steps",
+        "100",
+        "--quiet",
+    ]
+    result = runner.invoke(app, resume)
+    assert result.exit_code == 0, result.output
+    assert "Resumed from" in result.output and "Epoch 1: 5/5" in result.output  # 5 batches left, not 8
+    row = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert row["epoch"] == 1 and row["step"] == 8 and row["train_samples"] == 8
+
+
+@pytest.mark.slow
+def test_two_processes_stay_in_step_when_one_meets_only_bad_samples(shards_64: Path, tmp_path: Path) -> None:
+    """A rank whose batch is all bad takes a step of weight 0, so the other rank's gradients are exchanged."""
+    import io
+    import tarfile
+
+    import numpy as np
+
+    from tests.engine.test_train_cli import _spawn
+
+    data = tmp_path / "shards"
+    shutil.copytree(shards_64, data)
+    second = data / "train" / "train-000000.tar"  # rank 0's first shard
+    with tarfile.open(second) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    name = sorted(n for n in members if n.endswith(".npz"))[1]
+    with np.load(io.BytesIO(members[name])) as tile:
+        arrays = {k: tile[k] for k in tile.files}
+    arrays["s2_b8"] = np.ones_like(arrays["s2_b8"])
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    members[name] = buffer.getvalue()
+    with tarfile.open(second, "w") as tar:
+        for member, payload in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    out = tmp_path / "ddp-bad"
+    proc = _spawn(
+        data, out, "--generator", "none", "--epochs", "1", "--max-samples", "8", "--batch-size", "1",
+        "--grad-accum", "1", "--devices", "2", "--max-bad-fraction", "0.2",
+    )  # fmt: skip
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert row["train_samples"] == 7 and row["train_bad_samples"] == 1 and row["step"] == 4
+    (record,) = [json.loads(line) for line in (out / BAD_FILE).read_text().splitlines()]
+    assert record["sample"] == Path(name).stem and "S2 B8 is constant" in record["reason"]

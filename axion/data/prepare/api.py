@@ -76,9 +76,9 @@ def check(data_dir: Path) -> CheckReport:
     """Check every tile below ``data_dir`` (see :func:`axion.data.check.inspect_tiles`), or every
     sample of the shards it names (:func:`axion.data.shardcheck.inspect_shards`)."""
     from axion.data.check import inspect_tiles
-    from axion.data.shardsource import is_shards
+    from axion.data.sharddata import is_streamed
 
-    if is_shards(data_dir):
+    if is_streamed(data_dir):
         from axion.data.shardcheck import inspect_shards
 
         found = inspect_shards(data_dir)

@@ -17,6 +17,7 @@ WANTED: tuple[str, ...] = KEPT_S2_BANDS
 #: The product levels a tile records (``s2_level``).
 LEVELS: tuple[str, ...] = ("L2A", "L1C")
 
+
 def band_indexes(count: int, names: Sequence[str] | None) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """1-based band indexes of B2, B3, B4, B8 in a file of ``count`` bands, and the order used.
 

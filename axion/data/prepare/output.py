@@ -41,7 +41,11 @@ def remove_stale_staging(output_dir: Path) -> list[Path]:
 
 
 def _holds_files(path: Path) -> str | None:
-    return "output directory is not empty (use --overwrite to replace its tiles)" if any(path.iterdir()) else None
+    return (
+        "output directory is not empty (use --overwrite to replace its tiles)"
+        if any(path.iterdir())
+        else None
+    )
 
 
 def check_prepare_dir(path: Path, overwrite: bool) -> None:

@@ -1,0 +1,200 @@
+"""TerraMesh, read as it is published: ``{train,val}/{S1GRD|S1RTC,S2L2A}/<shard>.tar``.
+
+Each TerraMesh shard holds one modality; a sample is the member ``<key>.zarr.zip`` (a zip of a
+consolidated Zarr group: ``bands`` (time, band, y, x), the ``band`` names, and for Sentinel-2 a
+``cloud_mask`` (y, x)). The S2L2A shard and the S1 shard of the same name hold the same samples
+in the same order; they are read side by side as streams and joined by key (a key that differs
+ends the shard as a bad sample, as the data set's own loader refuses such a divergence).
+
+A joined sample becomes a tile: S2L2A's 12 bands give B2, B3, B4, B8 (by band name, or by
+position B01..B12 when unnamed), S1 gives VV, VH in dB; the sample is centre-cropped to
+:data:`TILE_SIZE` (TerraMesh samples are 264 px); pixels the cloud mask marks (any value but 0)
+are invalid target pixels (``valid`` 0). A run reads one S1 product, the model's
+(``--s1-product``): S1RTC (MajorTOM shards) or S1GRD (SSL4EO-S12 shards); the tiles record it as
+``s1_product``. A split's shards are counted once, when the data set is opened, by reading the
+S2L2A shards' tar headers (on a local disk this skips the data).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from axion.bands import S1_KEYS, S2_KEYS
+from axion.data.badsamples import UNREADABLE, BadSample
+from axion.data.shardsource import Shard, open_shard, source_text
+from axion.data.tilefile import VALID_KEY
+from axion.errors import DataError
+
+if TYPE_CHECKING:
+    from axion.data.dataset import TileInfo
+    from axion.data.sharddata import ShardDataset
+
+#: The optical modality read as the ground truth.
+S2_MODALITY = "S2L2A"
+#: The S1 modality of each product.
+S1_MODALITIES: dict[str, str] = {"grd": "S1GRD", "rtc": "S1RTC"}
+#: The member suffix of a TerraMesh sample.
+MEMBER_SUFFIX = "zarr.zip"
+#: Tiles are centre crops of this side (TerraMind's patch size divides it); smaller samples stay whole.
+TILE_SIZE = 256
+#: S2L2A's band order in TerraMesh, when a sample does not name its bands.
+S2L2A_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+#: The bands a tile takes, in tile order (B2, B3, B4, B8).
+WANTED_S2 = ("B02", "B03", "B04", "B08")
+WANTED_S1 = ("VV", "VH")
+
+
+def is_terramesh(spec: str | Path) -> bool:
+    """Whether ``--data-dir`` is a local TerraMesh root (``train/`` or ``val/`` holding ``S2L2A/``)."""
+    root = Path(source_text(spec))
+    return any((root / split / S2_MODALITY).is_dir() for split in ("train", "val"))
+
+
+def _count(url: str) -> int:
+    """Samples of a shard, from its tar headers."""
+    with open_shard(url) as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
+        return sum(1 for member in tar if member.isfile() and member.name.endswith(f".{MEMBER_SUFFIX}"))
+
+
+def _decode(data: bytes) -> tuple[np.ndarray, list[str] | None, np.ndarray | None]:
+    """``bands`` (band, y, x), the band names (or None) and the cloud mask (y, x, or None) of a sample."""
+    import fsspec
+    import zarr
+
+    mapper = fsspec.filesystem("zip", fo=io.BytesIO(data), block_size=None).get_mapper("")
+    group = zarr.open_consolidated(mapper, mode="r")
+    bands = np.asarray(group["bands"][...])
+    if bands.ndim == 4:
+        if bands.shape[0] != 1:
+            raise ValueError(f"bands hold {bands.shape[0]} times, expected 1")
+        bands = bands[0]
+    if bands.ndim != 3:
+        raise ValueError(f"bands have shape {bands.shape}, expected (band, y, x)")
+    names = [str(n).upper() for n in group["band"][...]] if "band" in group else None
+    mask = np.asarray(group["cloud_mask"][...]) if "cloud_mask" in group else None
+    return bands, names, mask
+
+
+def _pick(
+    bands: np.ndarray, names: list[str] | None, wanted: tuple[str, ...], default: tuple[str, ...]
+) -> list[np.ndarray]:
+    order = names if names is not None else list(default)
+    if len(order) != bands.shape[0]:
+        raise ValueError(f"{bands.shape[0]} bands, expected {len(default)} ({', '.join(default)})")
+    missing = [band for band in wanted if band not in order]
+    if missing:
+        raise ValueError(f"no band {missing[0]} (bands: {', '.join(order)})")
+    return [bands[order.index(band)] for band in wanted]
+
+
+def _crop(array: np.ndarray, size: int) -> np.ndarray:
+    height, width = array.shape[-2:]
+    top, left = max(0, (height - size) // 2), max(0, (width - size) // 2)
+    return array[..., top : top + size, left : left + size]
+
+
+class TerraMeshSource:
+    """The TerraMesh shards of a root (a local folder), one S1 product.
+
+    Args:
+        spec: the root, holding ``train/`` and ``val/``.
+        s1_product: ``grd`` or ``rtc``: which S1 folder is read.
+
+    Raises:
+        DataError: no S1 shard of that product beside the S2L2A shards.
+    """
+
+    def __init__(self, spec: str | Path, s1_product: str) -> None:
+        self.spec = source_text(spec)
+        self.root = Path(self.spec)
+        self.product = s1_product
+        self.s1_modality = S1_MODALITIES[s1_product]
+        self.index: dict[str, list[tuple[str, int]]] = {}
+        for split in ("train", "val"):
+            s2 = sorted((self.root / split / S2_MODALITY).glob("*.tar"))
+            paired = [p for p in s2 if (self.root / split / self.s1_modality / p.name).is_file()]
+            if s2 and not paired:
+                others = [m for m in S1_MODALITIES.values() if (self.root / split / m).is_dir()]
+                raise DataError(
+                    f"{self.root / split}: no {self.s1_modality} shard beside the {S2_MODALITY} shards "
+                    f"(found {', '.join(others) or 'no S1 folder'}); --s1-product picks the S1 product"
+                )
+            self.index[split] = [(str(p), _count(str(p))) for p in paired]
+
+    def shards(self, split: str, max_samples: int | None = None) -> list[Shard]:
+        """The split's S2L2A shards that have an S1 partner, cut after ``max_samples``."""
+        listed, left = [], max_samples
+        for url, count in self.index.get(split, []):
+            if left is not None and left <= 0:
+                break
+            take = count if left is None else min(count, left)
+            listed.append(Shard(url, take))
+            left = None if left is None else left - take
+        return listed
+
+    def _s1_url(self, s2_url: str) -> str:
+        path = Path(s2_url)
+        return str(path.parent.parent / self.s1_modality / path.name)
+
+    @contextmanager
+    def members(self, shard: Shard) -> Iterator[Iterator[dict[str, Any]]]:
+        """The shard's samples, S2L2A and S1 joined by key (``s2`` and ``s1``: the Zarr zips)."""
+        from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+        with ExitStack() as stack:
+            streams = []
+            for url in (shard.url, self._s1_url(shard.url)):
+                handle = stack.enter_context(open_shard(url))
+                files = ({**f, "__url__": url} for f in tar_file_iterator(handle))
+                streams.append(group_by_keys(files, keys=_split_member))
+            yield _joined(*streams, s1_url=self._s1_url(shard.url))
+
+    def tile(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> TileInfo | BadSample:
+        """A joined sample as a tile: the bands it needs, cropped, its cloud mask as invalid pixels."""
+        from axion.data.dataset import TileInfo
+
+        name = str(member["__key__"])
+        where = f"{url}:{name}"
+        try:
+            if MEMBER_SUFFIX not in member["s2"] or MEMBER_SUFFIX not in member["s1"]:
+                raise ValueError(f"not a TerraMesh sample: needs {name}.{MEMBER_SUFFIX} in both modalities")
+            s2, s2_names, cloud = _decode(member["s2"][MEMBER_SUFFIX])
+            s1, s1_names, _ = _decode(member["s1"][MEMBER_SUFFIX])
+            optical = _pick(s2, s2_names, WANTED_S2, S2L2A_BANDS)
+            radar = _pick(s1, s1_names, WANTED_S1, WANTED_S1)
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:  # a broken zip or Zarr group
+            return BadSample(where, name, UNREADABLE, f"TerraMesh sample: {str(exc).splitlines()[0]}")
+        arrays = dict(zip(S2_KEYS, optical, strict=True)) | dict(zip(S1_KEYS, radar, strict=True))
+        if cloud is not None:
+            arrays[VALID_KEY] = (cloud == 0).astype(np.uint8)
+        arrays = {key: np.ascontiguousarray(_crop(array, TILE_SIZE)) for key, array in arrays.items()}
+        meta = {"split": dataset.split, "s1_product": self.product, "s2_level": "L2A", "source": "TerraMesh"}
+        return TileInfo(name, Path(name), meta, 0, 0, arrays=arrays, source=where)
+
+
+def _split_member(fname: str) -> tuple[str, str]:
+    """``majortom_123.zarr.zip`` -> (``majortom_123``, ``zarr.zip``)."""
+    if fname.endswith(f".{MEMBER_SUFFIX}"):
+        return fname[: -len(MEMBER_SUFFIX) - 1], MEMBER_SUFFIX
+    stem, _, suffix = fname.rpartition(".")
+    return (stem, suffix) if stem else (fname, "")
+
+
+def _joined(
+    s2: Iterator[dict[str, Any]], s1: Iterator[dict[str, Any]], s1_url: str
+) -> Iterator[dict[str, Any]]:
+    """Samples of the two modalities side by side; a key that differs (or a shard that ends first) stops."""
+    for optical in s2:
+        radar = next(s1, None)
+        if radar is None or radar["__key__"] != optical["__key__"]:
+            found = "its end" if radar is None else radar["__key__"]
+            raise ValueError(f"{s1_url} holds {found} where {S2_MODALITY} holds {optical['__key__']}")
+        yield {"__key__": optical["__key__"], "s2": optical, "s1": radar}
