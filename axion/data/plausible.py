@@ -64,7 +64,7 @@ def _valid_values(array: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     keep = np.isfinite(flat).all(axis=0)
     if valid is not None:
         keep &= valid.reshape(-1) > 0
-    return flat[:, keep]
+    return flat if keep.all() else flat[:, keep]  # (no copy of a tile that keeps every pixel)
 
 
 def _constant(values: np.ndarray, names: tuple[str, ...], what: str) -> Finding | None:
