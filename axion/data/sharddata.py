@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from axion.data.augment import TrainingDraws
 from axion.data.badsamples import UNREADABLE, BadSample
 from axion.data.dataset import SampleBuilder, TileInfo
-from axion.data.shardsource import Shard, ShardSource
+from axion.data.shardsource import Shard, ShardSource, remote_errors
 
 if TYPE_CHECKING:
     from axion.data.terramesh import TerraMeshSource
@@ -139,7 +139,7 @@ class ShardDataset(SampleBuilder, IterableDataset):
                         continue  # another split's sample (the JSON decides)
                     read += 1
                     yield tile if isinstance(tile, BadSample) else self._checked(tile)
-        except (OSError, EOFError, tarfile.TarError, ValueError) as exc:
+        except (*remote_errors(), tarfile.TarError) as exc:
             detail = str(exc).split(" @ ")[0]  # webdataset appends the stream object
             reason = (
                 f"shard unreadable after {read} of {shard.samples} samples ({type(exc).__name__}: {detail})"
