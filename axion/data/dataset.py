@@ -440,7 +440,9 @@ def collate_tiles(samples: Sequence[dict[str, Any] | BadSample]) -> dict[str, An
             batch[key] = [sample[key] for sample in samples]
             continue
         padded = [
-            torch.nn.functional.pad(s[key], (0, width - s[key].shape[-1], 0, height - s[key].shape[-2]))
+            s[key]
+            if s[key].shape[-2:] == (height, width)  # already the batch's size: stacked without a copy first
+            else torch.nn.functional.pad(s[key], (0, width - s[key].shape[-1], 0, height - s[key].shape[-2]))
             for s in samples
         ]
         batch[key] = torch.stack(padded)
