@@ -11,8 +11,10 @@ position B01..B12 when unnamed), S1 gives VV, VH in dB; the sample is centre-cro
 :data:`TILE_SIZE` (TerraMesh samples are 264 px); pixels the cloud mask marks (any value but 0)
 are invalid target pixels (``valid`` 0). A run reads one S1 product, the model's
 (``--s1-product``): S1RTC (MajorTOM shards) or S1GRD (SSL4EO-S12 shards); the tiles record it as
-``s1_product``. A split's shards are counted once, when the data set is opened, by reading the
-S2L2A shards' tar headers (on a local disk this skips the data).
+``s1_product``. A root is a local folder or a URL (``https://``, ``hf://``, ``s3://``, through
+fsspec). A shard's samples are counted from its S2L2A tar headers when the shard is first needed
+(seekable reads of a block around each header: never the whole shard); shards then stream as the
+project's do, with the same timeouts and bad-sample policy.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ TILE_SIZE = 256
 #: S2L2A's band order in TerraMesh, when a sample does not name its bands.
 S2L2A_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 #: Bytes read per block while counting a shard's samples (a tar header is 512 bytes).
-COUNT_BLOCK = 64 * 1024
+COUNT_BLOCK = 16 * 1024
 #: The bands a tile takes, in tile order (B2, B3, B4, B8).
 WANTED_S2 = ("B02", "B03", "B04", "B08")
 WANTED_S1 = ("VV", "VH")
@@ -156,7 +158,8 @@ class TerraMeshSource:
         self.spec = source_text(spec).rstrip("/")
         self.product = s1_product
         self.s1_modality = S1_MODALITIES[s1_product]
-        self.index: dict[str, list[tuple[str, int]]] = {}
+        self.index: dict[str, list[str]] = {}  # the S2L2A shards of each split with an S1 partner
+        self.counts: dict[str, int] = {}  # samples of each shard counted so far
         for split in ("train", "val"):
             folder = join_url(self.spec, split)
             s2 = sorted(_tar_names(join_url(folder, S2_MODALITY)))
@@ -172,15 +175,21 @@ class TerraMeshSource:
                     f"{folder}: no {self.s1_modality} shard beside the {S2_MODALITY} shards "
                     f"(found {', '.join(others) or 'no S1 folder'}); --s1-product picks the S1 product"
                 )
-            urls = [join_url(folder, f"{S2_MODALITY}/{name}") for name in paired]
-            self.index[split] = [(url, _count(url)) for url in urls]
+            self.index[split] = [join_url(folder, f"{S2_MODALITY}/{name}") for name in paired]
 
     def shards(self, split: str, max_samples: int | None = None) -> list[Shard]:
-        """The split's S2L2A shards that have an S1 partner, cut after ``max_samples``."""
+        """The split's S2L2A shards that have an S1 partner, cut after ``max_samples``.
+
+        Shards are counted when first asked for, in order, and only as far as ``max_samples``
+        reaches (a first run on a remote root with ``--max-samples`` counts a few shards, not all).
+        """
         listed, left = [], max_samples
-        for url, count in self.index.get(split, []):
+        for url in self.index.get(split, []):
             if left is not None and left <= 0:
                 break
+            if url not in self.counts:
+                self.counts[url] = _count(url)
+            count = self.counts[url]
             take = count if left is None else min(count, left)
             listed.append(Shard(url, take))
             left = None if left is None else left - take

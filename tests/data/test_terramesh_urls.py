@@ -96,3 +96,11 @@ def test_a_shard_that_vanishes_behind_the_url_is_a_bad_sample(served: tuple[str,
         s1.write_bytes(kept)
     assert isinstance(item, BadSample) and item.kind == UNREADABLE
     assert item.source.endswith("/val/S2L2A/majortom_shard_000001.tar") and "after 0 of 2" in item.reason
+
+
+def test_only_the_shards_max_samples_needs_are_counted(terramind_examples: Path, tmp_path: Path) -> None:
+    root = write_terramesh(terramind_examples, tmp_path / "TerraMesh", {"train": list(SCENES[:4])}, shards=2)
+    source = open_source(root, "rtc")
+    assert [s.samples for s in source.shards("train", max_samples=1)] == [1]
+    assert list(source.counts) == [str(root / "train" / "S2L2A" / "majortom_shard_000001.tar")]
+    assert [s.samples for s in source.shards("train")] == [2, 2] and len(source.counts) == 2
