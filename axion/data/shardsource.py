@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,14 @@ def is_shards(spec: str | Path) -> bool:
     if "://" in text or "{" in text or text.endswith(".tar"):
         return True
     return Path(text).is_dir() and (Path(text) / SHARD_INDEX).is_file()
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A shard member whose decoding waits until it leaves the shuffle buffer, so the buffer holds
+    its bytes, not its arrays (a source whose members are costly to decode returns these)."""
+
+    decode: Callable[[], TileInfo | BadSample]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ project's do, with the same timeouts and bad-sample policy.
 
 from __future__ import annotations
 
+import functools
 import io
 import tarfile
 import zipfile
@@ -31,7 +32,15 @@ import numpy as np
 
 from axion.bands import S1_KEYS, S2_KEYS
 from axion.data.badsamples import UNREADABLE, BadSample
-from axion.data.shardsource import Shard, join_url, open_shard, remote_errors, remote_options, source_text
+from axion.data.shardsource import (
+    Deferred,
+    Shard,
+    join_url,
+    open_shard,
+    remote_errors,
+    remote_options,
+    source_text,
+)
 from axion.data.tilefile import VALID_KEY
 from axion.errors import DataError
 
@@ -212,7 +221,11 @@ class TerraMeshSource:
                 streams.append(group_by_keys(files, keys=_split_member))
             yield _joined(*streams, s1_url=self._s1_url(shard.url))
 
-    def tile(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> TileInfo | BadSample:
+    def tile(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> Deferred:
+        """A joined sample, decoded into a tile when it leaves the shuffle buffer (:meth:`decoded`)."""
+        return Deferred(functools.partial(self.decoded, dataset, url, member))
+
+    def decoded(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> TileInfo | BadSample:
         """A joined sample as a tile: the bands it needs, cropped, its cloud mask as invalid pixels."""
         from axion.data.dataset import TileInfo
 
