@@ -7,6 +7,11 @@ padded and collated), with 0, 1 and 2 DataLoader workers, and prints samples/s. 
 them: the samples/s of a training step of the model (``--model-size``, one DDIM step by
 default), so a loader slower than the step shows at once.
 
+The machine may be shared: for each worker count the sources are read in ``--rounds``
+interleaved rounds (one epoch of each per round, in a rotating order, after a warm-up round),
+and the median samples/s is printed, with the median of the per-round shard/folder ratios and
+the load average before and after. An epoch is timed whole, worker start-up included.
+
 A third row reads TerraMesh-layout shards (one Zarr zip per modality and sample, S2L2A and
 S1RTC joined by key) made from the same scenes, each repeated ``--terramesh-copies`` times;
 these samples are 224 px (TerraMesh's are 264, cropped to 256), so compare them per sample, not
