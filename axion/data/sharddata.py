@@ -78,6 +78,9 @@ class ShardDataset(SampleBuilder, IterableDataset):
         s1_product: str | None = None,
     ) -> None:
         super().__init__(stage2_dir=stage2_dir, proxy_seed=proxy_seed, draws=draws, skip_bad=skip_bad)
+        # Imported here, in the main process: DataLoader workers are forked anew every epoch, and
+        # each would otherwise import the readers again before its first sample.
+        source.import_readers()
         self.source, self.split = source, split
         self.shards = source.shards(split, max_samples)
         if not self.shards:

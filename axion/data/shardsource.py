@@ -142,6 +142,11 @@ class ShardSource:
                 )
             self.index = read_index(text, join_url(self.base, SHARD_INDEX))
 
+    @staticmethod
+    def import_readers() -> None:
+        """Import the libraries that read a shard (see :class:`~axion.data.sharddata.ShardDataset`)."""
+        import webdataset.tariterators  # noqa: F401
+
     def _find_index(self, folder: str) -> tuple[str, dict[str, list[tuple[str, int]]]]:
         for base in (folder, _parent(folder)):
             text = _read_text(join_url(base, SHARD_INDEX))

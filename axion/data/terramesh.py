@@ -204,6 +204,13 @@ class TerraMeshSource:
             left = None if left is None else left - take
         return listed
 
+    @staticmethod
+    def import_readers() -> None:
+        """Import the libraries that read a shard and its Zarr zips."""
+        import fsspec.implementations.zip  # noqa: F401
+        import webdataset.tariterators  # noqa: F401
+        import zarr  # noqa: F401
+
     def _s1_url(self, s2_url: str) -> str:
         folder, name = s2_url.rsplit("/", 1)
         return join_url(folder.rsplit("/", 1)[0], f"{self.s1_modality}/{name}")
