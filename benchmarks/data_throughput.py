@@ -7,6 +7,11 @@ padded and collated), with 0, 1 and 2 DataLoader workers, and prints samples/s. 
 them: the samples/s of a training step of the model (``--model-size``, one DDIM step by
 default), so a loader slower than the step shows at once.
 
+The machine may be shared: for each worker count the sources are read in ``--rounds``
+interleaved rounds (one epoch of each per round, in a rotating order, after a warm-up round),
+and the median samples/s is printed, with the median of the per-round shard/folder ratios and
+the load average before and after. An epoch is timed whole, worker start-up included.
+
 A third row reads TerraMesh-layout shards (one Zarr zip per modality and sample, S2L2A and
 S1RTC joined by key) made from the same scenes, each repeated ``--terramesh-copies`` times;
 these samples are 224 px (TerraMesh's are 264, cropped to 256), so compare them per sample, not
@@ -25,13 +30,20 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("LIGHTLY_DID_VERSION_CHECK", "True")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _load() -> str:
+    """The machine's 1, 5 and 15 minute load averages (other people's work counts too)."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def _prepare(data: Path, out: Path, tile_size: int, stride: int, shard_size: int) -> tuple[Path, Path]:
@@ -54,12 +66,13 @@ def _prepare(data: Path, out: Path, tile_size: int, stride: int, shard_size: int
     return tiles, out / "shards"
 
 
-def _terramesh(data: Path, out: Path, copies: int) -> Path:
-    """TerraMesh-layout shards of the five scenes, each repeated ``copies`` times (224 px samples)."""
+def _terramesh(data: Path, out: Path, copies: int, shards: int) -> Path:
+    """TerraMesh-layout shards of the five scenes, each repeated ``copies`` times (224 px samples),
+    in ``shards`` shards (one per worker at least, or a worker idles)."""
     from tests.terramesh import write_terramesh
 
     scenes = sorted(p.stem for p in (data / "S1RTC").glob("*.tif"))
-    return write_terramesh(data, out / "TerraMesh", {"train": scenes}, copies=copies)
+    return write_terramesh(data, out / "TerraMesh", {"train": scenes}, copies=copies, shards=shards)
 
 
 def _loader(source: Path, workers: int, batch_size: int, shards: bool):  # noqa: ANN202
@@ -81,17 +94,34 @@ def _loader(source: Path, workers: int, batch_size: int, shards: bool):  # noqa:
     return DataLoader(dataset, sampler=sampler, **common), sampler, len(dataset)
 
 
-def samples_per_second(source: Path, workers: int, batch_size: int, shards: bool, epochs: int) -> float:
-    """The best of ``epochs`` epochs (worker start-up included, as every epoch pays it)."""
-    loader, sampler, size = _loader(source, workers, batch_size, shards)
-    best = float("inf")
-    for epoch in range(1, epochs + 1):
-        sampler.set_epoch(epoch)
-        started = time.perf_counter()
-        seen = sum(len(batch["name"]) for batch in loader)
-        best = min(best, time.perf_counter() - started)
-        assert seen == size, f"{seen} of {size} samples"
-    return size / best
+def epoch_rate(loader: Any, sampler: Any, epoch: int, size: int) -> float:
+    """Samples/s of one whole epoch (worker start-up included: every epoch pays it)."""
+    sampler.set_epoch(epoch)
+    started = time.perf_counter()
+    seen = sum(len(batch["name"]) for batch in loader)
+    elapsed = time.perf_counter() - started
+    assert seen == size, f"{seen} of {size} samples"
+    return seen / elapsed
+
+
+def interleaved_rates(
+    sources: dict[str, tuple[Path, bool]], workers: int, batch_size: int, rounds: int
+) -> dict[str, list[float]]:
+    """Samples/s of every source in each of ``rounds`` rounds; a round reads one epoch of each, in
+    a rotating order, so a change in the machine's load falls on all of them alike."""
+    loaders = {
+        name: _loader(source, workers, batch_size, shards) for name, (source, shards) in sources.items()
+    }
+    rates: dict[str, list[float]] = {name: [] for name in sources}
+    names = list(sources)
+    for epoch in range(rounds + 1):
+        order = names[epoch % len(names) :] + names[: epoch % len(names)]
+        for name in order:
+            loader, sampler, size = loaders[name]
+            rate = epoch_rate(loader, sampler, epoch + 1, size)
+            if epoch:  # the first round warms up (imports, file cache)
+                rates[name].append(rate)
+    return rates
 
 
 def step_samples_per_second(tiles: Path, model_size: str, batch_size: int, steps: int) -> float:
@@ -127,10 +157,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "terramind-examples")
     parser.add_argument("--tile-size", type=int, default=64)
-    parser.add_argument("--stride", type=int, default=32)
+    parser.add_argument("--stride", type=int, default=16)
     parser.add_argument("--shard-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement (the best counts)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per worker count (median)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--terramesh-copies", type=int, default=20, help="copies of each scene (5 scenes)")
     parser.add_argument("--model-size", default="tiny")
@@ -146,21 +176,28 @@ def main() -> None:
         print(
             f"{count} tiles of {args.tile_size} px; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
         )
-        print(f"{'source':<22}" + "".join(f"{f'{w} workers':>12}" for w in args.workers))
-        rates = {}
-        terramesh = _terramesh(args.data, Path(tmp), args.terramesh_copies)
-        for name, source, is_shards in (
-            ("tile folder (NPZ)", tiles, False),
-            ("shards (project)", shards, True),
-            ("TerraMesh (224 px)", terramesh, True),
-        ):
-            rates[name] = [
-                samples_per_second(source, w, args.batch_size, is_shards, args.epochs) for w in args.workers
+        print(f"load average before: {_load()}")
+        terramesh = _terramesh(args.data, Path(tmp), args.terramesh_copies, max(2, *args.workers))
+        sources = {
+            "tile folder (NPZ)": (tiles, False),
+            "shards (project)": (shards, True),
+            "TerraMesh (224 px)": (terramesh, True),
+        }
+        medians: dict[str, list[float]] = {name: [] for name in [*sources, "shards / folder"]}
+        for workers in args.workers:
+            rates = interleaved_rates(sources, workers, args.batch_size, args.rounds)
+            for name, values in rates.items():
+                medians[name].append(statistics.median(values))
+            ratios = [
+                s / f for s, f in zip(rates["shards (project)"], rates["tile folder (NPZ)"], strict=True)
             ]
-            print(f"{name:<22}" + "".join(f"{rate:>12.1f}" for rate in rates[name]))
-        print(f"{'shards / folder':<22}" + "".join(
-            f"{s / f:>11.2f}x" for s, f in zip(rates["shards (project)"], rates["tile folder (NPZ)"], strict=True)
-        ))  # fmt: skip
+            medians["shards / folder"].append(statistics.median(ratios))
+        print(f"median of {args.rounds} interleaved rounds, samples/s (whole epochs)")
+        print(f"{'source':<22}" + "".join(f"{f'{w} workers':>12}" for w in args.workers))
+        for name, values in medians.items():
+            unit = "x" if name == "shards / folder" else ""
+            print(f"{name:<22}" + "".join(f"{f'{v:.2f}{unit}' if unit else f'{v:.1f}':>12}" for v in values))
+        print(f"load average after: {_load()}")
         step = step_samples_per_second(tiles, args.model_size, args.batch_size, args.steps)
         print(
             f"training step ({args.model_size}, batch {args.batch_size}, 1 DDIM step): {step:.1f} samples/s"

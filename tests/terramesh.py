@@ -57,9 +57,12 @@ def cloud_block(height: int, width: int) -> np.ndarray:
     return mask
 
 
-def write_terramesh(examples: Path, root: Path, splits: dict[str, list[str]], copies: int = 1) -> Path:
-    """TerraMesh-layout shards of the named scenes: one S2L2A and one S1RTC shard per split
-    (``copies`` > 1 repeats each scene under new keys, for throughput measurements)."""
+def write_terramesh(
+    examples: Path, root: Path, splits: dict[str, list[str]], copies: int = 1, shards: int = 1
+) -> Path:
+    """TerraMesh-layout shards of the named scenes: ``shards`` S2L2A and S1RTC shards per split
+    (``copies`` > 1 repeats each scene under new keys, for throughput measurements; the samples
+    are dealt to the shards in turn)."""
     import rasterio
 
     for split, scenes in splits.items():
@@ -72,6 +75,9 @@ def write_terramesh(examples: Path, root: Path, splits: dict[str, list[str]], co
             for copy in range(copies):
                 key = f"majortom_{scene}" + (f"_{copy}" if copies > 1 else "")
                 s2_members[f"{key}.zarr.zip"], s1_members[f"{key}.zarr.zip"] = s2, s1
-        write_tar(root / split / "S2L2A" / "majortom_shard_000001.tar", s2_members)
-        write_tar(root / split / "S1RTC" / "majortom_shard_000001.tar", s1_members)
+        for shard in range(shards):
+            name = f"majortom_shard_{shard + 1:06d}.tar"
+            for modality, members in (("S2L2A", s2_members), ("S1RTC", s1_members)):
+                dealt = dict(list(members.items())[shard::shards])
+                write_tar(root / split / modality / name, dealt)
     return root

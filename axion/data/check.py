@@ -130,13 +130,25 @@ def value_findings(arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = 
         s1_unit, s2_scale = declared_units(meta or {})
     except ValueError:
         s1_unit, s2_scale = "dB", 1.0  # reported by check_meta
-    valid = arrays.get(VALID_KEY)
-    found: list[Finding] = []
-    if all(key in arrays for key in S1_KEYS):
-        s1 = s1_to_db(np.stack([arrays[key] for key in S1_KEYS]), s1_unit)
-        found += s1_findings(s1, valid)
-    if all(key in arrays for key in S2_KEYS):
+    s1 = s1_to_db(np.stack([arrays[key] for key in S1_KEYS]), s1_unit) if has_keys(arrays, S1_KEYS) else None
+    optical = None
+    if has_keys(arrays, S2_KEYS):
         optical = s2_to_tile_units(np.stack([arrays[key] for key in S2_KEYS]), s2_scale)
+    return converted_findings(s1, optical, arrays.get(VALID_KEY))
+
+
+def has_keys(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> bool:
+    return all(key in arrays for key in keys)
+
+
+def converted_findings(
+    s1: np.ndarray | None, optical: np.ndarray | None, valid: np.ndarray | None
+) -> list[Finding]:
+    """:func:`value_findings` of arrays already in tile units (S1 dB (2, H, W), optical (4, H, W))."""
+    found: list[Finding] = []
+    if s1 is not None:
+        found += s1_findings(s1, valid)
+    if optical is not None:
         found += optical_findings(optical, valid)
     return found
 
@@ -202,15 +214,19 @@ def non_finite(arrays: Sequence[tuple[str, np.ndarray]]) -> list[str]:
     return reasons
 
 
-def sample_problem(arrays: dict[str, np.ndarray], meta: dict[str, Any] | None) -> tuple[str, str] | None:
+def sample_problem(
+    arrays: dict[str, np.ndarray], s1: np.ndarray | None, optical: np.ndarray | None
+) -> tuple[str, str] | None:
     """Why a loaded tile cannot be used, as (kind, reason), or None: NaN/inf first, then implausible values.
 
-    The same judgement as ``prepare --check`` (:func:`check_arrays`), on arrays already read.
+    The same judgement as ``prepare --check`` (:func:`check_arrays`), on arrays already read:
+    ``arrays`` by NPZ key (for NaN/inf), ``s1`` and ``optical`` the same bands already in tile
+    units (what :func:`value_findings` would convert them to; None where the tile has none).
     """
     reasons = non_finite([(key, array) for key, array in arrays.items() if key != VALID_KEY])
     if reasons:
         return NON_FINITE, reasons[0]
-    fatal = [finding for finding in value_findings(arrays, meta) if finding.fatal]
+    fatal = [f for f in converted_findings(s1, optical, arrays.get(VALID_KEY)) if f.fatal]
     return (IMPLAUSIBLE, str(fatal[0])) if fatal else None
 
 

@@ -218,14 +218,16 @@ class SampleBuilder:
         if shapes != [expected] or len(expected) != 2:
             reason = f"bands must share one (H, W) shape, got {shapes}"
             raise _skipped_or_error(self.skip_bad, tile.where, tile.name, UNREADABLE, reason)
+        # Converted once: the sample and its plausibility check read the same tile-unit arrays.
+        s1 = s1_to_db(np.stack([arrays[k] for k in S1_KEYS]), s1_unit)
+        optical = None
+        if all(k in arrays for k in S2_KEYS):
+            optical = s2_to_tile_units(np.stack([arrays[k] for k in S2_KEYS]), s2_scale)
         if self.skip_bad:
-            problem = sample_problem(arrays, tile.meta)
+            problem = sample_problem(arrays, s1, optical)
             if problem is not None:
                 raise _Skipped(BadSample(tile.where, tile.name, *problem))
-        s1 = s1_to_db(np.stack([arrays[k] for k in S1_KEYS]), s1_unit)
-        target = None
-        if self.with_target:
-            target = s2_to_tile_units(np.stack([arrays[k] for k in S2_KEYS]), s2_scale)
+        target = optical if self.with_target else None
         valid = arrays.get(VALID_KEY)
         mask = np.ones(expected, np.float32) if valid is None else (valid > 0).astype(np.float32)
         return s1, target, mask
@@ -271,9 +273,7 @@ class SampleBuilder:
         sample: dict[str, Any] = {}
         for name, array in arrays.items():
             pad = pad_zero if name in ("mask", "opt_v2_mask") else pad_reflect
-            sample[name] = torch.from_numpy(
-                np.ascontiguousarray(pad(array, height, width)).astype(np.float32)
-            )
+            sample[name] = torch.from_numpy(np.ascontiguousarray(pad(array, height, width), dtype=np.float32))
         sample["name"] = tile.name
         sample["size"] = tuple(arrays["mask"].shape[-2:])  # before padding
         return sample
@@ -440,7 +440,9 @@ def collate_tiles(samples: Sequence[dict[str, Any] | BadSample]) -> dict[str, An
             batch[key] = [sample[key] for sample in samples]
             continue
         padded = [
-            torch.nn.functional.pad(s[key], (0, width - s[key].shape[-1], 0, height - s[key].shape[-2]))
+            s[key]
+            if s[key].shape[-2:] == (height, width)  # already the batch's size: stacked without a copy first
+            else torch.nn.functional.pad(s[key], (0, width - s[key].shape[-1], 0, height - s[key].shape[-2]))
             for s in samples
         ]
         batch[key] = torch.stack(padded)

@@ -59,12 +59,16 @@ class Finding:
 
 
 def _valid_values(array: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    """(C, N) finite values of the valid pixels of a (C, H, W) array."""
-    flat = array.reshape(array.shape[0], -1).astype(np.float64)
+    """(C, N) finite values of the valid pixels of a (C, H, W) array (other types as float64)."""
+    # In the array's own float type: min, max and comparisons with these limits are exact in
+    # float32 too (the limits are whole numbers); only the median is taken in float64.
+    flat = array.reshape(array.shape[0], -1)
+    if flat.dtype not in (np.float32, np.float64):
+        flat = flat.astype(np.float64)
     keep = np.isfinite(flat).all(axis=0)
     if valid is not None:
         keep &= valid.reshape(-1) > 0
-    return flat[:, keep]
+    return flat if keep.all() else flat[:, keep]  # (no copy of a tile that keeps every pixel)
 
 
 def _constant(values: np.ndarray, names: tuple[str, ...], what: str) -> Finding | None:
@@ -89,7 +93,7 @@ def s1_findings(s1: np.ndarray, valid: np.ndarray | None = None) -> list[Finding
     low, high = float(values.min()), float(values.max())
     if low == 0.0 and high == 0.0:
         return [Finding("no S1 signal: every value is 0", "an empty or zero-filled tile, not backscatter")]
-    median = float(np.median(values[0]))
+    median = float(np.median(values[0].astype(np.float64)))
     if low >= 0.0 and median <= LINEAR_MEDIAN_MAX:
         return [
             Finding(

@@ -56,6 +56,10 @@ def degrade_to_proxy(target: np.ndarray, seed: int) -> np.ndarray:
     sigma = rng.uniform(*BLUR_SIGMA_RANGE)
     gain = rng.normal(1.0, GAIN_SD, size=(bands, 1, 1))
     offset = rng.normal(0.0, OFFSET_SD, size=(bands, 1, 1)) * band_std
-    noise = rng.normal(0.0, 1.0, size=target.shape) * (NOISE_SD * band_std)
-    proxy = gaussian_blur(target, sigma) * gain + offset + noise
-    return np.clip(proxy, 0.0, None).astype(np.float32)
+    noise = rng.standard_normal(size=target.shape)  # = normal(0, 1): the same draws
+    noise *= NOISE_SD * band_std
+    proxy = gaussian_blur(target, sigma)  # float64, updated in place: no temporaries of the tile's size
+    proxy *= gain
+    proxy += offset
+    proxy += noise
+    return np.maximum(proxy, 0.0, out=proxy).astype(np.float32)

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from axion.data.augment import TrainingDraws
 from axion.data.badsamples import UNREADABLE, BadSample
 from axion.data.dataset import SampleBuilder, TileInfo
-from axion.data.shardsource import Shard, ShardSource
+from axion.data.shardsource import Deferred, Shard, ShardSource, remote_errors
 
 if TYPE_CHECKING:
     from axion.data.terramesh import TerraMeshSource
@@ -78,6 +78,9 @@ class ShardDataset(SampleBuilder, IterableDataset):
         s1_product: str | None = None,
     ) -> None:
         super().__init__(stage2_dir=stage2_dir, proxy_seed=proxy_seed, draws=draws, skip_bad=skip_bad)
+        # Imported here, in the main process: DataLoader workers are forked anew every epoch, and
+        # each would otherwise import the readers again before its first sample.
+        source.import_readers()
         self.source, self.split = source, split
         self.shards = source.shards(split, max_samples)
         if not self.shards:
@@ -114,7 +117,14 @@ class ShardDataset(SampleBuilder, IterableDataset):
         if self.shuffle:
             rng.shuffle(shards)
         stream = (item for shard in shards for item in self._read(shard))
-        yield from self._buffered(stream, rng) if self.shuffle else stream
+        for item in self._buffered(stream, rng) if self.shuffle else stream:
+            yield self._made(item)
+
+    def _made(self, item: TileInfo | Deferred | BadSample) -> dict[str, Any] | BadSample:
+        """The sample of a member that left the buffer: decoded, judged and drawn only now."""
+        if isinstance(item, Deferred):
+            item = item.decode()
+        return item if isinstance(item, BadSample) else self._checked(item)
 
     @staticmethod
     def _buffered(stream: Iterator[Any], rng: random.Random) -> Iterator[Any]:
@@ -126,8 +136,10 @@ class ShardDataset(SampleBuilder, IterableDataset):
         rng.shuffle(buffer)
         yield from buffer
 
-    def _read(self, shard: Shard) -> Iterator[dict[str, Any] | BadSample]:
-        """The shard's samples, then one bad sample if it ends before its count says."""
+    def _read(self, shard: Shard) -> Iterator[TileInfo | Deferred | BadSample]:
+        """The shard's members as tiles still to decode, then one bad sample if it ends before its
+        count says. The buffer shuffles these (bytes, not arrays: less memory, and the first batch
+        comes after the buffer is read rather than decoded)."""
         read = 0
         try:
             with self.source.members(shard) as members:
@@ -138,8 +150,8 @@ class ShardDataset(SampleBuilder, IterableDataset):
                     if tile is None:
                         continue  # another split's sample (the JSON decides)
                     read += 1
-                    yield tile if isinstance(tile, BadSample) else self._checked(tile)
-        except (OSError, EOFError, tarfile.TarError, ValueError) as exc:
+                    yield tile
+        except (*remote_errors(), tarfile.TarError) as exc:
             detail = str(exc).split(" @ ")[0]  # webdataset appends the stream object
             reason = (
                 f"shard unreadable after {read} of {shard.samples} samples ({type(exc).__name__}: {detail})"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,14 @@ def is_shards(spec: str | Path) -> bool:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """A shard member whose decoding waits until it leaves the shuffle buffer, so the buffer holds
+    its bytes, not its arrays (a source whose members are costly to decode returns these)."""
+
+    decode: Callable[[], TileInfo | BadSample]
+
+
+@dataclass(frozen=True)
 class Shard:
     """One shard and how many of its samples to read (all, unless ``--max-samples`` cuts it)."""
 
@@ -63,7 +71,7 @@ class Shard:
     samples: int
 
 
-def _join(base: str, rel: str) -> str:
+def join_url(base: str, rel: str) -> str:
     return f"{base.rstrip('/')}/{rel}"
 
 
@@ -75,10 +83,21 @@ def open_shard(url: str) -> IO[bytes]:
     """A binary stream of the shard at ``url`` (a path or an fsspec URL), read as it is consumed."""
     import fsspec
 
-    options = (
-        {"client_kwargs": {"timeout": _http_timeout()}} if url.startswith(("http://", "https://")) else {}
-    )
-    return fsspec.open(url, "rb", **options).open()
+    return fsspec.open(url, "rb", **remote_options(url)).open()
+
+
+def remote_options(url: str) -> dict[str, Any]:
+    """fsspec options for ``url``: an http(s) server gets :data:`READ_TIMEOUT_S` to connect and per read."""
+    return {"client_kwargs": {"timeout": _http_timeout()}} if url.startswith(("http://", "https://")) else {}
+
+
+def remote_errors() -> tuple[type[Exception], ...]:
+    """What reading a path or URL raises when it cannot be read (aiohttp's own errors for http)."""
+    try:
+        from aiohttp import ClientError
+    except ImportError:  # no http support installed: only OSError and friends
+        return (OSError, EOFError, ValueError)
+    return (OSError, EOFError, ValueError, ClientError)
 
 
 def _http_timeout():  # noqa: ANN202 (aiohttp's ClientTimeout, imported only for http URLs)
@@ -115,19 +134,24 @@ class ShardSource:
         else:
             self.urls = None
             self.base = self.spec.rstrip("/")
-            text = _read_text(_join(self.base, SHARD_INDEX))
+            text = _read_text(join_url(self.base, SHARD_INDEX))
             if text is None:
                 remote = " there, or the server cannot be reached" if "://" in self.spec else ""
                 raise DataError(
                     f"{self.spec}: no {SHARD_INDEX}{remote} (write shards with 'axion stage3 prepare --format shards')"
                 )
-            self.index = read_index(text, _join(self.base, SHARD_INDEX))
+            self.index = read_index(text, join_url(self.base, SHARD_INDEX))
+
+    @staticmethod
+    def import_readers() -> None:
+        """Import the libraries that read a shard (see :class:`~axion.data.sharddata.ShardDataset`)."""
+        import webdataset.tariterators  # noqa: F401
 
     def _find_index(self, folder: str) -> tuple[str, dict[str, list[tuple[str, int]]]]:
         for base in (folder, _parent(folder)):
-            text = _read_text(_join(base, SHARD_INDEX))
+            text = _read_text(join_url(base, SHARD_INDEX))
             if text is not None:
-                return base, read_index(text, _join(base, SHARD_INDEX))
+                return base, read_index(text, join_url(base, SHARD_INDEX))
         raise DataError(
             f"{self.spec}: no {SHARD_INDEX} in the shards' folder or the one above it "
             "(it gives every shard's sample count)"
@@ -135,12 +159,12 @@ class ShardSource:
 
     def shards(self, split: str, max_samples: int | None = None) -> list[Shard]:
         """The split's shards in index order (those the pattern names), cut after ``max_samples``."""
-        listed = [Shard(_join(self.base, rel), count) for rel, count in self.index.get(split, [])]
+        listed = [Shard(join_url(self.base, rel), count) for rel, count in self.index.get(split, [])]
         if self.urls is not None:
-            known = {_join(self.base, rel) for entries in self.index.values() for rel, _ in entries}
+            known = {join_url(self.base, rel) for entries in self.index.values() for rel, _ in entries}
             unknown = [url for url in self.urls if url not in known]
             if unknown:
-                raise DataError(f"{unknown[0]}: not listed in {_join(self.base, SHARD_INDEX)}")
+                raise DataError(f"{unknown[0]}: not listed in {join_url(self.base, SHARD_INDEX)}")
             wanted = set(self.urls)
             listed = [shard for shard in listed if shard.url in wanted]
         if max_samples is not None:

@@ -65,7 +65,9 @@ def _write_shard(path: Path, tiles: list[Path]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        with wds.TarWriter(handle, encoder=False, mtime=0.0) as writer:
+        # A whole-number time: a float one gives every member a PAX header of its own (twice the
+        # headers to write and parse).
+        with wds.TarWriter(handle, encoder=False, mtime=0) as writer:
             for npz in tiles:
                 writer.write(
                     {"__key__": npz.stem, "npz": npz.read_bytes(), "json": sidecar(npz).read_bytes()}

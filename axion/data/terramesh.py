@@ -11,12 +11,15 @@ position B01..B12 when unnamed), S1 gives VV, VH in dB; the sample is centre-cro
 :data:`TILE_SIZE` (TerraMesh samples are 264 px); pixels the cloud mask marks (any value but 0)
 are invalid target pixels (``valid`` 0). A run reads one S1 product, the model's
 (``--s1-product``): S1RTC (MajorTOM shards) or S1GRD (SSL4EO-S12 shards); the tiles record it as
-``s1_product``. A split's shards are counted once, when the data set is opened, by reading the
-S2L2A shards' tar headers (on a local disk this skips the data).
+``s1_product``. A root is a local folder or a URL (``https://``, ``hf://``, ``s3://``, through
+fsspec). A shard's samples are counted from its S2L2A tar headers when the shard is first needed
+(seekable reads of a block around each header: never the whole shard); shards then stream as the
+project's do, with the same timeouts and bad-sample policy.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import tarfile
 import zipfile
@@ -29,7 +32,15 @@ import numpy as np
 
 from axion.bands import S1_KEYS, S2_KEYS
 from axion.data.badsamples import UNREADABLE, BadSample
-from axion.data.shardsource import Shard, open_shard, source_text
+from axion.data.shardsource import (
+    Deferred,
+    Shard,
+    join_url,
+    open_shard,
+    remote_errors,
+    remote_options,
+    source_text,
+)
 from axion.data.tilefile import VALID_KEY
 from axion.errors import DataError
 
@@ -47,21 +58,60 @@ MEMBER_SUFFIX = "zarr.zip"
 TILE_SIZE = 256
 #: S2L2A's band order in TerraMesh, when a sample does not name its bands.
 S2L2A_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+#: Bytes read per block while counting a shard's samples (a tar header is 512 bytes).
+COUNT_BLOCK = 16 * 1024
 #: The bands a tile takes, in tile order (B2, B3, B4, B8).
 WANTED_S2 = ("B02", "B03", "B04", "B08")
 WANTED_S1 = ("VV", "VH")
 
 
 def is_terramesh(spec: str | Path) -> bool:
-    """Whether ``--data-dir`` is a local TerraMesh root (``train/`` or ``val/`` holding ``S2L2A/``)."""
-    root = Path(source_text(spec))
-    return any((root / split / S2_MODALITY).is_dir() for split in ("train", "val"))
+    """Whether ``--data-dir`` is a TerraMesh root (``train/`` or ``val/`` holding ``S2L2A/``): a local
+    folder, or the URL of one (``https://``, ``hf://``, ``s3://``; asked of the server, with its timeouts)."""
+    text = source_text(spec)
+    if "://" not in text:
+        return any((Path(text) / split / S2_MODALITY).is_dir() for split in ("train", "val"))
+    try:
+        fs, root = _filesystem(text)
+        return any(fs.isdir(join_url(root, f"{split}/{S2_MODALITY}")) for split in ("train", "val"))
+    except (*remote_errors(), ImportError):
+        return False  # not reachable as a TerraMesh root: read as the project's shards, which say why
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of ``url`` (a path or a URL) and the path inside it."""
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(url, **remote_options(url))
+
+
+def _tar_names(url: str) -> set[str]:
+    """The names of the ``.tar`` files in the folder ``url`` (none when there is no such folder)."""
+    fs, path = _filesystem(url)
+    try:
+        listed = fs.ls(path, detail=False)
+    except FileNotFoundError:
+        return set()
+    return {name.rstrip("/").rsplit("/", 1)[-1] for name in listed if name.endswith(".tar")}
 
 
 def _count(url: str) -> int:
-    """Samples of a shard, from its tar headers."""
-    with open_shard(url) as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
-        return sum(1 for member in tar if member.isfile() and member.name.endswith(f".{MEMBER_SUFFIX}"))
+    """Samples of a shard, from its tar headers.
+
+    The shard is opened seekable and read in :data:`COUNT_BLOCK` blocks, so only the blocks that
+    hold a member's header are read (one ranged read per sample over a URL), never the whole shard.
+    """
+    import fsspec
+
+    try:
+        with (
+            fsspec.open(url, "rb", block_size=COUNT_BLOCK, **remote_options(url)) as handle,
+            tarfile.open(fileobj=handle, mode="r:") as tar,
+        ):
+            return sum(1 for m in tar if m.isfile() and m.name.endswith(f".{MEMBER_SUFFIX}"))
+    except (*remote_errors(), tarfile.TarError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{url}: unreadable ({detail})") from None
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, list[str] | None, np.ndarray | None]:
@@ -102,47 +152,68 @@ def _crop(array: np.ndarray, size: int) -> np.ndarray:
 
 
 class TerraMeshSource:
-    """The TerraMesh shards of a root (a local folder), one S1 product.
+    """The TerraMesh shards of a root (a local folder or a URL), one S1 product.
 
     Args:
         spec: the root, holding ``train/`` and ``val/``.
         s1_product: ``grd`` or ``rtc``: which S1 folder is read.
 
     Raises:
-        DataError: no S1 shard of that product beside the S2L2A shards.
+        DataError: no S1 shard of that product beside the S2L2A shards, or a shard that cannot be
+            counted (unreachable, not a tar).
     """
 
     def __init__(self, spec: str | Path, s1_product: str) -> None:
-        self.spec = source_text(spec)
-        self.root = Path(self.spec)
+        self.spec = source_text(spec).rstrip("/")
         self.product = s1_product
         self.s1_modality = S1_MODALITIES[s1_product]
-        self.index: dict[str, list[tuple[str, int]]] = {}
+        self.index: dict[str, list[str]] = {}  # the S2L2A shards of each split with an S1 partner
+        self.counts: dict[str, int] = {}  # samples of each shard counted so far
         for split in ("train", "val"):
-            s2 = sorted((self.root / split / S2_MODALITY).glob("*.tar"))
-            paired = [p for p in s2 if (self.root / split / self.s1_modality / p.name).is_file()]
+            folder = join_url(self.spec, split)
+            s2 = sorted(_tar_names(join_url(folder, S2_MODALITY)))
+            s1 = _tar_names(join_url(folder, self.s1_modality)) if s2 else set()
+            paired = [name for name in s2 if name in s1]
             if s2 and not paired:
-                others = [m for m in S1_MODALITIES.values() if (self.root / split / m).is_dir()]
+                others = [
+                    m
+                    for m in S1_MODALITIES.values()
+                    if m != self.s1_modality and _tar_names(join_url(folder, m))
+                ]
                 raise DataError(
-                    f"{self.root / split}: no {self.s1_modality} shard beside the {S2_MODALITY} shards "
+                    f"{folder}: no {self.s1_modality} shard beside the {S2_MODALITY} shards "
                     f"(found {', '.join(others) or 'no S1 folder'}); --s1-product picks the S1 product"
                 )
-            self.index[split] = [(str(p), _count(str(p))) for p in paired]
+            self.index[split] = [join_url(folder, f"{S2_MODALITY}/{name}") for name in paired]
 
     def shards(self, split: str, max_samples: int | None = None) -> list[Shard]:
-        """The split's S2L2A shards that have an S1 partner, cut after ``max_samples``."""
+        """The split's S2L2A shards that have an S1 partner, cut after ``max_samples``.
+
+        Shards are counted when first asked for, in order, and only as far as ``max_samples``
+        reaches (a first run on a remote root with ``--max-samples`` counts a few shards, not all).
+        """
         listed, left = [], max_samples
-        for url, count in self.index.get(split, []):
+        for url in self.index.get(split, []):
             if left is not None and left <= 0:
                 break
+            if url not in self.counts:
+                self.counts[url] = _count(url)
+            count = self.counts[url]
             take = count if left is None else min(count, left)
             listed.append(Shard(url, take))
             left = None if left is None else left - take
         return listed
 
+    @staticmethod
+    def import_readers() -> None:
+        """Import the libraries that read a shard and its Zarr zips."""
+        import fsspec.implementations.zip  # noqa: F401
+        import webdataset.tariterators  # noqa: F401
+        import zarr  # noqa: F401
+
     def _s1_url(self, s2_url: str) -> str:
-        path = Path(s2_url)
-        return str(path.parent.parent / self.s1_modality / path.name)
+        folder, name = s2_url.rsplit("/", 1)
+        return join_url(folder.rsplit("/", 1)[0], f"{self.s1_modality}/{name}")
 
     @contextmanager
     def members(self, shard: Shard) -> Iterator[Iterator[dict[str, Any]]]:
@@ -157,7 +228,11 @@ class TerraMeshSource:
                 streams.append(group_by_keys(files, keys=_split_member))
             yield _joined(*streams, s1_url=self._s1_url(shard.url))
 
-    def tile(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> TileInfo | BadSample:
+    def tile(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> Deferred:
+        """A joined sample, decoded into a tile when it leaves the shuffle buffer (:meth:`decoded`)."""
+        return Deferred(functools.partial(self.decoded, dataset, url, member))
+
+    def decoded(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> TileInfo | BadSample:
         """A joined sample as a tile: the bands it needs, cropped, its cloud mask as invalid pixels."""
         from axion.data.dataset import TileInfo
 

@@ -82,3 +82,19 @@ def test_optical_unusual_values_are_warnings(windows) -> None:
     holes = windows[0][1].copy()
     holes[:, :4] = 0  # unmasked no-data
     _only(optical_findings(holes), "0 in every band", fatal=False)
+
+
+@pytest.mark.parametrize(
+    ("shift", "scale"), [(0.0, 1.0), (-150.0, 1.0), (0.0, 3.0), (0.0, 1e-4), (-20.0, 0.01), (12500.0, 0.0)]
+)
+def test_float32_values_are_judged_as_in_float64(shift: float, scale: float) -> None:
+    """Findings are taken in the array's float32 (no float64 copy): the same findings, numbers included."""
+    rng = np.random.default_rng(5)
+    optical = (rng.uniform(0.0, 9000.0, size=(4, 24, 24)) * scale + shift).astype(np.float32)
+    s1 = (rng.normal(-12.0, 6.0, size=(2, 24, 24)) * scale + shift / 100).astype(np.float32)
+    valid = np.ones((24, 24), np.uint8)
+    valid[:5] = 0
+    for mask in (None, valid):
+        assert optical_findings(optical, mask) == optical_findings(optical.astype(np.float64), mask)
+        assert s1_findings(s1, mask) == s1_findings(s1.astype(np.float64), mask)
+    assert optical_findings(optical) or s1_findings(s1) or (shift, scale) == (0.0, 1.0)

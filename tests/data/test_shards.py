@@ -176,3 +176,18 @@ def test_bad_members_and_a_truncated_shard_are_bad_samples(demo_shards: Path, tm
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"{first}:{names[0]}: S2 B8 is constant" in result.output
     assert f"{second}: shard unreadable after" in result.output
+
+
+def test_shard_members_carry_no_pax_header(tmp_path: Path) -> None:
+    """A float member time would give each member an extra PAX header to write and parse."""
+    from axion.data.shardwrite import _write_shard
+
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    (tiles / "a.npz").write_bytes(b"npz")
+    (tiles / "a.json").write_text("{}")
+    _write_shard(tmp_path / "s.tar", [tiles / "a.npz"])
+    with tarfile.open(tmp_path / "s.tar") as tar:
+        members = tar.getmembers()
+    assert sorted(m.name for m in members) == ["a.json", "a.npz"]
+    assert all(m.pax_headers == {} and m.mtime == 0 for m in members)
