@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from axion.data.badsamples import KINDS, BadSample
 from axion.errors import TrainingError
+from axion.records.badsample import KINDS, BadSample
 
 BAD_FILE = "bad_samples.jsonl"
 #: Inside an epoch the share of bad samples is judged only once this many samples were seen
