@@ -50,7 +50,11 @@ def test_samples_of_the_fusion_network_alone_get_a_note(
     )
     assert result.exit_code == 0, result.output
     (note,) = [line for line in result.output.splitlines() if NOTE in line]
-    assert note.startswith(f"note: {fusion_only}") and "--generator none" in note and "2 samples are equal" in note
+    assert (
+        note.startswith(f"note: {fusion_only}")
+        and "--generator none" in note
+        and "2 samples are equal" in note
+    )
     result = _scene(fusion_only, pair, tmp_path / "opt_v3.tif", "--samples", "2")
     assert result.exit_code == 0, result.output
     assert sum(NOTE in line for line in result.output.splitlines()) == 1
