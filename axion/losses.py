@@ -35,8 +35,8 @@ from axion.structure import (
     masked_smooth,
     optical_intensity,
     sar_confidence,
+    sar_intensity,
     sar_structure_weight,
-    structure_maps,
 )
 
 if TYPE_CHECKING:
@@ -102,8 +102,9 @@ def sar_consistency_loss(optical: Tensor, target: Tensor, s1: Tensor, mask: Tens
     """
     check_shapes(mask, optical=(optical, 4), target=(target, 4), s1=(s1, 2))
     valid = valid_pixels(mask)
-    i_o, i_s, _, _ = structure_maps(optical, s1, valid)
+    i_o = masked_smooth(optical_intensity(optical), valid)
     i_t = masked_smooth(optical_intensity(target), valid)
+    i_s = masked_smooth(sar_intensity(s1), valid)
     where = sar_structure_weight(s1, valid)
     step = gradient(i_o) - gradient(i_t).detach()
     edge = masked_mean((step.pow(2).sum(dim=1, keepdim=True) + TINY).sqrt(), where)
