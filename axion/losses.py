@@ -13,8 +13,8 @@ A sample with no valid pixel contributes 0 to every term.
 
 Every term is 0 at the ground truth, so none of them pulls opt_v3 away from it: the
 SAR term compares with the truth's structure where the radar sees structure, cycle
-and identity only charge changes that leave opt_v3 further from the truth than Stage 2, and LPIPS
-only charges a perceptual step back from Stage 2.
+and identity only charge changes that leave a neighbourhood further from the truth than Stage 2
+left it, and LPIPS only charges a perceptual step back from Stage 2.
 
 The formulas are written out in ``docs/losses.md``.
 """
@@ -49,8 +49,17 @@ LOSS_KEYS: tuple[str, ...] = ("sar", "cycle", "identity", "lpips", "spectral", "
 #: Side of the square window of the local texture correlation, in pixels.
 TEXTURE_WINDOW: int = 7
 
+#: Side of the neighbourhood over which cycle and identity compare opt_v3's error with Stage 2's,
+#: in pixels (80 m at 10 m).
+STEP_BACK_WINDOW: int = 8
+
 
 # --- the five terms -----------------------------------------------------------
+def _neighbourhood(x: Tensor) -> Tensor:
+    """Mean over the :data:`STEP_BACK_WINDOW` square around each pixel (reflect-padded)."""
+    return kornia.filters.box_blur(x, (STEP_BACK_WINDOW, STEP_BACK_WINDOW), border_type="reflect")
+
+
 def _box(x: Tensor) -> Tensor:
     return kornia.filters.box_blur(x, (TEXTURE_WINDOW, TEXTURE_WINDOW), border_type="reflect")
 
@@ -115,16 +124,23 @@ def sar_consistency_loss(optical: Tensor, target: Tensor, s1: Tensor, mask: Tens
     return 0.5 * (edge + texture)
 
 
-def _step_back(opt_v3: Tensor, opt_v2: Tensor, target: Tensor) -> Tensor:
-    """Per pixel and band, how much further from the truth opt_v3 is than Stage 2 was:
-    ``max(0, |opt_v3 - target| - |opt_v2 - target|)`` in reflectance.
+def _step_back(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """How much further from the truth opt_v3 is than Stage 2 was, around each pixel: (B, 4, H, W).
 
-    0 wherever opt_v3 is at least as close to the truth as opt_v2: any change that improves on
-    Stage 2 is free; a change where Stage 2 was right, or one that makes it worse, costs.
+    ``max(0, box(|opt_v3 - target|) - box(|opt_v2 - target|))`` in reflectance, ``box`` the mean
+    over the :data:`STEP_BACK_WINDOW` neighbourhood of the pixels in ``mask`` (bool, (B, 1, H, W);
+    padded pixels never count, whatever they hold). 0 wherever opt_v3 is
+    on average at least as close to the truth as opt_v2 around the pixel: a change that improves
+    on Stage 2 there is free; one that makes the neighbourhood worse costs.
+
+    The comparison is over a neighbourhood, not per pixel, because the network cannot know a
+    pixel's fine detail: per pixel, every guess that misses some detail Stage 2 happened to get
+    right is charged, which pulls all uncertain predictions towards opt_v2 (docs/losses.md).
     """
-    error = to_reflectance(opt_v3 - target).abs()
-    before = to_reflectance(opt_v2 - target).abs().detach()
-    return (error - before).clamp_min(0.0)
+    count = _neighbourhood(mask.to(opt_v3.dtype)).clamp_min(TINY)
+    error = torch.where(mask, to_reflectance(opt_v3 - target).abs(), 0.0)
+    before = torch.where(mask, to_reflectance(opt_v2 - target).abs().detach(), 0.0)
+    return ((_neighbourhood(error) - _neighbourhood(before)) / count).clamp_min(0.0)
 
 
 @in_fp32
@@ -136,7 +152,8 @@ def cycle_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, mask: Tensor) -> 
     mask: where opt_v2 is cloudy the change is free.
     """
     check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), target=(target, 4))
-    return masked_mean(_step_back(opt_v3, opt_v2, target), valid_pixels(mask))
+    valid = valid_pixels(mask)
+    return masked_mean(_step_back(opt_v3, opt_v2, target, valid), valid)
 
 
 @in_fp32
@@ -150,7 +167,7 @@ def identity_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, s1: Tensor, ma
     check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), target=(target, 4), s1=(s1, 2))
     valid = valid_pixels(mask)
     weight = (1.0 - sar_confidence(s1, valid)) * valid
-    return masked_mean(_step_back(opt_v3, opt_v2, target), weight)
+    return masked_mean(_step_back(opt_v3, opt_v2, target, valid), weight)
 
 
 @in_fp32

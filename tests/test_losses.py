@@ -88,21 +88,47 @@ def test_spectral_and_cycle_match_hand_values(batch: dict[str, Tensor]) -> None:
     torch.testing.assert_close(cycle_loss(target - 300.0, opt_v2, target, mask), torch.full((3,), 0.02))
 
 
-def test_cycle_does_not_pull_an_uncertain_prediction_towards_a_wrong_stage2() -> None:
-    """When Stage 2 is far off and the truth uncertain, the best prediction under spectral + cycle
-    is the spectral one (the truth's median): cycle adds nothing near it."""
-    gen = torch.Generator().manual_seed(0)
-    truth = 5000.0 + 300.0 * torch.randn(1, 4, 64, 64, generator=gen)  # one scene, spread of truths
-    mask = torch.ones(1, 1, 64, 64)
-    opt_v2 = torch.full_like(truth, 2000.0)  # Stage 2 0.3 reflectance off
-    candidates = torch.linspace(4000.0, 6000.0, 201)
+def _best_flat_prediction(truth: Tensor, opt_v2: Tensor, candidates: Tensor) -> float:
+    """The constant prediction among ``candidates`` that minimises spectral + 0.5 cycle."""
+    mask = torch.ones_like(truth[:, :1])
 
     def total(value: float) -> float:
         pred = torch.full_like(truth, value)
         return float(spectral_loss(pred, truth, mask) + 0.5 * cycle_loss(pred, opt_v2, truth, mask))
 
-    best = candidates[int(torch.tensor([total(float(c)) for c in candidates]).argmin())]
-    assert abs(float(best) - float(truth.median())) <= 20.0
+    return float(candidates[int(torch.tensor([total(float(c)) for c in candidates]).argmin())])
+
+
+def test_cycle_does_not_pull_an_uncertain_prediction_towards_a_wrong_stage2() -> None:
+    """When Stage 2 is far off and the truth uncertain, the best prediction under spectral + cycle
+    is the spectral one (the truth's median): cycle adds nothing near it."""
+    gen = torch.Generator().manual_seed(0)
+    truth = 5000.0 + 300.0 * torch.randn(1, 4, 64, 64, generator=gen)  # one scene, spread of truths
+    opt_v2 = torch.full_like(truth, 2000.0)  # Stage 2 0.3 reflectance off
+    best = _best_flat_prediction(truth, opt_v2, torch.linspace(4000.0, 6000.0, 201))
+    assert abs(best - float(truth.median())) <= 20.0
+
+
+def test_cycle_does_not_pull_towards_stage2_where_fine_detail_is_unpredictable() -> None:
+    """Stage 2 with a bias and the truth with fine detail nobody can predict: the best flat
+    prediction under spectral + cycle is still the truth's median. Charged per pixel instead of per
+    neighbourhood, every guess that misses detail Stage 2 happened to match would cost, and the
+    best prediction would move about 60 (0.006 reflectance) towards opt_v2."""
+    gen = torch.Generator().manual_seed(1)
+    truth = 5000.0 + 300.0 * torch.randn(1, 4, 64, 64, generator=gen)
+    opt_v2 = torch.full_like(truth, float(truth.median()) + 200.0)
+    best = _best_flat_prediction(truth, opt_v2, torch.linspace(4700.0, 5400.0, 141))
+    assert abs(best - float(truth.median())) <= 10.0
+
+
+def test_cycle_charges_a_neighbourhood_made_worse(batch: dict[str, Tensor]) -> None:
+    """A change that leaves one 16 px block 0.02 further from the truth than Stage 2 costs there."""
+    target, mask = batch["target"], batch["mask"]
+    opt_v2 = target + 100.0
+    worse = opt_v2.clone()
+    worse[:, :, 8:24, 8:24] += 200.0
+    cost = cycle_loss(worse, opt_v2, target, mask)
+    assert (cost > 0.001).all() and (cycle_loss(opt_v2, opt_v2, target, mask) == 0).all()
 
 
 def test_cycle_and_identity_never_pull_away_from_the_truth(batch: dict[str, Tensor]) -> None:
