@@ -208,8 +208,8 @@ class SampleBuilder:
             if tile.arrays is not None:
                 arrays = tile.arrays
             else:
-                npz = tile.path if tile.data is None else io.BytesIO(tile.data)
-                arrays = load_arrays(npz, keys, optional=(VALID_KEY,))  # type: ignore[arg-type]
+                npz = tile.path if tile.data is None else tile.data
+                arrays = load_arrays(npz, keys, optional=(VALID_KEY,))
         except ValueError as exc:
             raise _skipped_or_error(self.skip_bad, tile.where, tile.name, UNREADABLE, str(exc)) from None
         shapes = sorted({array.shape for array in arrays.values()})

@@ -40,6 +40,7 @@ from axion.data.shardsource import (
     remote_errors,
     remote_options,
     source_text,
+    tar_files,
 )
 from axion.data.tilefile import VALID_KEY
 from axion.errors import DataError
@@ -218,14 +219,13 @@ class TerraMeshSource:
     @contextmanager
     def members(self, shard: Shard) -> Iterator[Iterator[dict[str, Any]]]:
         """The shard's samples, S2L2A and S1 joined by key (``s2`` and ``s1``: the Zarr zips)."""
-        from webdataset.tariterators import group_by_keys, tar_file_iterator
+        from webdataset.tariterators import group_by_keys
 
         with ExitStack() as stack:
             streams = []
             for url in (shard.url, self._s1_url(shard.url)):
                 handle = stack.enter_context(open_shard(url))
-                files = ({**f, "__url__": url} for f in tar_file_iterator(handle))
-                streams.append(group_by_keys(files, keys=_split_member))
+                streams.append(group_by_keys(tar_files(handle, url), keys=_split_member))
             yield _joined(*streams, s1_url=self._s1_url(shard.url))
 
     def tile(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> Deferred:
