@@ -116,12 +116,18 @@ def _count(url: str) -> int:
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, list[str] | None, np.ndarray | None]:
-    """``bands`` (band, y, x), the band names (or None) and the cloud mask (y, x, or None) of a sample."""
-    import fsspec
-    import zarr
+    """``bands`` (band, y, x), the band names (or None) and the cloud mask (y, x, or None) of a sample.
 
-    mapper = fsspec.filesystem("zip", fo=io.BytesIO(data), block_size=None).get_mapper("")
-    group = zarr.open_consolidated(mapper, mode="r")
+    The zip's members are read into a dict that zarr reads as its store (a sample's members are
+    all small but the chunks, which are read anyway), rather than through fsspec's zip filesystem,
+    whose file objects and path handling cost more than the small members themselves.
+    """
+    import zarr
+    from zarr.storage import KVStore
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        store = KVStore({name: archive.read(name) for name in archive.namelist()})
+    group = zarr.open_consolidated(store, mode="r")
     bands = np.asarray(group["bands"][...])
     if bands.ndim == 4:
         if bands.shape[0] != 1:
@@ -208,9 +214,8 @@ class TerraMeshSource:
     @staticmethod
     def import_readers() -> None:
         """Import the libraries that read a shard and its Zarr zips."""
-        import fsspec.implementations.zip  # noqa: F401
         import webdataset.tariterators  # noqa: F401
-        import zarr  # noqa: F401
+        import zarr.storage  # noqa: F401
 
     def _s1_url(self, s2_url: str) -> str:
         folder, name = s2_url.rsplit("/", 1)
