@@ -218,9 +218,9 @@ def tar_files(handle: IO[bytes], url: str) -> Iterator[dict[str, Any]]:
     (``fname``, ``data``, ``__url__``, for its ``group_by_keys``), each read with one read of its size.
 
     webdataset opens the stream in tarfile's stream mode (``r|*``), which re-chunks it into 10 KB
-    blocks and copies a member's bytes several times over. The plain reading mode (``r:``) parses each header from one 512-byte read; the data and
-    its padding are read here, so tarfile never needs to seek: a stream that only reads forward (an
-    http response) is read the same way.
+    blocks and copies a member's bytes several times over. The plain reading mode (``r:``) parses
+    each header from one 512-byte read; the data and its padding are read here, so tarfile never
+    needs to seek: a stream that only reads forward (an http response) is read the same way.
 
     Raises:
         tarfile.ReadError: the stream ends inside a member (a truncated shard).
