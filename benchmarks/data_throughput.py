@@ -10,7 +10,9 @@ default), so a loader slower than the step shows at once.
 The machine may be shared: for each worker count the sources are read in ``--rounds``
 interleaved rounds (one epoch of each per round, in a rotating order, after a warm-up round),
 and the median samples/s is printed, with the median of the per-round shard/folder ratios and
-the load average before and after. An epoch is timed whole, worker start-up included.
+the load average before and after. An epoch is timed whole, worker start-up included. With 0
+workers the process's CPU time per sample is printed too: all of the loading work, and much less
+moved by other people's work on the machine than wall time.
 
 A third row reads TerraMesh-layout shards (one Zarr zip per modality and sample, S2L2A and
 S1RTC joined by key) made from the same scenes, each repeated ``--terramesh-copies`` times;
@@ -106,22 +108,27 @@ def epoch_rate(loader: Any, sampler: Any, epoch: int, size: int) -> float:
 
 def interleaved_rates(
     sources: dict[str, tuple[Path, bool]], workers: int, batch_size: int, rounds: int
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Samples/s of every source in each of ``rounds`` rounds; a round reads one epoch of each, in
-    a rotating order, so a change in the machine's load falls on all of them alike."""
+    a rotating order, so a change in the machine's load falls on all of them alike. Also this
+    process's CPU ms per sample in each round: with 0 workers all the loading work, and a figure
+    that other people's work on the machine changes much less than the wall time."""
     loaders = {
         name: _loader(source, workers, batch_size, shards) for name, (source, shards) in sources.items()
     }
     rates: dict[str, list[float]] = {name: [] for name in sources}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in sources}
     names = list(sources)
     for epoch in range(rounds + 1):
         order = names[epoch % len(names) :] + names[: epoch % len(names)]
         for name in order:
             loader, sampler, size = loaders[name]
+            cpu = time.process_time()
             rate = epoch_rate(loader, sampler, epoch + 1, size)
             if epoch:  # the first round warms up (imports, file cache)
                 rates[name].append(rate)
-    return rates
+                cpu_ms[name].append(1000 * (time.process_time() - cpu) / size)
+    return rates, cpu_ms
 
 
 def step_samples_per_second(tiles: Path, model_size: str, batch_size: int, steps: int) -> float:
@@ -184,19 +191,27 @@ def main() -> None:
             "TerraMesh (224 px)": (terramesh, True),
         }
         medians: dict[str, list[float]] = {name: [] for name in [*sources, "shards / folder"]}
+        cpu: dict[str, list[float]] = {}
         for workers in args.workers:
-            rates = interleaved_rates(sources, workers, args.batch_size, args.rounds)
+            rates, cpu_ms = interleaved_rates(sources, workers, args.batch_size, args.rounds)
             for name, values in rates.items():
                 medians[name].append(statistics.median(values))
             ratios = [
                 s / f for s, f in zip(rates["shards (project)"], rates["tile folder (NPZ)"], strict=True)
             ]
             medians["shards / folder"].append(statistics.median(ratios))
+            if workers == 0:
+                cpu = cpu_ms
         print(f"median of {args.rounds} interleaved rounds, samples/s (whole epochs)")
         print(f"{'source':<22}" + "".join(f"{f'{w} workers':>12}" for w in args.workers))
         for name, values in medians.items():
             unit = "x" if name == "shards / folder" else ""
             print(f"{name:<22}" + "".join(f"{f'{v:.2f}{unit}' if unit else f'{v:.1f}':>12}" for v in values))
+        if cpu:
+            folder, shard = cpu["tile folder (NPZ)"], cpu["shards (project)"]
+            ratio = statistics.median(f / s for f, s in zip(folder, shard, strict=True))
+            listed = ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in cpu.items())
+            print(f"CPU ms per sample, 0 workers (median): {listed}; shards / folder {ratio:.2f}x")
         print(f"load average after: {_load()}")
         step = step_samples_per_second(tiles, args.model_size, args.batch_size, args.steps)
         print(

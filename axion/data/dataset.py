@@ -44,7 +44,7 @@ from axion.data.badsamples import UNREADABLE, BadSample, split_bad
 from axion.data.check import Problem, ensure_dir, opt_v2_problem, sample_problem
 from axion.data.georef import Georef, georef_from_meta
 from axion.data.padding import pad_reflect, pad_zero, padded_size
-from axion.data.proxy import degrade_to_proxy, tile_seed
+from axion.data.proxy import degrade_to_proxy, import_filters, tile_seed
 from axion.data.tilefile import (
     OPT_V2_KEY,
     OPT_V2_MASK_KEY,
@@ -150,6 +150,8 @@ class SampleBuilder:
         self.proxy_seed = proxy_seed
         self.draws = draws
         self.skip_bad = skip_bad
+        if self.stage2_dir is None:
+            import_filters()  # the proxy's; imported here, before DataLoader workers fork
 
     def make(self, tile: TileInfo, epoch: int | None) -> dict[str, Any] | BadSample:
         """The sample of ``tile`` (drawn for ``epoch`` when training), or why it is bad (``skip_bad``)."""
@@ -208,8 +210,8 @@ class SampleBuilder:
             if tile.arrays is not None:
                 arrays = tile.arrays
             else:
-                npz = tile.path if tile.data is None else io.BytesIO(tile.data)
-                arrays = load_arrays(npz, keys, optional=(VALID_KEY,))  # type: ignore[arg-type]
+                npz = tile.path if tile.data is None else tile.data
+                arrays = load_arrays(npz, keys, optional=(VALID_KEY,))
         except ValueError as exc:
             raise _skipped_or_error(self.skip_bad, tile.where, tile.name, UNREADABLE, str(exc)) from None
         shapes = sorted({array.shape for array in arrays.values()})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import tarfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -180,11 +181,10 @@ class ShardSource:
     @contextmanager
     def members(self, shard: Shard) -> Iterator[Iterator[dict[str, Any]]]:
         """The shard's samples as webdataset groups them (``__key__`` and one entry per suffix)."""
-        from webdataset.tariterators import group_by_keys, tar_file_iterator
+        from webdataset.tariterators import group_by_keys
 
         with open_shard(shard.url) as handle:
-            files = ({**f, "__url__": shard.url} for f in tar_file_iterator(handle))
-            yield group_by_keys(files, keys=_key_and_suffix)
+            yield group_by_keys(tar_files(handle, shard.url), keys=_key_and_suffix)
 
     def tile(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> TileInfo | BadSample | None:
         """A member as a tile, why it is bad, or None when its JSON puts it in another split."""
@@ -207,6 +207,34 @@ class ShardSource:
         if split != dataset.split:
             return None
         return dataset.info(name, Path(f"{name}.npz"), meta, data=member["npz"], source=where)
+
+
+#: Member names webdataset's own tar iterator passes over (its ``skip_meta``): ``__x__`` entries.
+_META_MEMBER = re.compile(r"__[^/]*__($|/)")
+
+
+def tar_files(handle: IO[bytes], url: str) -> Iterator[dict[str, Any]]:
+    """The regular files of a tar stream in order, as webdataset's ``tar_file_iterator`` yields them
+    (``fname``, ``data``, ``__url__``, for its ``group_by_keys``), each read with one read of its size.
+
+    webdataset opens the stream in tarfile's stream mode (``r|*``), which re-chunks it into 10 KB
+    blocks and copies a member's bytes several times over. The plain reading mode (``r:``) parses
+    each header from one 512-byte read; the data and its padding are read here, so tarfile never
+    needs to seek: a stream that only reads forward (an http response) is read the same way.
+
+    Raises:
+        tarfile.ReadError: the stream ends inside a member (a truncated shard).
+    """
+    tar = tarfile.open(fileobj=handle, mode="r:")
+    while (info := tar.next()) is not None:
+        tar.members = []  # tarfile keeps every header it has read; a shard's stream needs none of them
+        if not info.isreg() or _META_MEMBER.match(info.name):
+            continue
+        data = handle.read(info.size)
+        padding = -info.size % tarfile.BLOCKSIZE
+        if len(data) < info.size or (padding and len(handle.read(padding)) < padding):
+            raise tarfile.ReadError("unexpected end of data")
+        yield {"fname": info.name, "data": data, "__url__": url}
 
 
 def _key_and_suffix(fname: str) -> tuple[str, str]:

@@ -40,6 +40,7 @@ from axion.data.shardsource import (
     remote_errors,
     remote_options,
     source_text,
+    tar_files,
 )
 from axion.data.tilefile import VALID_KEY
 from axion.errors import DataError
@@ -115,12 +116,18 @@ def _count(url: str) -> int:
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, list[str] | None, np.ndarray | None]:
-    """``bands`` (band, y, x), the band names (or None) and the cloud mask (y, x, or None) of a sample."""
-    import fsspec
-    import zarr
+    """``bands`` (band, y, x), the band names (or None) and the cloud mask (y, x, or None) of a sample.
 
-    mapper = fsspec.filesystem("zip", fo=io.BytesIO(data), block_size=None).get_mapper("")
-    group = zarr.open_consolidated(mapper, mode="r")
+    The zip's members are read into a dict that zarr reads as its store (a sample's members are
+    all small but the chunks, which are read anyway), rather than through fsspec's zip filesystem,
+    whose file objects and path handling cost more than the small members themselves.
+    """
+    import zarr
+    from zarr.storage import KVStore
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        store = KVStore({name: archive.read(name) for name in archive.namelist()})
+    group = zarr.open_consolidated(store, mode="r")
     bands = np.asarray(group["bands"][...])
     if bands.ndim == 4:
         if bands.shape[0] != 1:
@@ -207,9 +214,8 @@ class TerraMeshSource:
     @staticmethod
     def import_readers() -> None:
         """Import the libraries that read a shard and its Zarr zips."""
-        import fsspec.implementations.zip  # noqa: F401
         import webdataset.tariterators  # noqa: F401
-        import zarr  # noqa: F401
+        import zarr.storage  # noqa: F401
 
     def _s1_url(self, s2_url: str) -> str:
         folder, name = s2_url.rsplit("/", 1)
@@ -218,14 +224,13 @@ class TerraMeshSource:
     @contextmanager
     def members(self, shard: Shard) -> Iterator[Iterator[dict[str, Any]]]:
         """The shard's samples, S2L2A and S1 joined by key (``s2`` and ``s1``: the Zarr zips)."""
-        from webdataset.tariterators import group_by_keys, tar_file_iterator
+        from webdataset.tariterators import group_by_keys
 
         with ExitStack() as stack:
             streams = []
             for url in (shard.url, self._s1_url(shard.url)):
                 handle = stack.enter_context(open_shard(url))
-                files = ({**f, "__url__": url} for f in tar_file_iterator(handle))
-                streams.append(group_by_keys(files, keys=_split_member))
+                streams.append(group_by_keys(tar_files(handle, url), keys=_split_member))
             yield _joined(*streams, s1_url=self._s1_url(shard.url))
 
     def tile(self, dataset: ShardDataset, url: str, member: dict[str, Any]) -> Deferred:

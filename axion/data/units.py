@@ -60,8 +60,8 @@ def declared_units(meta: Mapping[str, Any]) -> tuple[str, float]:
 
 
 def s1_to_db(s1: np.ndarray, unit: str) -> np.ndarray:
-    """S1 in ``unit`` ('dB' or 'linear') to float32 dB."""
-    return linear_to_db(s1) if unit == "linear" else s1.astype(np.float32)
+    """S1 in ``unit`` ('dB' or 'linear') to float32 dB (``s1`` itself when it is float32 dB already)."""
+    return linear_to_db(s1) if unit == "linear" else s1.astype(np.float32, copy=False)
 
 
 def s2_to_tile_units(s2: np.ndarray, scale: float) -> np.ndarray:
