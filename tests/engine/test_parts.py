@@ -10,7 +10,7 @@ import torch
 from axion.atomic import atomic_path
 from axion.errors import ConfigError, DataError
 from axion.records.monitor import EarlyStopping
-from axion.runtime.device import resolve_precision
+from axion.runtime.device import cpu_has_native_bf16, resolve_precision
 from axion.seeding import stable_seed
 from axion.training.checkpoint import (
     CHECKPOINT_KEYS,
@@ -161,7 +161,8 @@ def test_load_checkpoint_errors(tmp_path: Path) -> None:
 
 
 def test_precision_resolution() -> None:
-    assert resolve_precision("auto", "cpu").fabric == "bf16-mixed"
+    native = "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    assert resolve_precision("auto", "cpu").fabric == native
     assert resolve_precision("auto", "cuda").fabric == "16-mixed"
     assert resolve_precision("auto", "cuda").uses_scaler
     assert resolve_precision("32", "cpu").fabric == "32-true"

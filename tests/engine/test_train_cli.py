@@ -15,6 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from axion.cli import app
+from axion.runtime.device import cpu_has_native_bf16
 from axion.training.checkpoint import CHECKPOINT_KEYS, META_KEY, OPTIONAL_KEYS, Checkpoint
 
 from .conftest import FAST
@@ -70,7 +71,8 @@ def test_run_writes_every_file_with_every_key(three_epochs: tuple[Path, str]) ->
     # Console: the guide's summary and early-stopping messages.
     assert "Epoch 1 Summary:" in output and "Val SAR agreement:" in output
     assert "✓ SAR agreement improved to" in output
-    assert "Trainable parameters:" in output and "Precision: bf16 mixed precision (CPU)" in output
+    label = "bf16 mixed precision (CPU)" if cpu_has_native_bf16() else "fp32 (this CPU has no native bf16)"
+    assert "Trainable parameters:" in output and f"Precision: {label}" in output
     assert "effective batch size 2" in output
 
 
