@@ -154,7 +154,8 @@ class PredictionSettings(Settings):
         None, ge=0, description="Base seed of the per-tile diffusion noise (seed, 'test', tile name)."
     )
     precision: Precision = Field(
-        "auto", description="auto (fp16 on CUDA, bf16 on CPU), fp16-mixed, bf16-mixed or 32."
+        "auto",
+        description="auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), fp16-mixed, bf16-mixed or 32.",
     )
     pretrained: bool | None = Field(None, description="Whether the frozen TerraMind base is pretrained.")
     weights_dir: Path | None = Field(

@@ -83,7 +83,8 @@ class TrainingConfig(Settings):
         "best_model.pt and every checkpoint's weights use (0: off, the raw weights).",
     )
     precision: Precision = Field(
-        "auto", description="auto (fp16+GradScaler on CUDA, bf16 on CPU), fp16-mixed, bf16-mixed or 32."
+        "auto",
+        description="auto (fp16+GradScaler on CUDA, bf16 on a CPU with native bf16, else fp32), fp16-mixed, bf16-mixed or 32.",
     )
     devices: int = Field(
         1, ge=1, description="Number of devices (processes) per node for data-parallel training."

@@ -101,7 +101,7 @@ class Stage3Pipeline:
             path: a checkpoint file (``best_model.pt``, ``checkpoint_epoch_N.pt``), a training run's
                 folder (its ``best_model.pt``) or a folder written by ``axion stage3 export``.
             device: ``cpu``, ``cuda``, ``cuda:1``... (default: the GPU when one is visible).
-            precision: ``auto`` (fp16 on CUDA, bf16 on CPU), ``fp16-mixed``, ``bf16-mixed`` or ``32``.
+            precision: ``auto`` (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), ``fp16-mixed``, ``bf16-mixed`` or ``32``.
             timesteps: DDIM steps (default: the checkpoint's).
             seed: base seed of the per-tile noise (default: the training run's).
             pretrained, weights_dir: where the frozen TerraMind base comes from (default: as trained).

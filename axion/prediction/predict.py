@@ -248,7 +248,7 @@ def load_predictor(
         checkpoint: read with :meth:`Checkpoint.read` (``best_model.pt`` or ``checkpoint_epoch_N.pt``).
         timesteps: DDIM steps (default: the checkpoint's).
         seed: base seed of the per-tile noise (default: the checkpoint's ``seed``).
-        precision: ``auto`` (fp16 on CUDA, bf16 on CPU), ``fp16-mixed``, ``bf16-mixed`` or ``32``.
+        precision: ``auto`` (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), ``fp16-mixed``, ``bf16-mixed`` or ``32``.
         pretrained: override whether the frozen base is pretrained (default: as trained).
         weights_dir: where the pretrained TerraMind files are (default: as trained).
         log: receives one-line messages.
