@@ -168,3 +168,14 @@ def test_precision_resolution() -> None:
     assert resolve_precision("32", "cpu").fabric == "32-true"
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         resolve_precision("fp16-mixed", "cpu")
+
+
+def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulated bf16 autocast is about 100x slower than fp32, so ``auto`` never picks it."""
+    import axion.runtime.device as device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    assert device.resolve_precision("auto", "cpu").fabric == "32-true"
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    assert device.resolve_precision("auto", "cpu").fabric == "bf16-mixed"
+    assert device.resolve_precision("auto", "cuda").fabric == "16-mixed"
