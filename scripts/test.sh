@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
-"$AXION_VENV/bin/ruff" check axion tests benchmarks
+"$AXION_VENV/bin/ruff" check axion tests benchmarks examples
 CORES="$(nproc)"
 WORKERS="${AXION_TEST_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}"
 if [ "$WORKERS" -le 1 ]; then
