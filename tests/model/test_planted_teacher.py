@@ -40,6 +40,7 @@ import torch
 
 from axion.config import ModelConfig, TrainingConfig
 from axion.model import build_stage3_model
+from axion.runtime.device import cpu_has_native_bf16
 from axion.training.fit import build_optimization
 
 from .conftest import adapter_params, denoiser, loaded, make_trained_like, planted_delta, zero_weights
@@ -151,9 +152,20 @@ CASES = {
     "unet-T2-K1": Case("unet", "fp32", lr=6e-3, steps=24, min_gap=30.0, timesteps=2, grad_steps=1),
 }
 SLOW = {"decoder-bf16", "unet-bf16", "unet-T2-K1"}
+#: On a CPU without native bf16, autocast emulates it about 100x slower than fp32 (and
+#: ``--precision auto`` trains fp32 there): a bf16 case would take many minutes of the suite.
+EMULATED_BF16 = pytest.mark.skipif(
+    not cpu_has_native_bf16(),
+    reason="this CPU has no native bf16 (AVX512-BF16 or AMX): emulated, ~100x slower",
+)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CASES])
+def _marks(name: str) -> list[pytest.MarkDecorator]:
+    marks = [pytest.mark.slow] if name in SLOW else []
+    return marks + ([EMULATED_BF16] if CASES[name].precision == "bf16" else [])
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in CASES])
 def test_student_closes_half_the_gap_to_a_planted_teacher(lab, name):
     case = CASES[name]
     before, after = lab.train(case)
