@@ -12,6 +12,8 @@ from axion.model.lora import merge_lora, unmerge_lora
 from axion.model.terramind import ENCDEC_PREFIX, S2_TARGET
 from axion.model.weights import TOKENIZER_FILE, TOKENIZER_REPO, generator_file, generator_repo
 
+from .conftest import loaded
+
 
 @pytest.mark.parametrize("size", ["tiny", "small", "base", "large"])
 def test_file_names_and_repositories_equal_terratorch(size):
@@ -140,10 +142,14 @@ def test_merged_adapters_give_the_same_output(tiny_model, real_batch, wake):
     wake()
     s1, opt_v2 = real_batch[0][:1], real_batch[1][:1]
     before = tiny_model.generate(s1, opt_v2, seeds=[3])
-    assert merge_lora(tiny_model.generator) > 0
-    try:
-        merged = tiny_model.generate(s1, opt_v2, seeds=[3])
-    finally:
-        unmerge_lora(tiny_model.generator)
+    # Merge then unmerge adds and subtracts B A in float: the base weights come back rounded,
+    # and the session's model must keep its exact random base (test_structure checks it).
+    base = {n: p.detach().clone() for n, p in tiny_model.named_parameters() if ".base_layer." in n}
+    with loaded(tiny_model, base):
+        assert merge_lora(tiny_model.generator) > 0
+        try:
+            merged = tiny_model.generate(s1, opt_v2, seeds=[3])
+        finally:
+            unmerge_lora(tiny_model.generator)
     torch.testing.assert_close(merged, before, atol=0.05, rtol=0)
     assert not torch.equal(before, opt_v2)
