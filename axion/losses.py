@@ -160,14 +160,16 @@ def cycle_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, mask: Tensor) -> 
 def identity_loss(opt_v3: Tensor, opt_v2: Tensor, target: Tensor, s1: Tensor, mask: Tensor) -> Tensor:
     """Identity: the cycle term's step back from Stage 2, where SAR confidence is low (reflectance).
 
-    Weighted mean of :func:`_step_back` with pixel weight ``1 - sar_confidence`` over valid
-    pixels: where VV is at the noise floor the SAR cannot justify a change, so Stage 2 is
-    preserved unless it was wrong. 0 for a sample with no low-confidence pixel.
+    Mean over valid pixels of :func:`_step_back` times ``1 - sar_confidence``: where VV is at the
+    noise floor the SAR cannot justify a change, so Stage 2 is preserved unless it was wrong. 0 for
+    a sample with no low-confidence pixel. Averaged over all valid pixels, not over the
+    low-confidence ones alone: a pixel weighs at most what it weighs in the cycle term, however
+    little of the tile is at the noise floor (docs/losses.md has what the other mean cost).
     """
     check_shapes(mask, opt_v3=(opt_v3, 4), opt_v2=(opt_v2, 4), target=(target, 4), s1=(s1, 2))
     valid = valid_pixels(mask)
-    weight = (1.0 - sar_confidence(s1, valid)) * valid
-    return masked_mean(_step_back(opt_v3, opt_v2, target, valid), weight)
+    low_confidence = 1.0 - sar_confidence(s1, valid)
+    return masked_mean(_step_back(opt_v3, opt_v2, target, valid) * low_confidence, valid)
 
 
 @in_fp32

@@ -163,11 +163,32 @@ def test_identity_only_counts_low_confidence_pixels() -> None:
     # Stage 2 is right here (target = opt_v2): every change is unjustified.
     assert identity_loss(changed_right, opt_v2, opt_v2, s1, mask).item() == 0.0
     changed_all = opt_v2 + 500.0
-    torch.testing.assert_close(identity_loss(changed_all, opt_v2, opt_v2, s1, mask), torch.tensor([0.05]))
+    # A step back of 0.05 reflectance everywhere, counted at the low-confidence share of the tile
+    # (the left half and the smoothing ramp beside it): a mean over every valid pixel.
+    low = 1.0 - sar_confidence(s1, mask > 0.5)
+    assert 0.5 <= low.mean().item() < 0.6
+    torch.testing.assert_close(identity_loss(changed_all, opt_v2, opt_v2, s1, mask), 0.05 * low.mean()[None])
     confident = torch.full((1, 2, size, size), -10.0)
     assert identity_loss(changed_all, opt_v2, opt_v2, confident, mask).item() == 0.0
     # Where Stage 2 was wrong by as much, the same change is a correction and free.
     assert identity_loss(changed_all, opt_v2, changed_all, s1, mask).item() == 0.0
+
+
+def test_identity_weighs_a_pixel_at_most_as_the_cycle_term_does(batch: dict[str, Tensor]) -> None:
+    """A small low-confidence patch is not magnified: identity <= cycle for any prediction."""
+    size = 32
+    s1 = torch.full((1, 2, size, size), -10.0)
+    s1[:, :, :8, :8] = -30.0  # one patch below the noise floor, a sixteenth of the tile
+    mask = torch.ones(1, 1, size, size)
+    opt_v2 = torch.full((1, 4, size, size), 1000.0)
+    stray = opt_v2.clone()
+    stray[:, :, :8, :8] += 500.0  # Stage 2 was right: an unjustified change, only in the patch
+    cycle = cycle_loss(stray, opt_v2, opt_v2, mask)
+    identity = identity_loss(stray, opt_v2, opt_v2, s1, mask)
+    assert 0 < identity.item() <= cycle.item()
+    for scale in (0.5, 2.0):  # and on real tiles, a prediction that overshoots or falls short
+        pred = batch["opt_v2"] + scale * (batch["opt_v2"] - batch["target"])
+        assert bool((TERMS["identity"](batch, pred) <= TERMS["cycle"](batch, pred) + 1e-7).all())
 
 
 def test_sar_consistency_is_smallest_at_the_ground_truth(batch: dict[str, Tensor]) -> None:
