@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 #: Keys of the dict :class:`Stage3Loss` returns; each is logged on its own.
 LOSS_KEYS: tuple[str, ...] = ("sar", "cycle", "identity", "lpips", "spectral", "total")
 
+#: The terms that rise from 0 to their weights over ``--loss-warmup``: all but the spectral L1.
+WARMUP_KEYS: tuple[str, ...] = ("sar", "cycle", "identity", "lpips")
+
 #: Side of the square window of the local texture correlation, in pixels.
 TEXTURE_WINDOW: int = 7
 
@@ -233,6 +236,7 @@ class Stage3Loss(nn.Module):
         s1: Tensor,
         mask: Tensor,
         opt_v2_mask: Tensor | None = None,
+        warmup_scale: float = 1.0,
     ) -> dict[str, Tensor]:
         """Per-sample terms and their weighted total.
 
@@ -244,6 +248,8 @@ class Stage3Loss(nn.Module):
             mask: (B, 1, H, W), 1 = valid.
             opt_v2_mask: (B, 1, H, W), 1 where opt_v2 can be trusted; the cycle and identity terms,
                 which hold opt_v3 close to opt_v2, count only there (None: everywhere).
+            warmup_scale: factor on the weights of :data:`WARMUP_KEYS` in the total (the loss
+                warm-up of training; 1 = the configured weights).
 
         Returns:
             ``{"sar", "cycle", "identity", "lpips", "spectral", "total"}``, each (B,) fp32.
@@ -256,5 +262,6 @@ class Stage3Loss(nn.Module):
             "lpips": self._perceptual(opt_v3, opt_v2, target, mask),
             "spectral": spectral_loss(opt_v3, target, mask),
         }
-        terms["total"] = sum(self.weights[k] * terms[k] for k in self.weights)  # type: ignore[assignment]
+        scale = {k: warmup_scale if k in WARMUP_KEYS else 1.0 for k in self.weights}
+        terms["total"] = sum(scale[k] * self.weights[k] * terms[k] for k in self.weights)  # type: ignore[assignment]
         return terms

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # lightly (pulled in through torchgeo/terratorch) would try the network on import.
@@ -32,6 +33,19 @@ def terramind_examples(shared_data: Path) -> Path:
 def sen1floods11(shared_data: Path) -> Path:
     """One 512 px S1 GRD + S2 L1C scene."""
     return shared_data / "sen1floods11-sample"
+
+
+@pytest.fixture(scope="session")
+def cloudy_and_clear(shared_data: Path) -> tuple[np.ndarray, np.ndarray]:
+    """SEN12MS-CR's autumn patch: its cloudy and its clear acquisition, B2, B3, B4, B8 (float32)."""
+    import rasterio
+
+    root = shared_data / "sen12mscr-sample"
+    images = []
+    for folder in ("s2_cloudy", "s2_cloudfree"):
+        with rasterio.open(root / folder / "ROIs1970_fall_139_p839.tif") as src:
+            images.append(src.read([2, 3, 4, 8]).astype(np.float32))
+    return images[0], images[1]
 
 
 @pytest.fixture(scope="session")

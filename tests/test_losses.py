@@ -298,6 +298,23 @@ def test_stage3_loss_total_follows_weights(batch: dict[str, Tensor]) -> None:
     torch.testing.assert_close(out["total"], 2.0 * out["cycle"])
 
 
+def test_warmup_scale_weighs_every_term_but_spectral(batch: dict[str, Tensor]) -> None:
+    """The loss warm-up scales SAR, cycle and identity (and LPIPS) in the total, never spectral."""
+    args = (batch["target"] + 2000.0, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"])
+    cfg = _loss_config()
+    loss = Stage3Loss(cfg)
+    full, half, none = (loss(*args, warmup_scale=scale) for scale in (1.0, 0.5, 0.0))
+    kept = cfg.spectral_weight * full["spectral"]
+    ramped = cfg.sar_weight * full["sar"] + cfg.cycle_weight * full["cycle"]
+    ramped = ramped + cfg.identity_weight * full["identity"]
+    assert bool((ramped > 0).all())  # the ramped terms are not zero here, so the scale is seen
+    torch.testing.assert_close(none["total"], kept)
+    torch.testing.assert_close(half["total"], kept + 0.5 * ramped)
+    torch.testing.assert_close(full["total"], kept + ramped)
+    for key in ("sar", "cycle", "identity", "spectral"):
+        torch.testing.assert_close(none[key], full[key])  # the terms themselves are logged unscaled
+
+
 def _check_finite_under_autocast(batch: dict[str, Tensor], device: str, dtype: torch.dtype) -> None:
     loss = Stage3Loss(_loss_config()).to(device)
     pred = (batch["target"] + 40.0).to(device=device, dtype=dtype).requires_grad_(True)

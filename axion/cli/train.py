@@ -80,6 +80,7 @@ def train(
     checkpoint_every_steps: int | None = _opt(TrainingConfig, "checkpoint_every_steps", panel=_TRAIN),
     augment: bool = _opt(TrainingConfig, "augment", "--augment/--no-augment", panel=_TRAIN),
     crop_size: int | None = _opt(TrainingConfig, "crop_size", panel=_TRAIN),
+    proxy_sharp_share: float = _opt(TrainingConfig, "proxy_sharp_share", panel=_TRAIN),
     # Loss weights
     sar_weight: float = _opt(LossConfig, "sar_weight", panel=_LOSS),
     cycle_weight: float = _opt(LossConfig, "cycle_weight", panel=_LOSS),
@@ -87,6 +88,7 @@ def train(
     lpips_weight: float = _opt(LossConfig, "lpips_weight", panel=_LOSS),
     spectral_weight: float = _opt(LossConfig, "spectral_weight", panel=_LOSS),
     lpips_weights: Path | None = _opt(LossConfig, "lpips_weights", panel=_LOSS),
+    loss_warmup: float = _opt(LossConfig, "loss_warmup", panel=_LOSS),
     # Early stopping
     early_stop_patience: int = _opt(EarlyStoppingConfig, "early_stop_patience", panel=_EARLY),
     early_stop_delta: float = _opt(EarlyStoppingConfig, "early_stop_delta", panel=_EARLY),

@@ -15,6 +15,7 @@ from pydantic import Field
 from axion.atomic import write_json_atomic
 from axion.config.base import PROVENANCE_KEY, Settings
 from axion.config.fields import ModelSize, Precision, Workers, max_bad_fraction_field
+from axion.data.proxy import TRAIN_SHARP_SHARE
 from axion.records.monitor import DEFAULT_MONITOR, MonitorName, monitor_help
 
 
@@ -128,6 +129,13 @@ class TrainingConfig(Settings):
         multiple_of=16,
         description="Random square crops of training tiles, in pixels (multiple of 16).",
     )
+    proxy_sharp_share: float = Field(
+        TRAIN_SHARP_SHARE,
+        ge=0,
+        lt=1,
+        description="Share of training proxies (no --stage2-dir) blurred by less than 1.5 px; the "
+        "others, and every validation proxy, by 1.5-3 px.",
+    )
 
 
 class LossConfig(Settings):
@@ -142,6 +150,13 @@ class LossConfig(Settings):
     spectral_weight: float = Field(1.0, ge=0, description="Spectral L1 loss weight (epsilon).")
     lpips_weights: Path | None = Field(
         None, description="AlexNet ImageNet weights for LPIPS (else torchvision's cache)."
+    )
+    loss_warmup: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Share of the run's optimizer steps over which the SAR, cycle, identity and "
+        "LPIPS weights rise linearly from 0 to their values (0: in full from the first step).",
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from axion.data.proxy import TRAIN_SHARP_SHARE
 from axion.seeding import Stream, stream_seed
 
 
@@ -24,12 +25,15 @@ class TrainingDraws:
     Attributes:
         seed: the run's seed.
         fresh_proxy: degrade the ground truth anew each draw (when opt_v2 is a proxy).
+        proxy_sharp_share: the share of fresh proxies blurred less than the fixed ones
+            (:data:`~axion.data.proxy.TRAIN_SHARP_SHARE`).
         augment: a random flip and 90-degree rotation, the same for every array of the tile.
         crop_size: a random square crop of this side (None: the whole tile).
     """
 
     seed: int
     fresh_proxy: bool = True
+    proxy_sharp_share: float = TRAIN_SHARP_SHARE
     augment: bool = True
     crop_size: int | None = None
 

@@ -241,8 +241,10 @@ class SampleBuilder:
         if self.stage2_dir is None:
             assert target is not None
             fresh = self.draws is not None and self.draws.fresh_proxy and epoch is not None
-            seed = self.draws.proxy_seed(epoch, tile.name) if fresh else tile_seed(tile.name, self.proxy_seed)  # type: ignore[union-attr, arg-type]
-            return degrade_to_proxy(target, seed), None
+            if fresh:
+                seed = self.draws.proxy_seed(epoch, tile.name)  # type: ignore[union-attr, arg-type]
+                return degrade_to_proxy(target, seed, self.draws.proxy_sharp_share), None  # type: ignore[union-attr]
+            return degrade_to_proxy(target, tile_seed(tile.name, self.proxy_seed)), None
         path = self._stage2_path(tile.name)
         try:
             arrays = load_arrays(path, (OPT_V2_KEY,), optional=(OPT_V2_MASK_KEY,))

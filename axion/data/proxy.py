@@ -4,7 +4,10 @@ Used only when no Stage 2 outputs are given. A real Stage 2 estimate is blurry,
 slightly off in gain and bias per band, and noisy; the proxy reproduces exactly
 that, in tile units (reflectance x 10000):
 
-1. Gaussian blur, sigma drawn in [1.5, 3] px (15-30 m at 10 m): lost fine detail.
+1. Gaussian blur, sigma drawn in [1.5, 3] px (15-30 m at 10 m): lost fine detail. For training
+   tiles a fifth of the draws (:data:`TRAIN_SHARP_SHARE`) take sigma in [0, 1.5) instead: a
+   network that only ever saw inputs blurred by 1.5-3 px sharpens every input, and over-sharpens
+   a Stage 2 output that is sharp already.
 2. Per-band gain ~ N(1, 0.05) and offset ~ N(0, 0.02 * band std): calibration error.
 3. Additive Gaussian noise, sd 0.02 * band std: speckle-like residue.
 4. Clipped at 0 (reflectance is not negative).
@@ -21,6 +24,14 @@ from axion.bands import OPTICAL_STD
 from axion.seeding import Stream, stream_seed
 
 BLUR_SIGMA_RANGE: tuple[float, float] = (1.5, 3.0)
+#: The share of training proxies whose blur sigma is drawn in [0, 1.5) px (none to mild) instead of
+#: :data:`BLUR_SIGMA_RANGE`. On the clear pixels of real cloudy SEN12MS-CR opt_v2, sharper than any
+#: proxy, a network trained on [1.5, 3] alone doubled the fine detail (1.6x the ground truth's) and
+#: lost PSNR there; trained on [0, 3] throughout it no longer sharpened the proxies of the test
+#: tiles enough (docs/data.md has the figures).
+TRAIN_SHARP_SHARE: float = 0.2
+#: Below this sigma the blur is the identity (its kernel is [0, 1, 0] to float precision).
+MIN_SIGMA: float = 1e-3
 GAIN_SD: float = 0.05
 OFFSET_SD: float = 0.02
 NOISE_SD: float = 0.02
@@ -81,7 +92,19 @@ def gaussian_blur(
     return out
 
 
-def degrade_to_proxy(target: np.ndarray, seed: int) -> np.ndarray:
+def blur_sigma(rng: np.random.Generator, sharp_share: float = 0.0) -> float:
+    """The proxy's blur sigma from one uniform draw of ``rng``: in [0, lo) with probability
+    ``sharp_share``, else in :data:`BLUR_SIGMA_RANGE` [lo, hi] (exactly the former draw when 0)."""
+    low, high = BLUR_SIGMA_RANGE
+    if sharp_share <= 0.0:
+        return float(rng.uniform(low, high))
+    u = float(rng.random())
+    if u < sharp_share:
+        return max(MIN_SIGMA, low * u / sharp_share)
+    return low + (high - low) * (u - sharp_share) / (1.0 - sharp_share)
+
+
+def degrade_to_proxy(target: np.ndarray, seed: int, sharp_share: float = 0.0) -> np.ndarray:
     """A coarse-Stage-2-like opt_v2 from the ground truth (4, H, W) in tile units; float32.
 
     The arithmetic is float32 (the blur with its gain and offset in one pass); the draws are
@@ -91,11 +114,14 @@ def degrade_to_proxy(target: np.ndarray, seed: int) -> np.ndarray:
     Args:
         target: ground-truth optical bands B2, B3, B4, B8, reflectance x 10000.
         seed: e.g. :func:`tile_seed` of the tile's name.
+        sharp_share: the share of seeds whose blur sigma falls in [0, 1.5) px instead of
+            :data:`BLUR_SIGMA_RANGE` (training tiles pass :data:`TRAIN_SHARP_SHARE`). One uniform
+            draw sets sigma either way, so the other draws do not depend on it.
     """
     rng = np.random.default_rng(seed)
     bands = target.shape[0]
     band_std = np.asarray(OPTICAL_STD[:bands], dtype=np.float64)
-    sigma = rng.uniform(*BLUR_SIGMA_RANGE)
+    sigma = blur_sigma(rng, sharp_share)
     gain = rng.normal(1.0, GAIN_SD, size=bands)
     offset = rng.normal(0.0, OFFSET_SD, size=bands) * band_std
     noise = rng.standard_normal(size=target.shape)  # = normal(0, 1): the same draws

@@ -301,6 +301,7 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
     """
     from torch.utils.data import DataLoader
 
+    from axion.cloudfill import network_opt_v2
     from axion.data.dataset import collate_tiles
     from axion.data.sharddata import ShardDataset, ShardLoader
     from axion.prediction.predict import predictor_for, size_batches
@@ -345,7 +346,8 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
                 if keep is None:
                     kept.update(batch["name"][: max(0, settings.save_arrays - len(kept))])
                 # What infer writes for these tiles: one seeded generation, clipped at 0.
-                opt_v3 = predictor.samples(batch["s1"], batch["opt_v2"], batch["name"], 1).mean
+                # Cloudy opt_v2 pixels (opt_v2_mask) reach the network filled from clear ones.
+                opt_v3 = predictor.samples(batch["s1"], network_opt_v2(batch), batch["name"], 1).mean
                 new, scores = _batch_rows(
                     batch, opt_v3, inputs.perceptual, sizes, clear=settings.stage2_dir is not None
                 )

@@ -338,6 +338,7 @@ def tiles_worker(
     shard: Shard, settings: InferConfig, source: str, previous: list[str], reporter: Reporter | None
 ) -> InferResult:
     """This process's share of the tiles; the first process then writes the manifest."""
+    from axion.cloudfill import network_opt_v2
     from axion.data.dataset import TileDataset, collate_tiles
     from axion.prediction.predict import size_batches
     from axion.provenance import output_provenance
@@ -362,7 +363,7 @@ def tiles_worker(
             batch = collate_tiles([dataset[i] for i in indices])
             drawn = predictor.samples(
                 batch["s1"],
-                batch["opt_v2"],
+                network_opt_v2(batch),
                 batch["name"],
                 settings.samples,
                 generated=settings.save_generated,

@@ -98,7 +98,12 @@ def check_run(cfg: TrainConfig) -> RunInputs:
 
     data_dir = Path(cfg.data.data_dir)
     common = {"stage2_dir": cfg.data.stage2_dir, "max_samples": cfg.other.max_samples, "skip_bad": True}
-    draws = TrainingDraws(seed=cfg.other.seed, augment=cfg.training.augment, crop_size=cfg.training.crop_size)
+    draws = TrainingDraws(
+        seed=cfg.other.seed,
+        augment=cfg.training.augment,
+        crop_size=cfg.training.crop_size,
+        proxy_sharp_share=cfg.training.proxy_sharp_share,
+    )
     if is_streamed(cfg.data.data_dir):
         return _shard_inputs(cfg, draws, perceptual, resume, run_dir.restart)
     train_set = TileDataset(data_dir, "train", draws=draws, **common)

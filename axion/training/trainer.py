@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from axion.cloudfill import network_opt_v2
 from axion.console import plural
 from axion.errors import TrainingError
 from axion.records.badlog import MIN_SEEN, BadSampleLog, check_bad_fraction
@@ -162,10 +163,30 @@ class Stage3Trainer:
     def training_step(self, batch: dict[str, Any], epoch: int) -> dict[str, Tensor]:
         """Per-sample loss terms for one batch, with gradients."""
         seeds = [stream_seed(self.seed, Stream.TRAIN_NOISE, epoch, name) for name in batch["name"]]
-        opt_v3 = self.model(batch["s1"], batch["opt_v2"], seeds=seeds)
+        opt_v3 = self.model(batch["s1"], network_opt_v2(batch), seeds=seeds)
         return self.loss_fn(
-            opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"], batch["opt_v2_mask"]
+            opt_v3,
+            batch["opt_v2"],
+            batch["target"],
+            batch["s1"],
+            batch["mask"],
+            batch["opt_v2_mask"],
+            warmup_scale=self.warmup_scale(),
         )
+
+    def warmup_scale(self) -> float:
+        """Factor on the weights of every term but the spectral L1 at this optimizer step.
+
+        It rises linearly to 1 over the first ``--loss-warmup`` share of the run's steps: the
+        network first learns the image from the pixel loss, then the structure and the guards
+        weigh in at the guide's weights (the order of super-resolution training: a pixel loss,
+        then perceptual terms). In full from the first step they slowed the first epochs
+        (docs/losses.md, "Loss warm-up"). Validation always uses the full weights.
+        """
+        ramp = self.cfg.loss.loss_warmup * self.optimization.schedule.total_steps
+        if ramp <= 0:
+            return 1.0
+        return min(1.0, (self.state.optimizer_steps + 1) / ramp)
 
     @torch.no_grad()
     def validation_step(self, batch: dict[str, Any]) -> dict[str, Tensor]:
@@ -175,7 +196,7 @@ class Stage3Trainer:
         value is per sample and averaged over the pass.
         """
         seeds = [stream_seed(self.seed, Stream.VAL_NOISE, name) for name in batch["name"]]
-        opt_v3 = self.model(batch["s1"], batch["opt_v2"], seeds=seeds)
+        opt_v3 = self.model(batch["s1"], network_opt_v2(batch), seeds=seeds)
         terms = self.loss_fn(
             opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"], batch["opt_v2_mask"]
         )

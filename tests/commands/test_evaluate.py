@@ -140,10 +140,13 @@ def test_cloudy_opt_v2_is_also_scored_on_its_clear_pixels(
     assert "On opt_v2's clear pixels only (opt_v2_mask; 50 % of the valid pixels)" in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["clear"]["clear_fraction"]["mean"] == pytest.approx(0.5)
-    # The untrained model returns opt_v2: exact on its clear half, far off over the whole tile.
+    # The untrained model returns the opt_v2 it is given: exact on the clear half, and under the
+    # cloud a fill from the clear half (axion.cloudfill), far closer to the truth than the cloud.
     clear_psnr = summary["clear"]["metrics"]["opt_v3"]["psnr"]["mean"]
-    assert clear_psnr > 60 and summary["metrics"]["opt_v3"]["psnr"]["mean"] < 20
+    assert clear_psnr > 60
     assert summary["clear"]["metrics"]["opt_v2"]["psnr"]["mean"] == pytest.approx(clear_psnr)
+    whole = {image: summary["metrics"][image]["psnr"]["mean"] for image in ("opt_v2", "opt_v3")}
+    assert whole["opt_v2"] < 20 and whole["opt_v3"] > whole["opt_v2"] + 5
     with (out / "per_tile.csv").open() as handle:
         assert {"clear_fraction", "clear_opt_v3_psnr"} <= set(next(csv.DictReader(handle)))
 

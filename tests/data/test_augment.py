@@ -57,6 +57,32 @@ def test_each_epoch_draws_anew_and_reproducibly(real_tiles: Path) -> None:
     torch.testing.assert_close(data[0]["opt_v2"], plain["opt_v2"], rtol=0, atol=0)
 
 
+def test_a_share_of_training_proxies_is_sharp(real_tiles: Path) -> None:
+    """A fifth of the training proxies (TRAIN_SHARP_SHARE) are blurred by less than 1.5 px, some
+    hardly at all; the fixed proxy of validation and evaluation never is. Only the blur depends on
+    the share."""
+    from axion.data.proxy import TRAIN_SHARP_SHARE, blur_sigma
+
+    sigmas = np.array([blur_sigma(np.random.default_rng(seed), TRAIN_SHARP_SHARE) for seed in range(4000)])
+    assert abs(float((sigmas < 1.5).mean()) - TRAIN_SHARP_SHARE) < 0.03 and sigmas.min() < 0.05
+    fixed = np.array([blur_sigma(np.random.default_rng(seed)) for seed in range(4000)])
+    assert fixed.min() >= 1.5 and fixed.max() <= 3.0
+
+    data = TileDataset(real_tiles, "train", draws=TrainingDraws(seed=3, augment=False))
+    target = data[0]["target"].numpy()
+
+    def detail(image: np.ndarray) -> float:  # mean absolute horizontal difference: fine detail
+        return float(np.abs(np.diff(image, axis=-1)).mean())
+
+    drawn = [detail(data[(0, epoch)]["opt_v2"].numpy()) for epoch in range(1, 41)]
+    plain = [detail(degrade_to_proxy(target, seed)) for seed in range(40)]
+    # Some training proxies keep most of the target's detail; no fixed proxy does.
+    assert max(drawn) > 0.7 * detail(target) > max(plain)
+    # One uniform draw sets the blur whatever the share, so gain, offset and noise stay the seed's.
+    sharp, blurred = degrade_to_proxy(target, 5, 0.999), degrade_to_proxy(target, 5)
+    np.testing.assert_allclose(sharp.mean(axis=(1, 2)), blurred.mean(axis=(1, 2)), rtol=0.01)
+
+
 def test_geometry_is_shared_by_s1_target_and_mask(real_tiles: Path) -> None:
     data = TileDataset(real_tiles, "train", draws=TrainingDraws(seed=1, fresh_proxy=False))
     plain = data[0]

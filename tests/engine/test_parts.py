@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from axion.training.checkpoint import (
 )
 from axion.training.sampler import EpochSampler
 from axion.training.schedule import WarmupCosine
+from axion.training.trainer import LoopState, Stage3Trainer
 
 
 def test_early_stopping_on_a_crafted_sequence() -> None:
@@ -66,6 +68,20 @@ def test_warmup_then_cosine() -> None:
     assert f(14) == pytest.approx(0.0, abs=1e-12) and f(100) == pytest.approx(0.0, abs=1e-12)
     values = [f(s) for s in range(4, 15)]
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_loss_warmup_ramps_over_its_share_of_the_run() -> None:
+    def scale(share: float, step: int, total: int = 100) -> float:
+        trainer = SimpleNamespace(
+            cfg=SimpleNamespace(loss=SimpleNamespace(loss_warmup=share)),
+            optimization=SimpleNamespace(schedule=WarmupCosine(0, total)),
+            state=LoopState(optimizer_steps=step),
+        )
+        return Stage3Trainer.warmup_scale(trainer)  # type: ignore[arg-type]
+
+    assert [scale(0.2, step) for step in (0, 9, 19, 20, 99)] == pytest.approx([0.05, 0.5, 1.0, 1.0, 1.0])
+    assert scale(0.0, 0) == 1.0  # no warm-up: the configured weights from the first step
+    assert scale(0.2, 4, total=10) == 1.0  # the share is of this run's steps
 
 
 def test_scheduler_state_is_plain_data(tmp_path: Path) -> None:
