@@ -2,13 +2,12 @@
 
 A Stage 2 input may carry ``opt_v2_mask`` (1 where opt_v2 can be trusted, 0 where it is cloudy;
 ``prepare --s2-cloudy`` writes it). The cycle and identity terms already ignore the cloudy pixels;
-the network must too. Given the cloud itself, a network trained on cloud-free inputs makes a
-correction around it that spills onto the clear pixels next to it (measured on real cloudy
-SEN12MS-CR tiles: -0.45 dB within 4 px of a cloud, docs/model.md). So the cloudy pixels are
-replaced, before the network sees them, by a smooth interpolation of the clear pixels around
-them (push-pull: masked means on a pyramid of halved resolutions, filled back coarse to fine),
-and opt_v3 is built on that image: under a cloud it is the fill plus the network's correction
-from the SAR. Clear pixels are passed through unchanged; so is a tile with no clear pixel.
+the network must not build on them either: given the cloud itself, a network trained on cloud-free
+inputs returns it nearly unchanged. So the cloudy pixels are replaced, before the network sees
+them, by a smooth interpolation of the clear pixels around them (push-pull: masked means on a
+pyramid of halved resolutions, filled back coarse to fine), and opt_v3 is built on that image:
+under a cloud it is the fill plus the network's correction from the SAR (docs/model.md has what
+it scores). Clear pixels are passed through unchanged; so is a tile with no clear pixel.
 """
 
 from __future__ import annotations

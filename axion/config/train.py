@@ -134,7 +134,7 @@ class TrainingConfig(Settings):
         ge=0,
         lt=1,
         description="Share of training proxies (no --stage2-dir) blurred by less than 1.5 px; the "
-        "others, and every validation proxy, by 1.5-3 px.",
+        "others, and every validation proxy, by 1.5-3 px (docs/data.md: what 0.2 gained and cost).",
     )
 
 

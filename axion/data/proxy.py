@@ -4,10 +4,9 @@ Used only when no Stage 2 outputs are given. A real Stage 2 estimate is blurry,
 slightly off in gain and bias per band, and noisy; the proxy reproduces exactly
 that, in tile units (reflectance x 10000):
 
-1. Gaussian blur, sigma drawn in [1.5, 3] px (15-30 m at 10 m): lost fine detail. For training
-   tiles a fifth of the draws (:data:`TRAIN_SHARP_SHARE`) take sigma in [0, 1.5) instead: a
-   network that only ever saw inputs blurred by 1.5-3 px sharpens every input, and over-sharpens
-   a Stage 2 output that is sharp already.
+1. Gaussian blur, sigma drawn in [1.5, 3] px (15-30 m at 10 m): lost fine detail. Training
+   tiles may draw a share of sharper proxies (``--proxy-sharp-share``: sigma in [0, 1.5)); off by
+   default, for what it costs (:data:`TRAIN_SHARP_SHARE`).
 2. Per-band gain ~ N(1, 0.05) and offset ~ N(0, 0.02 * band std): calibration error.
 3. Additive Gaussian noise, sd 0.02 * band std: speckle-like residue.
 4. Clipped at 0 (reflectance is not negative).
@@ -24,12 +23,12 @@ from axion.bands import OPTICAL_STD
 from axion.seeding import Stream, stream_seed
 
 BLUR_SIGMA_RANGE: tuple[float, float] = (1.5, 3.0)
-#: The share of training proxies whose blur sigma is drawn in [0, 1.5) px (none to mild) instead of
-#: :data:`BLUR_SIGMA_RANGE`. On the clear pixels of real cloudy SEN12MS-CR opt_v2, sharper than any
-#: proxy, a network trained on [1.5, 3] alone doubled the fine detail (1.6x the ground truth's) and
-#: lost PSNR there; trained on [0, 3] throughout it no longer sharpened the proxies of the test
-#: tiles enough (docs/data.md has the figures).
-TRAIN_SHARP_SHARE: float = 0.2
+#: The default share of training proxies whose blur sigma is drawn in [0, 1.5) px instead of
+#: :data:`BLUR_SIGMA_RANGE`. A network trained on [1.5, 3] alone sharpens every input: on the clear
+#: pixels of real cloudy SEN12MS-CR opt_v2, sharper than any proxy, it doubled the fine detail and
+#: lost PSNR there. A share of sharp proxies (0.2, [0, 3] throughout) cut that loss but cost more on
+#: the blurred proxies than it won (docs/data.md has the figures), so the default stays 0.
+TRAIN_SHARP_SHARE: float = 0.0
 #: Below this sigma the blur is the identity (its kernel is [0, 1, 0] to float precision).
 MIN_SIGMA: float = 1e-3
 GAIN_SD: float = 0.05
@@ -115,7 +114,7 @@ def degrade_to_proxy(target: np.ndarray, seed: int, sharp_share: float = 0.0) ->
         target: ground-truth optical bands B2, B3, B4, B8, reflectance x 10000.
         seed: e.g. :func:`tile_seed` of the tile's name.
         sharp_share: the share of seeds whose blur sigma falls in [0, 1.5) px instead of
-            :data:`BLUR_SIGMA_RANGE` (training tiles pass :data:`TRAIN_SHARP_SHARE`). One uniform
+            :data:`BLUR_SIGMA_RANGE` (training tiles pass ``--proxy-sharp-share``). One uniform
             draw sets sigma either way, so the other draws do not depend on it.
     """
     rng = np.random.default_rng(seed)
