@@ -15,7 +15,6 @@ from pydantic import Field
 from axion.atomic import write_json_atomic
 from axion.config.base import PROVENANCE_KEY, Settings
 from axion.config.fields import ModelSize, Precision, Workers, max_bad_fraction_field
-from axion.data.proxy import TRAIN_SHARP_SHARE
 from axion.records.monitor import DEFAULT_MONITOR, MonitorName, monitor_help
 
 
@@ -130,7 +129,7 @@ class TrainingConfig(Settings):
         description="Random square crops of training tiles, in pixels (multiple of 16).",
     )
     proxy_sharp_share: float = Field(
-        TRAIN_SHARP_SHARE,
+        0.0,
         ge=0,
         lt=1,
         description="Share of training proxies (no --stage2-dir) blurred by less than 1.5 px; the "

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from axion.data.proxy import TRAIN_SHARP_SHARE
 from axion.seeding import Stream, stream_seed
 
 
@@ -33,7 +32,7 @@ class TrainingDraws:
 
     seed: int
     fresh_proxy: bool = True
-    proxy_sharp_share: float = TRAIN_SHARP_SHARE
+    proxy_sharp_share: float = 0.0
     augment: bool = True
     crop_size: int | None = None
 

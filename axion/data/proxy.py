@@ -6,7 +6,7 @@ that, in tile units (reflectance x 10000):
 
 1. Gaussian blur, sigma drawn in [1.5, 3] px (15-30 m at 10 m): lost fine detail. Training
    tiles may draw a share of sharper proxies (``--proxy-sharp-share``: sigma in [0, 1.5)); off by
-   default, for what it costs (:data:`TRAIN_SHARP_SHARE`).
+   default, for what it costs (docs/data.md).
 2. Per-band gain ~ N(1, 0.05) and offset ~ N(0, 0.02 * band std): calibration error.
 3. Additive Gaussian noise, sd 0.02 * band std: speckle-like residue.
 4. Clipped at 0 (reflectance is not negative).
@@ -23,12 +23,6 @@ from axion.bands import OPTICAL_STD
 from axion.seeding import Stream, stream_seed
 
 BLUR_SIGMA_RANGE: tuple[float, float] = (1.5, 3.0)
-#: The default share of training proxies whose blur sigma is drawn in [0, 1.5) px instead of
-#: :data:`BLUR_SIGMA_RANGE`. A network trained on [1.5, 3] alone sharpens every input: on the clear
-#: pixels of real cloudy SEN12MS-CR opt_v2, sharper than any proxy, it doubled the fine detail and
-#: lost PSNR there. A share of sharp proxies (0.2, [0, 3] throughout) cut that loss but cost more on
-#: the blurred proxies than it won (docs/data.md has the figures), so the default stays 0.
-TRAIN_SHARP_SHARE: float = 0.0
 #: Below this sigma the blur is the identity (its kernel is [0, 1, 0] to float precision).
 MIN_SIGMA: float = 1e-3
 GAIN_SD: float = 0.05

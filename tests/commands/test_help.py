@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -32,13 +31,9 @@ def test_help_shows_defaults_and_units(command: str, expected: list[str]) -> Non
 
 
 def test_help_imports_nothing_heavy() -> None:
-    code = (
-        "import sys, time; t = time.perf_counter(); from axion.cli import app; "
-        "print(time.perf_counter() - t, [m for m in ('torch', 'terratorch', 'rasterio', 'matplotlib') if m in sys.modules])"
-    )
-    started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split(" ", 1)
-    assert out[1].strip() == "[]", f"heavy modules imported by the CLI: {out[1]}"
-    assert time.perf_counter() - started < 2.0
+    """The CLI answers --help without importing the libraries the commands need: that is what keeps
+    it quick (checked by what is imported, not by a time, which a loaded machine would break)."""
+    heavy = ("torch", "terratorch", "rasterio", "matplotlib", "numpy")
+    code = f"import sys; from axion.cli import app; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"heavy modules imported by the CLI: {out}"
