@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -45,15 +45,20 @@ def test_help_shows_flags_as_flags_and_values_by_kind(args: list[str]) -> None:
     assert not re.search(r"<(bool|path|int|float|str|list)", result.output, re.IGNORECASE), result.output
 
 
-def test_help_is_fast_and_imports_no_torch() -> None:
+def test_help_imports_no_torch() -> None:
+    """What keeps --help quick is what it does not import (tests/commands/test_help.py checks the
+    whole list); a time limit would fail on a loaded machine and pass a slow import on a fast one."""
     code = "import sys; from axion.cli import app; print('torch' in sys.modules, 'terratorch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "axion", "stage3", "train", "--help"], capture_output=True, check=True
+    shown = subprocess.run(
+        [sys.executable, "-m", "axion", "stage3", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
     )
-    assert time.perf_counter() - start < 2.0
+    assert "--loss-warmup" in shown.stdout
 
 
 @pytest.mark.parametrize(
