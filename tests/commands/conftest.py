@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -96,3 +97,23 @@ def scene_crops(terramind_examples: Path, tmp_path_factory: pytest.TempPathFacto
                 pixels = src.read(bands, window=window).astype(np.float32)
                 write_raster(root / f"{name}_{kind}.tif", pixels, src.crs, transform(window, src.transform))
     return root
+
+
+def stage2_from_targets(tiles_dir: Path, folder: Path, make) -> Path:  # noqa: ANN001 (a callable)
+    """Stage 2 files for the test tiles: ``make(target, width)`` -> the arrays of one file."""
+    from axion.data.dataset import TileDataset
+
+    dataset = TileDataset(tiles_dir, "test")
+    folder.mkdir()
+    for i, tile in enumerate(dataset.tiles):
+        target = dataset[i]["target"][:, : tile.height, : tile.width].numpy().copy()
+        np.savez(folder / f"{tile.name}.npz", **make(target, tile.width))
+    return folder
+
+
+def half_cloud(target: np.ndarray, width: int) -> dict[str, np.ndarray]:
+    """A "cloud" over the left half of opt_v2, and the mask that says so."""
+    target[:, :, : width // 2] = 9000.0
+    clear = np.ones(target.shape[1:], np.uint8)
+    clear[:, : width // 2] = 0
+    return {"opt_v2": target, "opt_v2_mask": clear}

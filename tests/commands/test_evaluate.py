@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.commands.conftest import run_cli
+from tests.commands.conftest import half_cloud, run_cli, stage2_from_targets
 
 pytestmark = pytest.mark.slow
 HEADLINE = ("psnr", "ssim", "sam_deg", "mae", "rmse", "lpips", "sar_agreement")
@@ -106,31 +106,11 @@ def test_an_export_folder_evaluates_like_its_checkpoint(
     assert summaries[0]["seed"] == summaries[1]["seed"] and summaries[0]["epoch"] == summaries[1]["epoch"]
 
 
-def _stage2_from_targets(tiles_dir: Path, folder: Path, make) -> Path:  # noqa: ANN001 (a callable)
-    """Stage 2 files for the test tiles: ``make(target, width)`` -> the arrays of one file."""
-    from axion.data.dataset import TileDataset
-
-    dataset = TileDataset(tiles_dir, "test")
-    folder.mkdir()
-    for i, tile in enumerate(dataset.tiles):
-        target = dataset[i]["target"][:, : tile.height, : tile.width].numpy().copy()
-        np.savez(folder / f"{tile.name}.npz", **make(target, tile.width))
-    return folder
-
-
-def _half_cloud(target: np.ndarray, width: int) -> dict[str, np.ndarray]:
-    """A "cloud" over the left half of opt_v2, and the mask that says so."""
-    target[:, :, : width // 2] = 9000.0
-    clear = np.ones(target.shape[1:], np.uint8)
-    clear[:, : width // 2] = 0
-    return {"opt_v2": target, "opt_v2_mask": clear}
-
-
 def test_cloudy_opt_v2_is_also_scored_on_its_clear_pixels(
     untrained_checkpoint: Path, tiles_dir: Path, tmp_path: Path
 ) -> None:
     """Stage 2 files with an ``opt_v2_mask``: a second table over the clear pixels, in summary.json too."""
-    stage2 = _stage2_from_targets(tiles_dir, tmp_path / "stage2", _half_cloud)
+    stage2 = stage2_from_targets(tiles_dir, tmp_path / "stage2", half_cloud)
     out = tmp_path / "results"
     result = run_cli(
         f"stage3 evaluate --checkpoint {untrained_checkpoint} --data-dir {tiles_dir} --stage2-dir {stage2} "
@@ -154,7 +134,7 @@ def test_cloudy_opt_v2_is_also_scored_on_its_clear_pixels(
 def test_all_clear_stage2_outputs_get_no_second_table(
     untrained_checkpoint: Path, tiles_dir: Path, tmp_path: Path
 ) -> None:
-    stage2 = _stage2_from_targets(tiles_dir, tmp_path / "stage2", lambda target, _: {"opt_v2": target * 1.1})
+    stage2 = stage2_from_targets(tiles_dir, tmp_path / "stage2", lambda target, _: {"opt_v2": target * 1.1})
     out = tmp_path / "results"
     result = run_cli(
         f"stage3 evaluate --checkpoint {untrained_checkpoint} --data-dir {tiles_dir} --stage2-dir {stage2} "

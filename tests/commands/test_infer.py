@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from axion.data.proxy import degrade_to_proxy
-from tests.commands.conftest import SCENES, run_cli
+from tests.commands.conftest import SCENES, half_cloud, run_cli, stage2_from_targets
 
 pytestmark = pytest.mark.slow
 SCENE_SIZE, TILE, OVERLAP = 112, 64, 16
@@ -72,6 +72,25 @@ def test_tiles_get_npz_and_georeferenced_cogs_and_a_manifest(
         p.name for p in tile_outputs.iterdir() if p.name != "infer.json"
     )
     assert not list(tile_outputs.glob(".*"))  # no temporary files left
+
+
+def test_tile_mode_gives_the_network_cloudy_pixels_filled(
+    untrained_checkpoint: Path, tiles_dir: Path, tmp_path: Path
+) -> None:
+    """Stage 2 files with an opt_v2_mask: the untrained model returns the opt_v2 it is given, which
+    is the file on its clear pixels and a fill from them under the cloud (axion.cloudfill)."""
+    stage2 = stage2_from_targets(tiles_dir, tmp_path / "stage2", half_cloud)
+    out = tmp_path / "outputs"
+    result = run_cli(
+        f"stage3 infer --checkpoint {untrained_checkpoint} --input-dir {tiles_dir / 'test'} "
+        f"--stage2-dir {stage2} --output-dir {out} --quiet"
+    )
+    assert result.exit_code == 0, result.output
+    for file in sorted(stage2.glob("*.npz")):
+        with np.load(file) as given, np.load(out / file.name) as written:
+            opt_v2, clear, opt_v3 = given["opt_v2"], given["opt_v2_mask"] > 0, written["opt_v3"]
+        assert np.allclose(opt_v3[:, clear], opt_v2[:, clear], rtol=1e-5)
+        assert opt_v3[:, ~clear].max() < 9000.0 - 1000  # not the cloud: filled from the clear half
 
 
 def test_tile_mode_needs_stage2_outputs_or_an_explicit_proxy(
