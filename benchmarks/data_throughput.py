@@ -19,10 +19,11 @@ S1RTC joined by key) made from the same scenes, each repeated ``--terramesh-copi
 these samples are 224 px (TerraMesh's are 264, cropped to 256), so compare them per sample, not
 per pixel, with the 64 px tiles above.
 
-Usage::
+Usage, from the repository root (the TerraMesh layout is written by the tests' fixture
+builder, ``tests/terramesh.py``, which ``-m`` finds there)::
 
-    python benchmarks/data_throughput.py
-    python benchmarks/data_throughput.py --tile-size 224 --stride 224 --model-size base
+    python -m benchmarks.data_throughput
+    python -m benchmarks.data_throughput --tile-size 224 --stride 224 --model-size base
 
 Reads ../shared/data/terramind-examples (``--data``).
 """
