@@ -12,6 +12,7 @@ it scores). Clear pixels are passed through unchanged; so is a tile with no clea
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -57,3 +58,21 @@ def network_opt_v2(batch: dict[str, Tensor]) -> Tensor:
     if not bool(cloudy.any()):
         return opt_v2
     return fill_masked(opt_v2, ~cloudy)
+
+
+def fill_cloudy_arrays(opt_v2: np.ndarray, clear: np.ndarray, nodata: float | None = None) -> np.ndarray:
+    """Scene arrays (B, C, H, W) with their valid cloudy pixels (``clear`` (B, 1, H, W) False) filled
+    from their valid clear ones, as :func:`network_opt_v2` does for tiles.
+
+    Invalid pixels (non-finite in a band, or ``nodata``) are neither filled nor used; they stay as
+    they are, so prediction still marks them invalid.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(opt_v2, dtype=np.float32))
+    valid = torch.isfinite(x).all(dim=1, keepdim=True)
+    if nodata is not None:
+        valid &= (x != nodata).all(dim=1, keepdim=True)
+    known = torch.from_numpy(np.array(clear, dtype=bool)) & valid  # a copy: masks may be read-only views
+    if bool((known | ~valid).all()):
+        return opt_v2
+    filled = fill_masked(torch.where(valid, x, 0.0), known)
+    return torch.where(valid & ~known, filled, x).numpy()

@@ -91,6 +91,39 @@ def to_batch(value: Any, name: str, bands: int) -> Batch:
     return Batch(arrays=arrays, nodata=nodata, batched=batched, template=value)
 
 
+def to_clear_mask(value: Any, opt_v2: Batch) -> np.ndarray:
+    """``opt_v2_mask`` (1 where opt_v2 is clear, 0 where it is cloudy) as (B, 1, H, W) bool.
+
+    Accepts (H, W), (1, H, W) or, for a batched opt_v2, (B, H, W) or (B, 1, H, W), in any numeric
+    or bool dtype, as numpy, torch or xarray.
+
+    Raises:
+        DataError: ``opt_v2_mask: <problem>`` for a wrong type, shape or value.
+    """
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool:
+        value = value.to(torch.uint8)
+    array, _ = _as_numpy(value, "opt_v2_mask")
+    if not (_numeric(array.dtype) or array.dtype == bool):
+        raise DataError(f"opt_v2_mask: array has non-numeric dtype {array.dtype}")
+    count, _, height, width = opt_v2.arrays.shape
+    shapes = {(height, width), (1, height, width)} | (
+        {(count, height, width), (count, 1, height, width)} if opt_v2.batched else set()
+    )
+    if array.shape not in shapes:
+        raise DataError(
+            f"opt_v2_mask: array has shape {tuple(array.shape)}, expected opt_v2's pixel grid "
+            f"({height}, {width}){f' or ({count}, {height}, {width})' if opt_v2.batched else ''}"
+        )
+    values = np.unique(array)
+    if not np.isin(values, (0, 1)).all():
+        raise DataError(
+            f"opt_v2_mask: values must be 0 (cloudy) or 1 (clear), found {values[~np.isin(values, (0, 1))][0]}"
+        )
+    return np.broadcast_to(array.reshape(-1, 1, height, width) > 0, (count, 1, height, width))
+
+
 def like(values: np.ndarray, batch: Batch, name: str) -> Any:
     """(B, 4, H, W) float32 results in the form of ``batch``'s input (its batch dimension too)."""
     import torch

@@ -17,6 +17,7 @@ name of a scene file's stem give the values ``infer`` writes for that scene.
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -146,13 +147,19 @@ class Stage3Pipeline:
             f"tile_size={self.tile_size}, overlap={self.overlap})"
         )
 
-    def __call__(self, s1: Any, opt_v2: Any, *, samples: int = 1, name: str = "scene") -> Any:
+    def __call__(
+        self, s1: Any, opt_v2: Any, *, opt_v2_mask: Any = None, samples: int = 1, name: str = "scene"
+    ) -> Any:
         """opt_v3 for S1 and opt_v2 held in memory.
 
         Args:
             s1: VV, VH backscatter in dB, (2, H, W) or (B, 2, H, W): numpy, torch or xarray.
             opt_v2: B2, B3, B4, B8 in tile units (L2A reflectance x 10000), (4, H, W) or (B, 4, H, W),
                 on the same pixel grid. NaN/inf pixels (and a DataArray's ``_FillValue``) are invalid.
+            opt_v2_mask: where opt_v2 can be trusted, (H, W) (or (B, H, W)): 1 clear, 0 cloudy. The
+                model is given the cloudy pixels filled from the clear ones, as ``train``,
+                ``evaluate`` and tile-mode ``infer`` give it a Stage 2 file's ``opt_v2_mask``
+                (:mod:`axion.cloudfill`; here over the whole array, not per tile).
             samples: seeded generations per tile; with 2 or more the result is a :class:`Sampled`
                 (mean, per-pixel std).
             name: what the noise of each tile derives from, as a scene file's stem does in
@@ -169,7 +176,7 @@ class Stage3Pipeline:
                 units (linear S1, reflectance 0-1, unmasked no-data); suspicious values only warn.
             ConfigError: ``samples`` < 1.
         """
-        from axion.pipeline.convert import like, to_batch
+        from axion.pipeline.convert import like, to_batch, to_clear_mask
 
         if samples < 1:
             raise ConfigError(f"invalid samples = {samples}: must be >= 1")
@@ -180,6 +187,11 @@ class Stage3Pipeline:
                 f"s1: shape mismatch: s1 {tuple(s1_in.arrays.shape)}, opt_v2 {tuple(opt_in.arrays.shape)} "
                 "(batch sizes differ)"
             )
+        if opt_v2_mask is not None:
+            from axion.cloudfill import fill_cloudy_arrays
+
+            clear = to_clear_mask(opt_v2_mask, opt_in)
+            opt_in = replace(opt_in, arrays=fill_cloudy_arrays(opt_in.arrays, clear, opt_in.nodata))
         if samples > 1 and self.predictor.config.get("model", {}).get("generator") == "none":
             warnings.warn(
                 f"{self.predictor.checkpoint} was trained with --generator none (the fusion network alone, "

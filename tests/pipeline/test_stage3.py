@@ -113,6 +113,35 @@ def test_xarray_keeps_coordinates_crs_and_band_names(pipe, window) -> None:
     assert np.isnan(out.values[:, 0:4, 0:4]).all() and np.isfinite(out.values[:, 4:, 4:]).all()
 
 
+def test_cloudy_pixels_reach_the_model_filled_from_the_clear_ones(pipe, window) -> None:
+    import torch
+
+    from axion.cloudfill import fill_cloudy_arrays
+
+    s1, opt_v2 = window["s1"], window["opt_v2"].copy()
+    clear = np.ones(opt_v2.shape[1:], np.uint8)
+    clear[20:50, 10:40] = 0
+    opt_v2[:, 20:50, 10:40] = 9000.0  # a cloud
+    opt_v2[:, 0, 0] = np.nan  # an invalid pixel: neither filled nor used
+    out = pipe(s1, opt_v2, opt_v2_mask=clear)
+    filled = fill_cloudy_arrays(opt_v2[None], clear[None, None] > 0)[0]
+    assert filled[:, 20:50, 10:40].max() < 5000 and np.isnan(filled[:, 0, 0]).all()
+    np.testing.assert_array_equal(filled[:, clear > 0], opt_v2[:, clear > 0])
+    np.testing.assert_allclose(out, pipe(s1, filled), rtol=1e-6, atol=1e-3)
+    assert np.abs(out - pipe(s1, opt_v2))[:, 20:50, 10:40].mean() > 1000  # the cloud itself was not used
+    assert np.isnan(out[:, 0, 0]).all()
+    batched = pipe(
+        torch.from_numpy(s1)[None], torch.from_numpy(opt_v2)[None], opt_v2_mask=torch.from_numpy(clear) > 0
+    )
+    np.testing.assert_allclose(batched[0].numpy(), out, rtol=1e-6, atol=1e-3)
+    for mask, message in (
+        (clear[:40], r"^opt_v2_mask: array has shape \(40, 72\), expected opt_v2's pixel grid \(80, 72\)$"),
+        (clear * 3, r"^opt_v2_mask: values must be 0 \(cloudy\) or 1 \(clear\), found 3$"),
+    ):
+        with pytest.raises(DataError, match=message):
+            pipe(s1, opt_v2, opt_v2_mask=mask)
+
+
 def _bad(window: dict, what: str) -> tuple[object, object]:
     s1, opt_v2 = window["s1"], window["opt_v2"]
     return {
