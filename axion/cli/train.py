@@ -59,6 +59,7 @@ def train(
     token_sampling: str = _opt(ModelConfig, "token_sampling", panel=_MODEL),
     top_p: float = _opt(ModelConfig, "top_p", panel=_MODEL),
     grad_steps: int = _opt(ModelConfig, "grad_steps", panel=_MODEL),
+    correction_smoothing: float = _opt(ModelConfig, "correction_smoothing", panel=_MODEL),
     # Training
     batch_size: int = _opt(TrainingConfig, "batch_size", panel=_TRAIN),
     grad_accum: int = _opt(TrainingConfig, "grad_accum", panel=_TRAIN),

@@ -60,6 +60,13 @@ class ModelConfig(Settings):
         ge=1,
         description="DDIM steps that carry gradients, the last ones (truncated backprop through the sampler).",
     )
+    correction_smoothing: float = Field(
+        1.0,
+        ge=0.0,
+        le=8.0,
+        description="Gaussian sigma (px) of the low-pass on the fusion network's correction to opt_v2, "
+        "in training and prediction alike (0: off).",
+    )
 
 
 class TrainingConfig(Settings):

@@ -8,12 +8,19 @@ cheap: a few hundred thousand weights at full resolution only in its first and l
 levels. Its last convolution starts at zero, so an untrained model returns Stage 2
 exactly: training can only start from "no harm done", even on random TerraMind weights.
 It always runs in fp32.
+
+Its correction passes a fixed Gaussian low-pass (``--correction-smoothing``, sigma 1 px) before it
+is added to Stage 2. Detail finer than that is not in a blurred Stage 2 to be restored, and a
+network left free to add it learns to sharpen whatever it is given: on real inputs sharper than
+its training inputs it added more fine detail than the truth has (docs/model.md).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -87,3 +94,12 @@ class FusionNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
         return self.out(x)
+
+
+def smooth_correction(correction: Tensor, sigma: float) -> Tensor:
+    """The correction low-passed by a Gaussian of ``sigma`` px (``ceil(3 sigma)`` taps each side,
+    replicated borders like the network's own padding); itself when ``sigma`` is 0."""
+    if sigma <= 0.0:
+        return correction
+    side = 2 * math.ceil(3.0 * sigma) + 1
+    return kornia.filters.gaussian_blur2d(correction, (side, side), (sigma, sigma), border_type="replicate")

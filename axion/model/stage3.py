@@ -9,7 +9,8 @@ Data flow (standardised with TerraMind's pretraining statistics)::
       |  -> its exact FSQ code (straight-through gradient) -> UNet, T DDIM steps from seeded noise
       |  -> generated S2L2A, slots 1 2 3 7 ---------------------------------+
       v                                                                     v
-    fusion network([opt_v2, s1, generated]) -> correction (zero at init) -> opt_v3 = opt_v2 + correction
+    fusion network([opt_v2, s1, generated]) -> correction (zero at init) -> Gaussian low-pass
+      -> opt_v3 = opt_v2 + correction
 
 With ``generator="none"`` the fusion network sees opt_v2 and SAR only: the control arm that
 tells what TerraMind adds.
@@ -28,7 +29,7 @@ from axion import bands
 from axion.config import ModelConfig
 from axion.errors import WeightsError
 from axion.model import standardize as std
-from axion.model.fusion import FusionNet
+from axion.model.fusion import FusionNet, smooth_correction
 from axion.model.weights import check_weights
 
 #: Seed of the frozen base when built without pretrained weights.
@@ -296,7 +297,9 @@ class Stage3Model(nn.Module):
         s1_std, opt_std, generated = self._generated(s1, opt_v2, seeds, timesteps)
         features = [opt_std, s1_std] + ([] if generated is None else [generated.float()])
         with torch.autocast(device_type=opt_v2.device.type, enabled=False):
-            correction = self.fusion(torch.cat(features, dim=1))
+            correction = smooth_correction(
+                self.fusion(torch.cat(features, dim=1)), self.cfg.correction_smoothing
+            )
         base = opt_v2 if opt_v2.is_floating_point() else opt_v2.float()
         opt_v3 = base + std.optical_std_to_tile_units(correction).to(base.dtype)
         if generated is None:

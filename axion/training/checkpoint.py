@@ -58,7 +58,16 @@ STEP_FILE = "checkpoint_step_{step}.pt"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d+)\.pt$")
 _STEP_RE = re.compile(r"^checkpoint_step_(\d+)\.pt$")
 #: Model settings the trainable weights depend on: a checkpoint fits only a model with the same values.
-ARCHITECTURE_FIELDS: tuple[str, ...] = ("generator", "model_size", "lora_rank", "lora_alpha", "s1_product")
+ARCHITECTURE_FIELDS: tuple[str, ...] = (
+    "generator",
+    "model_size",
+    "lora_rank",
+    "lora_alpha",
+    "s1_product",
+    "correction_smoothing",
+)
+#: Model settings a checkpoint written before they existed was trained without.
+SETTINGS_BEFORE: dict[str, Any] = {"correction_smoothing": 0.0}
 
 
 def _feed(digest: Any, obj: Any) -> None:
@@ -224,7 +233,7 @@ class Checkpoint:
         model = self.config.get("model")
         if not isinstance(model, dict):
             raise DataError(f"{self.path}: checkpoint configuration has no 'model' section")
-        return model
+        return {**SETTINGS_BEFORE, **model}
 
     def check_fits(self, model: ModelConfig) -> None:
         """The trainable weights only fit a model of the same generator, size, LoRA rank and alpha, and S1 product.

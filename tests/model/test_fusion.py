@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from axion.model.fusion import FusionNet
+from axion.config import ModelConfig
+from axion.model import build_stage3_model
+from axion.model.fusion import FusionNet, smooth_correction
+from axion.model.stage3 import Stage3Model
 
 
 def _receptive_field(net: FusionNet, size: int = 192) -> int:
@@ -31,3 +34,28 @@ def test_starts_at_zero_and_sees_far() -> None:
 def test_any_multiple_of_16(size: tuple[int, int]) -> None:
     net = FusionNet(6)
     assert net(torch.randn(1, 6, *size)).shape == (1, 4, *size)
+
+
+def test_correction_low_pass_keeps_coarse_and_drops_finest_detail() -> None:
+    flat = torch.full((1, 4, 32, 32), 0.3)
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 2.0 - 1.0  # +-1, 2 px period
+    fine = checker.expand(1, 4, 32, 32)
+    assert torch.equal(smooth_correction(fine, 0.0), fine)
+    assert torch.allclose(smooth_correction(flat, 1.0), flat)
+    assert smooth_correction(fine, 1.0)[..., 4:-4, 4:-4].abs().max() < 0.01  # Nyquist detail: gone
+    ramp = torch.linspace(0, 1, 32).expand(1, 4, 32, 32)  # coarse content: kept inside the borders
+    assert torch.allclose(smooth_correction(ramp, 1.0)[..., 4:-4], ramp[..., 4:-4], atol=1e-5)
+
+
+def test_model_output_is_opt_v2_plus_the_smoothed_correction() -> None:
+    model = build_stage3_model(ModelConfig(generator="none"))  # the fusion network alone: cheap
+    assert model.cfg.correction_smoothing == 1.0  # on by default
+    unsmoothed = Stage3Model(model.fusion, model.cfg.model_copy(update={"correction_smoothing": 0.0}))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.fusion.out.weight.normal_(0, 0.1)  # a trained last layer
+        s1 = torch.randn(1, 2, 32, 32) * 3 - 12
+        opt_v2 = torch.rand(1, 4, 32, 32) * 3000
+        smoothed, raw = model(s1, opt_v2) - opt_v2, unsmoothed(s1, opt_v2) - opt_v2
+    assert torch.allclose(smoothed, smooth_correction(raw, 1.0), atol=1e-2)
+    assert not torch.allclose(smoothed, raw, atol=1.0)
