@@ -104,7 +104,9 @@ def s1_findings(s1: np.ndarray, valid: np.ndarray | None = None) -> list[Finding
     low, high = float(ranges[0].min()), float(ranges[1].max())
     if low == 0.0 and high == 0.0:
         return [Finding("no S1 signal: every value is 0", "an empty or zero-filled tile, not backscatter")]
-    median = float(np.median(values[0].astype(np.float64), overwrite_input=True))  # (a copy of its own)
+    # The ranges settle most checks without another pass over the values: the median (a partial
+    # sort, the costliest reduction here) is only needed when no value is negative.
+    median = float(np.median(values[0].astype(np.float64), overwrite_input=True)) if low >= 0.0 else 0.0
     if low >= 0.0 and median <= LINEAR_MEDIAN_MAX:
         return [
             Finding(
@@ -124,7 +126,11 @@ def s1_findings(s1: np.ndarray, valid: np.ndarray | None = None) -> list[Finding
     if constant is not None:
         return [constant]
     usual_lo, usual_hi = S1_DB_USUAL
-    unusual = float(((values < usual_lo) | (values > usual_hi)).mean())
+    unusual = (
+        0.0
+        if usual_lo <= low and high <= usual_hi
+        else float(((values < usual_lo) | (values > usual_hi)).mean())
+    )
     if unusual > SUSPICIOUS_FRACTION:
         return [
             Finding(
@@ -178,7 +184,7 @@ def optical_findings(optical: np.ndarray, valid: np.ndarray | None = None, what:
     found = []
     if low < 0.0:
         found.append(Finding(f"{what} has slightly negative reflectance", f"min {low:.4g}", fatal=False))
-    zeros = float((values == 0).all(axis=0).mean())
+    zeros = 0.0 if low > 0.0 or high < 0.0 else float((values == 0).all(axis=0).mean())
     if zeros > SUSPICIOUS_FRACTION:
         found.append(
             Finding(
@@ -187,7 +193,7 @@ def optical_findings(optical: np.ndarray, valid: np.ndarray | None = None, what:
                 fatal=False,
             )
         )
-    bright = float((values > OPTICAL_BRIGHT).mean())
+    bright = 0.0 if high <= OPTICAL_BRIGHT else float((values > OPTICAL_BRIGHT).mean())
     if bright > SUSPICIOUS_FRACTION:
         found.append(
             Finding(
