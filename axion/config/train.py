@@ -61,11 +61,11 @@ class ModelConfig(Settings):
         description="DDIM steps that carry gradients, the last ones (truncated backprop through the sampler).",
     )
     correction_smoothing: float = Field(
-        1.0,
+        0.0,
         ge=0.0,
         le=8.0,
-        description="Gaussian sigma (px) of the low-pass on the fusion network's correction to opt_v2, "
-        "in training and prediction alike (0: off).",
+        description="Gaussian sigma (px) of a low-pass on the fusion network's correction to opt_v2, "
+        "in training and prediction alike (0: off; less over-sharpening of sharp inputs, less gain on blurred ones).",
     )
 
 

@@ -9,10 +9,10 @@ levels. Its last convolution starts at zero, so an untrained model returns Stage
 exactly: training can only start from "no harm done", even on random TerraMind weights.
 It always runs in fp32.
 
-Its correction passes a fixed Gaussian low-pass (``--correction-smoothing``, sigma 1 px) before it
-is added to Stage 2. Detail finer than that is not in a blurred Stage 2 to be restored, and a
-network left free to add it learns to sharpen whatever it is given: on real inputs sharper than
-its training inputs it added more fine detail than the truth has (docs/model.md).
+Its correction may pass a fixed Gaussian low-pass before it is added to Stage 2
+(``--correction-smoothing`` sigma, off by default): a network trained on blurred proxies learns to
+sharpen whatever it is given, and adds more fine detail to a sharp input than the truth has. The
+low-pass trades some of the gain on blurred inputs for less of that (docs/model.md has both).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Data flow (standardised with TerraMind's pretraining statistics)::
       |  -> its exact FSQ code (straight-through gradient) -> UNet, T DDIM steps from seeded noise
       |  -> generated S2L2A, slots 1 2 3 7 ---------------------------------+
       v                                                                     v
-    fusion network([opt_v2, s1, generated]) -> correction (zero at init) -> Gaussian low-pass
+    fusion network([opt_v2, s1, generated]) -> correction (zero at init) -> [Gaussian low-pass]
       -> opt_v3 = opt_v2 + correction
 
 With ``generator="none"`` the fusion network sees opt_v2 and SAR only: the control arm that

@@ -66,8 +66,6 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "s1_product",
     "correction_smoothing",
 )
-#: Model settings a checkpoint written before they existed was trained without.
-SETTINGS_BEFORE: dict[str, Any] = {"correction_smoothing": 0.0}
 
 
 def _feed(digest: Any, obj: Any) -> None:
@@ -233,7 +231,7 @@ class Checkpoint:
         model = self.config.get("model")
         if not isinstance(model, dict):
             raise DataError(f"{self.path}: checkpoint configuration has no 'model' section")
-        return {**SETTINGS_BEFORE, **model}
+        return model
 
     def check_fits(self, model: ModelConfig) -> None:
         """The trainable weights only fit a model of the same generator, size, LoRA rank and alpha, and S1 product.

@@ -161,15 +161,6 @@ def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name != path.name]
 
 
-def test_a_checkpoint_from_before_the_correction_low_pass_runs_without_it(tmp_path: Path) -> None:
-    _state(1).write(tmp_path / "old.pt")  # its model settings do not name correction_smoothing
-    assert Checkpoint.read(tmp_path / "old.pt").model_settings["correction_smoothing"] == 0.0
-    new = _state(1)
-    new.config = {"model": {"correction_smoothing": 1.5}}
-    new.write(tmp_path / "new.pt")
-    assert Checkpoint.read(tmp_path / "new.pt").model_settings["correction_smoothing"] == 1.5
-
-
 def test_load_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="checkpoint not found"):
         Checkpoint.read(tmp_path / "none.pt")

@@ -221,9 +221,9 @@ def test_refuses_to_mix_runs_and_mismatched_resume(three_epochs: tuple[Path, str
     assert result.exit_code == 2 and "trained with --lora-rank 8, not 4" in result.output
     assert "Traceback" not in result.output
     result = runner.invoke(
-        app, [*args, "--resume", str(out / "checkpoint_epoch_2.pt"), "--correction-smoothing", "0"]
+        app, [*args, "--resume", str(out / "checkpoint_epoch_2.pt"), "--correction-smoothing", "1"]
     )
-    assert result.exit_code == 2 and "trained with --correction-smoothing 1.0, not 0.0" in result.output
+    assert result.exit_code == 2 and "trained with --correction-smoothing 0.0, not 1.0" in result.output
     assert (out / "checkpoint_epoch_3.pt").read_bytes() == before
 
 

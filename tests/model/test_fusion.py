@@ -48,9 +48,9 @@ def test_correction_low_pass_keeps_coarse_and_drops_finest_detail() -> None:
 
 
 def test_model_output_is_opt_v2_plus_the_smoothed_correction() -> None:
-    model = build_stage3_model(ModelConfig(generator="none"))  # the fusion network alone: cheap
-    assert model.cfg.correction_smoothing == 1.0  # on by default
-    unsmoothed = Stage3Model(model.fusion, model.cfg.model_copy(update={"correction_smoothing": 0.0}))
+    unsmoothed = build_stage3_model(ModelConfig(generator="none"))  # the fusion network alone: cheap
+    assert unsmoothed.cfg.correction_smoothing == 0.0  # off by default
+    model = Stage3Model(unsmoothed.fusion, unsmoothed.cfg.model_copy(update={"correction_smoothing": 1.0}))
     torch.manual_seed(0)
     with torch.no_grad():
         model.fusion.out.weight.normal_(0, 0.1)  # a trained last layer
