@@ -136,11 +136,12 @@ class TrainingConfig(Settings):
         description="Random square crops of training tiles, in pixels (multiple of 16).",
     )
     proxy_sharp_share: float = Field(
-        0.0,
+        0.1,
         ge=0,
         lt=1,
-        description="Share of training proxies (no --stage2-dir) blurred by less than 1.5 px; the "
-        "others, and every validation proxy, by 1.5-3 px (docs/data.md: what 0.2 gained and cost).",
+        description="Share of training proxies (no --stage2-dir) left unblurred, so the network learns "
+        "not to sharpen a sharp input; the others, and every validation proxy, are blurred by 1.5-3 px "
+        "(docs/data.md: what it gains and costs).",
     )
 
 

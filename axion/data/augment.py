@@ -24,8 +24,8 @@ class TrainingDraws:
     Attributes:
         seed: the run's seed.
         fresh_proxy: degrade the ground truth anew each draw (when opt_v2 is a proxy).
-        proxy_sharp_share: the share of fresh proxies blurred by less than 1.5 px
-            (``--proxy-sharp-share``; the fixed ones never are).
+        proxy_sharp_share: the share of fresh proxies left unblurred (``--proxy-sharp-share``,
+            whose default, 0.1, the config holds; the fixed ones never are).
         augment: a random flip and 90-degree rotation, the same for every array of the tile.
         crop_size: a random square crop of this side (None: the whole tile).
     """

@@ -4,9 +4,9 @@ Used only when no Stage 2 outputs are given. A real Stage 2 estimate is blurry,
 slightly off in gain and bias per band, and noisy; the proxy reproduces exactly
 that, in tile units (reflectance x 10000):
 
-1. Gaussian blur, sigma drawn in [1.5, 3] px (15-30 m at 10 m): lost fine detail. Training
-   tiles may draw a share of sharper proxies (``--proxy-sharp-share``: sigma in [0, 1.5)); off by
-   default, for what it costs (docs/data.md).
+1. Gaussian blur, sigma drawn in [1.5, 3] px (15-30 m at 10 m): lost fine detail. A share of
+   training proxies is not blurred (``--proxy-sharp-share``, 0.1 by default): a network that never
+   saw a sharp input sharpens every input (docs/data.md).
 2. Per-band gain ~ N(1, 0.05) and offset ~ N(0, 0.02 * band std): calibration error.
 3. Additive Gaussian noise, sd 0.02 * band std: speckle-like residue.
 4. Clipped at 0 (reflectance is not negative).
@@ -86,14 +86,15 @@ def gaussian_blur(
 
 
 def blur_sigma(rng: np.random.Generator, sharp_share: float = 0.0) -> float:
-    """The proxy's blur sigma from one uniform draw of ``rng``: in [0, lo) with probability
-    ``sharp_share``, else in :data:`BLUR_SIGMA_RANGE` [lo, hi] (exactly the former draw when 0)."""
+    """The proxy's blur sigma from one uniform draw of ``rng``: :data:`MIN_SIGMA` (no blur) with
+    probability ``sharp_share``, else in :data:`BLUR_SIGMA_RANGE` [lo, hi] (exactly the former
+    draw when 0)."""
     low, high = BLUR_SIGMA_RANGE
     if sharp_share <= 0.0:
         return float(rng.uniform(low, high))
     u = float(rng.random())
     if u < sharp_share:
-        return max(MIN_SIGMA, low * u / sharp_share)
+        return MIN_SIGMA
     return low + (high - low) * (u - sharp_share) / (1.0 - sharp_share)
 
 
@@ -107,7 +108,7 @@ def degrade_to_proxy(target: np.ndarray, seed: int, sharp_share: float = 0.0) ->
     Args:
         target: ground-truth optical bands B2, B3, B4, B8, reflectance x 10000.
         seed: e.g. :func:`tile_seed` of the tile's name.
-        sharp_share: the share of seeds whose blur sigma falls in [0, 1.5) px instead of
+        sharp_share: the share of seeds not blurred at all instead of blurred by
             :data:`BLUR_SIGMA_RANGE` (training tiles pass ``--proxy-sharp-share``). One uniform
             draw sets sigma either way, so the other draws do not depend on it.
     """
