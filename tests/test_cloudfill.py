@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from axion.cloudfill import fill_masked, network_opt_v2
+from axion.cloudfill import fill_cloudy_arrays, fill_masked, network_opt_v2
 from axion.data.cloudmask import clear_sky_mask
 
 
@@ -63,3 +63,29 @@ def test_fill_of_a_real_cloudy_acquisition_is_closer_to_the_clear_image(
     after = np.abs(filled - clear)[:, under].mean()
     assert after < 0.5 * before, (before, after)
     np.testing.assert_array_equal(filled[:, ~under], cloudy[:, ~under])
+
+
+def test_scene_arrays_fill_with_invalid_pixels_neither_filled_nor_used(
+    cloudy_and_clear: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """The Python API's fill of a whole array: no-data and NaN pixels stay as they are, and their
+    values do not leak into the fill (the same fill whatever they hold)."""
+    cloudy, clear = cloudy_and_clear
+    trust = clear_sky_mask(cloudy) > 0
+    scene = cloudy.copy()
+    scene[:, :16, :16] = -9999.0  # a no-data corner
+    scene[:, 40, 40] = np.nan
+    filled = fill_cloudy_arrays(scene[None], trust[None, None], nodata=-9999.0)[0]
+    assert (filled[:, :16, :16] == -9999.0).all() and np.isnan(filled[:, 40, 40]).all()
+    valid = np.isfinite(scene).all(axis=0) & (scene != -9999.0).all(axis=0)
+    np.testing.assert_array_equal(filled[:, trust & valid], cloudy[:, trust & valid])
+    under = ~trust & valid
+    assert np.abs(filled - clear)[:, under].mean() < 0.5 * np.abs(cloudy - clear)[:, under].mean()
+    assert np.isfinite(filled[:, under]).all()  # no NaN leaked into the fill
+    # The no-data corner is left out exactly as NaN pixels are: the same fill either way.
+    as_nan = scene.copy()
+    as_nan[:, :16, :16] = np.nan
+    as_nan[:, 40, 40] = np.inf
+    np.testing.assert_array_equal(
+        fill_cloudy_arrays(as_nan[None], trust[None, None], nodata=-9999.0)[0][:, under], filled[:, under]
+    )
