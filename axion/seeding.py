@@ -29,6 +29,8 @@ class Stream(StrEnum):
     PROXY = "proxy"
     #: A fresh opt_v2 proxy each time a training tile is drawn, per (epoch, tile).
     TRAIN_PROXY = "train-proxy"
+    #: Synthetic cloud gaps in a training tile's proxy, per (epoch, tile).
+    TRAIN_CLOUDS = "train-clouds"
     #: Flips, rotations and crops of a training tile, per (epoch, tile).
     AUGMENT = "augment"
     #: The order of the training tiles, per epoch.

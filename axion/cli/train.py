@@ -82,6 +82,7 @@ def train(
     augment: bool = _opt(TrainingConfig, "augment", "--augment/--no-augment", panel=_TRAIN),
     crop_size: int | None = _opt(TrainingConfig, "crop_size", panel=_TRAIN),
     proxy_sharp_share: float = _opt(TrainingConfig, "proxy_sharp_share", panel=_TRAIN),
+    proxy_cloud_share: float = _opt(TrainingConfig, "proxy_cloud_share", panel=_TRAIN),
     # Loss weights
     sar_weight: float = _opt(LossConfig, "sar_weight", panel=_LOSS),
     cycle_weight: float = _opt(LossConfig, "cycle_weight", panel=_LOSS),

@@ -143,6 +143,14 @@ class TrainingConfig(Settings):
         "not to sharpen a sharp input; the others, and every validation proxy, are blurred by 1.5-3 px "
         "(docs/data.md: what it gains and costs).",
     )
+    proxy_cloud_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of training proxies (no --stage2-dir) given synthetic cloud gaps, filled "
+        "from their clear pixels as a cloudy Stage 2 input is, so the network learns where a fill "
+        "meets real pixels.",
+    )
 
 
 class LossConfig(Settings):

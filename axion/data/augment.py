@@ -26,6 +26,8 @@ class TrainingDraws:
         fresh_proxy: degrade the ground truth anew each draw (when opt_v2 is a proxy).
         proxy_sharp_share: the share of fresh proxies left unblurred (``--proxy-sharp-share``,
             whose default, 0.1, the config holds; the fixed ones never are).
+        proxy_cloud_share: the share of fresh proxies given synthetic cloud gaps
+            (``--proxy-cloud-share``; the config holds its default).
         augment: a random flip and 90-degree rotation, the same for every array of the tile.
         crop_size: a random square crop of this side (None: the whole tile).
     """
@@ -33,12 +35,17 @@ class TrainingDraws:
     seed: int
     fresh_proxy: bool = True
     proxy_sharp_share: float = 0.0
+    proxy_cloud_share: float = 0.0
     augment: bool = True
     crop_size: int | None = None
 
     def proxy_seed(self, epoch: int, name: str) -> int:
         """The seed of the opt_v2 proxy drawn for ``name`` in ``epoch``."""
         return stream_seed(self.seed, Stream.TRAIN_PROXY, epoch, name)
+
+    def cloud_seed(self, epoch: int, name: str) -> int:
+        """The seed of the synthetic cloud gaps drawn for ``name`` in ``epoch``."""
+        return stream_seed(self.seed, Stream.TRAIN_CLOUDS, epoch, name)
 
     def geometry(self, epoch: int, name: str) -> np.random.Generator:
         """The generator of the flip, rotation and crop of ``name`` in ``epoch``."""

@@ -44,7 +44,7 @@ from axion.data.badsamples import UNREADABLE, BadSample, split_bad
 from axion.data.check import Problem, ensure_dir, opt_v2_problem, sample_problem
 from axion.data.georef import Georef, georef_from_meta
 from axion.data.padding import pad_reflect, pad_zero, padded_size
-from axion.data.proxy import degrade_to_proxy, import_filters, tile_seed
+from axion.data.proxy import degrade_to_proxy, prepare_proxy, synthetic_clouds, tile_seed
 from axion.data.tilefile import (
     OPT_V2_KEY,
     OPT_V2_MASK_KEY,
@@ -151,7 +151,7 @@ class SampleBuilder:
         self.draws = draws
         self.skip_bad = skip_bad
         if self.stage2_dir is None:
-            import_filters()  # the proxy's; imported here, before DataLoader workers fork
+            prepare_proxy()  # here, before DataLoader workers fork
 
     def make(self, tile: TileInfo, epoch: int | None) -> dict[str, Any] | BadSample:
         """The sample of ``tile`` (drawn for ``epoch`` when training), or why it is bad (``skip_bad``)."""
@@ -242,8 +242,13 @@ class SampleBuilder:
             assert target is not None
             fresh = self.draws is not None and self.draws.fresh_proxy and epoch is not None
             if fresh:
-                seed = self.draws.proxy_seed(epoch, tile.name)  # type: ignore[union-attr, arg-type]
-                return degrade_to_proxy(target, seed, self.draws.proxy_sharp_share), None  # type: ignore[union-attr]
+                draws = self.draws
+                assert draws is not None and epoch is not None
+                proxy = degrade_to_proxy(target, draws.proxy_seed(epoch, tile.name), draws.proxy_sharp_share)
+                gaps = synthetic_clouds(
+                    draws.cloud_seed(epoch, tile.name), target.shape[-2:], draws.proxy_cloud_share
+                )
+                return proxy, gaps
             return degrade_to_proxy(target, tile_seed(tile.name, self.proxy_seed)), None
         path = self._stage2_path(tile.name)
         try:

@@ -43,16 +43,19 @@ def tile_seed(name: str, base_seed: int = 0) -> int:
     return stream_seed(base_seed, Stream.PROXY, name)
 
 
-def import_filters() -> None:
-    """Import OpenCV, which blurs the proxy, and keep its work in the calling thread.
+def prepare_proxy() -> None:
+    """Import OpenCV, which blurs the proxy, keep its work in the calling thread, and draw the
+    noise bank.
 
     Called where a dataset that makes proxies is built, so DataLoader workers (forked from that
-    process) find it imported. Samples are made one per worker process; OpenCV's own thread pool
-    would compete with the other workers for the same cores.
+    process) find both ready instead of each paying for them again every epoch. Samples are made
+    one per worker process; OpenCV's own thread pool would compete with the other workers for the
+    same cores.
     """
     import cv2
 
     cv2.setNumThreads(0)
+    noise_bank()
 
 
 @functools.cache
@@ -150,3 +153,31 @@ def degrade_to_proxy(target: np.ndarray, seed: int, sharp_share: float = 0.0) ->
     proxy = gaussian_blur(target, sigma, gain, offset)
     proxy += noise * (NOISE_SD * band_std).astype(np.float32)[:, None, None]
     return np.maximum(proxy, 0.0, out=proxy)
+
+
+#: Synthetic cloud gaps: the share of the tile covered, and the Gaussian sigma (px) of the smoothed
+#: noise whose brightest part they are (larger: fewer, rounder clouds).
+CLOUD_COVER_RANGE: tuple[float, float] = (0.05, 0.5)
+CLOUD_SIGMA_RANGE: tuple[float, float] = (4.0, 12.0)
+
+
+def synthetic_clouds(seed: int, shape: tuple[int, int], share: float) -> np.ndarray | None:
+    """Cloud gaps for a training proxy, (H, W) float32, 1 clear and 0 cloudy, as ``opt_v2_mask``;
+    None (no gap) for a share ``1 - share`` of the seeds.
+
+    The gaps are the brightest pixels of uniform noise smoothed by a Gaussian of sigma drawn in
+    :data:`CLOUD_SIGMA_RANGE`, as many as a cover drawn in :data:`CLOUD_COVER_RANGE`: blobs of a
+    few to tens of pixels with smooth outlines. The training step fills them from the clear pixels
+    (:func:`axion.cloudfill.network_opt_v2`) exactly as it fills a real cloudy Stage 2 input.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    if share <= 0.0 or rng.random() >= share:
+        return None
+    cover = rng.uniform(*CLOUD_COVER_RANGE)
+    sigma = rng.uniform(*CLOUD_SIGMA_RANGE)
+    field = rng.random(shape, dtype=np.float32)
+    field = cv2.GaussianBlur(field, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    cloudy = field > np.quantile(field, 1.0 - cover)
+    return (~cloudy).astype(np.float32)

@@ -103,6 +103,7 @@ def check_run(cfg: TrainConfig) -> RunInputs:
         augment=cfg.training.augment,
         crop_size=cfg.training.crop_size,
         proxy_sharp_share=cfg.training.proxy_sharp_share,
+        proxy_cloud_share=cfg.training.proxy_cloud_share,
     )
     if is_streamed(cfg.data.data_dir):
         return _shard_inputs(cfg, draws, perceptual, resume, run_dir.restart)

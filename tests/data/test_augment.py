@@ -86,6 +86,33 @@ def test_a_share_of_training_proxies_is_sharp(real_tiles: Path) -> None:
     np.testing.assert_allclose(sharp.mean(axis=(1, 2)), blurred.mean(axis=(1, 2)), rtol=0.01)
 
 
+def test_a_share_of_training_proxies_has_cloud_gaps(real_tiles: Path) -> None:
+    """With --proxy-cloud-share 0.5 about half the training proxies carry cloud gaps in opt_v2_mask
+    (blobs, 5-50 % of the tile, moved with the tile); validation proxies never do."""
+    from axion.data.proxy import synthetic_clouds
+
+    assert synthetic_clouds(1, (64, 64), 0.0) is None
+    gaps = [synthetic_clouds(seed, (64, 64), 0.5) for seed in range(400)]
+    drawn = [g for g in gaps if g is not None]
+    assert abs(len(drawn) / len(gaps) - 0.5) < 0.08
+    covers = np.array([1.0 - g.mean() for g in drawn])
+    assert covers.min() >= 0.04 and covers.max() <= 0.51 and set(np.unique(drawn[0])) == {0.0, 1.0}
+    # Blobs, not speckle: nearly every cloudy pixel has a cloudy right-hand neighbour.
+    cloudy = 1.0 - drawn[0]
+    assert (cloudy[:, :-1] * cloudy[:, 1:]).sum() > 0.8 * cloudy[:, :-1].sum()
+    np.testing.assert_array_equal(
+        drawn[0], synthetic_clouds(next(i for i, g in enumerate(gaps) if g is not None), (64, 64), 0.5)
+    )
+
+    data = TileDataset(real_tiles, "train", draws=TrainingDraws(seed=3, augment=True, proxy_cloud_share=0.5))
+    masks = [data[(0, epoch)]["opt_v2_mask"] for epoch in range(1, 21)]
+    with_gaps = [m for m in masks if bool((m == 0).any())]
+    assert 3 <= len(with_gaps) <= 17 and all(m.shape == masks[0].shape for m in masks)
+    assert bool((data[0]["opt_v2_mask"] == 1).all())  # no epoch: the fixed proxy (validation)
+    plain = TileDataset(real_tiles, "train", draws=TrainingDraws(seed=3, augment=True))
+    assert all(bool((plain[(0, epoch)]["opt_v2_mask"] == 1).all()) for epoch in range(1, 6))
+
+
 def test_geometry_is_shared_by_s1_target_and_mask(real_tiles: Path) -> None:
     data = TileDataset(real_tiles, "train", draws=TrainingDraws(seed=1, fresh_proxy=False))
     plain = data[0]
