@@ -144,12 +144,12 @@ class TrainingConfig(Settings):
         "(docs/data.md: what it gains and costs).",
     )
     proxy_cloud_share: float = Field(
-        0.0,
+        0.3,
         ge=0,
         le=1,
         description="Share of training proxies (no --stage2-dir) given synthetic cloud gaps, filled "
         "from their clear pixels as a cloudy Stage 2 input is, so the network learns where a fill "
-        "meets real pixels.",
+        "meets real pixels (docs/data.md: what it gains and costs).",
     )
 
 

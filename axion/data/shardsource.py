@@ -81,7 +81,13 @@ def _parent(url: str) -> str:
 
 
 def open_shard(url: str) -> IO[bytes]:
-    """A binary stream of the shard at ``url`` (a path or an fsspec URL), read as it is consumed."""
+    """A binary stream of the shard at ``url`` (a path or an fsspec URL), read as it is consumed.
+
+    A local path is opened with Python's own buffered reader: fsspec's local file object adds
+    20-30 us to each of the three reads of a tar member, a tenth of a 64 px tile's reading.
+    """
+    if "://" not in url:
+        return open(url, "rb")  # noqa: SIM115 (the caller closes it)
     import fsspec
 
     return fsspec.open(url, "rb", **remote_options(url)).open()

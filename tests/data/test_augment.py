@@ -89,8 +89,10 @@ def test_a_share_of_training_proxies_is_sharp(real_tiles: Path) -> None:
 def test_a_share_of_training_proxies_has_cloud_gaps(real_tiles: Path) -> None:
     """With --proxy-cloud-share 0.5 about half the training proxies carry cloud gaps in opt_v2_mask
     (blobs, 5-50 % of the tile, moved with the tile); validation proxies never do."""
+    from axion.config import TrainingConfig
     from axion.data.proxy import synthetic_clouds
 
+    assert TrainingConfig().proxy_cloud_share == 0.3
     assert synthetic_clouds(1, (64, 64), 0.0) is None
     gaps = [synthetic_clouds(seed, (64, 64), 0.5) for seed in range(400)]
     drawn = [g for g in gaps if g is not None]
@@ -109,7 +111,7 @@ def test_a_share_of_training_proxies_has_cloud_gaps(real_tiles: Path) -> None:
     with_gaps = [m for m in masks if bool((m == 0).any())]
     assert 3 <= len(with_gaps) <= 17 and all(m.shape == masks[0].shape for m in masks)
     assert bool((data[0]["opt_v2_mask"] == 1).all())  # no epoch: the fixed proxy (validation)
-    plain = TileDataset(real_tiles, "train", draws=TrainingDraws(seed=3, augment=True))
+    plain = TileDataset(real_tiles, "train", draws=TrainingDraws(seed=3, augment=True, proxy_cloud_share=0.0))
     assert all(bool((plain[(0, epoch)]["opt_v2_mask"] == 1).all()) for epoch in range(1, 6))
 
 
