@@ -11,6 +11,9 @@ that, in tile units (reflectance x 10000):
 3. Additive Gaussian noise, sd 0.02 * band std: speckle-like residue.
 4. Clipped at 0 (reflectance is not negative).
 
+A share of training proxies also carries synthetic cloud gaps (``--proxy-cloud-share``,
+:func:`synthetic_clouds`), returned beside the proxy as its ``opt_v2_mask``.
+
 The random draws come from the tile's name and a base seed only, so a tile gets the
 same proxy in every epoch, every worker and every run, and two tiles differ. The noise is a
 slice of a bank of normal draws made once per process from a fixed seed, at a start the tile's
