@@ -175,8 +175,10 @@ def synthetic_clouds(seed: int, shape: tuple[int, int], share: float) -> np.ndar
     """
     import cv2
 
+    if share <= 0.0:
+        return None  # the default path of every training sample without gaps: no generator made
     rng = np.random.default_rng(seed)
-    if share <= 0.0 or rng.random() >= share:
+    if rng.random() >= share:
         return None
     cover = rng.uniform(*CLOUD_COVER_RANGE)
     sigma = rng.uniform(*CLOUD_SIGMA_RANGE)
