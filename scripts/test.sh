@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install (or reuse) the environment, then run the linter and the whole test suite,
+# Install (or reuse) the environment, then run the linter, the format check and the whole test suite,
 # the slow end-to-end group included. Extra arguments go to pytest.
 #
 # The test files are spread over up to four processes (pytest-xdist; one per core, each file
@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 "$AXION_VENV/bin/ruff" check axion tests benchmarks examples
+"$AXION_VENV/bin/ruff" format --check axion tests benchmarks examples
 CORES="$(nproc)"
 WORKERS="${AXION_TEST_WORKERS:-$(( CORES < 4 ? CORES : 4 ))}"
 if [ "$WORKERS" -le 1 ]; then
