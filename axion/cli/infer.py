@@ -42,6 +42,7 @@ def infer(
     max_samples: int | None = _opt("max_samples", _TILES),
     s1_scene: Path | None = _opt("s1_scene", _SCENE),
     opt_v2_scene: Path | None = _opt("opt_v2_scene", _SCENE),
+    opt_v2_mask_scene: Path | None = _opt("opt_v2_mask_scene", _SCENE),
     output_scene: Path | None = _opt("output_scene", _SCENE),
     scenes: Path | None = _opt("scenes", _SCENES),
     tile_size: int = _opt("tile_size", _SCENE),
@@ -69,7 +70,7 @@ def infer(
     Tile mode: --input-dir, --output-dir and --stage2-dir. Scene mode: --s1-scene,
     --opt-v2-scene and --output-scene: S1 is reprojected onto opt_v2's grid, tiled with
     --tile-size and --overlap, read and written strip by strip (scenes larger than
-    memory work). GeoTIFFs are Cloud-Optimized; a scene gets a STAC Item beside it.
+    memory work); --opt-v2-mask-scene marks opt_v2's cloudy pixels (filled before the model). GeoTIFFs are Cloud-Optimized; a scene gets a STAC Item beside it.
     Many scenes: --scenes LIST (a CSV or a STAC ItemCollection), shared out over the
     processes; a rerun skips the scenes that are complete; exit 1 if any scene failed.
     """

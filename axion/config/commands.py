@@ -234,15 +234,21 @@ class InferConfig(PredictionSettings):
         None,
         description="opt_v2 GeoTIFF: 4 bands B2, B3, B4, B8 (reflectance x 10000); its grid is the output grid.",
     )
+    opt_v2_mask_scene: Path | None = Field(
+        None,
+        description="Where the opt_v2 scene can be trusted: one band on its grid, 0 cloudy, any other value "
+        "clear (nodata: clear). Each tile's cloudy pixels reach the model filled from its clear ones, as "
+        "a Stage 2 file's opt_v2_mask does in tile mode.",
+    )
     output_scene: Path | None = Field(
         None,
         description="opt_v3 Cloud-Optimized GeoTIFF to write; a STAC Item <stem>.json goes beside it.",
     )
     scenes: Path | None = Field(
         None,
-        description="Many scenes in one job: a CSV with the header s1,opt_v2,output[,datetime] (paths from "
-        "its folder) or a STAC ItemCollection whose Items have the assets s1 and opt_v2 (outputs "
-        "<output-dir>/<item id>.tif). Scenes whose outputs are complete are skipped.",
+        description="Many scenes in one job: a CSV with the header s1,opt_v2,output[,opt_v2_mask][,datetime] "
+        "(paths from its folder) or a STAC ItemCollection whose Items have the assets s1 and opt_v2 (and "
+        "optionally opt_v2_mask; outputs <output-dir>/<item id>.tif). Scenes whose outputs are complete are skipped.",
     )
     tile_size: int = Field(224, description="Scene tile side in pixels (multiple of 16).")
     overlap: int = Field(

@@ -243,6 +243,7 @@ class Stage3Pipeline:
         dtype: Literal["float32", "uint16"] = "float32",
         datetime: str | None = None,
         overwrite: bool = False,
+        opt_v2_mask_path: str | Path | None = None,
         log: bool = False,
     ) -> list[Path]:
         """``axion stage3 infer --s1-scene ... --opt-v2-scene ... --output-scene ...`` with this model.
@@ -255,6 +256,8 @@ class Stage3Pipeline:
             s1_path, opt_v2_path: the input rasters (VV, VH in dB; B2, B3, B4, B8 in tile units).
             output_path: the ``.tif`` to write.
             samples, dtype, datetime, overwrite: as ``infer --samples/--dtype/--datetime/--overwrite``.
+            opt_v2_mask_path: opt_v2's cloud mask, as ``infer --opt-v2-mask-scene`` (one band on
+                opt_v2's grid, 0 cloudy).
             log: print what ``infer`` prints (progress included).
 
         Returns:
@@ -275,6 +278,7 @@ class Stage3Pipeline:
             **self._overrides,
             "s1_scene": Path(s1_path),
             "opt_v2_scene": Path(opt_v2_path),
+            "opt_v2_mask_scene": None if opt_v2_mask_path is None else Path(opt_v2_mask_path),
             "output_scene": Path(output_path),
             "tile_size": self.tile_size,
             "overlap": self.overlap,

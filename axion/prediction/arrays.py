@@ -146,7 +146,8 @@ def predict_arrays(
     height, width = opt_v2.shape[1:]
     grid = make_grid(height, width, tile_size, overlap)
     info = SceneInfo(s1=Path(name), opt_v2=Path(name), height=height, width=width, crs=None, transform=None)
-    readers = (_ArrayReader(s1, nodata[0]), _ArrayReader(opt_v2, nodata[1]))
+    # No mask reader: a cloudy opt_v2 comes here filled already (over the whole array).
+    readers = (_ArrayReader(s1, nodata[0]), _ArrayReader(opt_v2, nodata[1]), None)
     strips = strips_in_order(
         readers, info, grid, predict_fn, batch_size=batch_size, with_std=with_std, shard=LocalShard()
     )

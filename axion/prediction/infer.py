@@ -90,6 +90,10 @@ def mode_of(settings: InferConfig) -> str:
                 "'axion stage3 prepare --s1 S1.tif --opt-v2 OPTV2.tif' and infer its tiles"
             )
         return "scene"
+    if settings.opt_v2_mask_scene is not None:
+        raise ConfigError(
+            "--opt-v2-mask-scene applies to scene mode only (tile mode reads each Stage 2 file's opt_v2_mask)"
+        )
     if settings.input_dir is None or settings.output_dir is None:
         raise ConfigError(
             "give --input-dir and --output-dir (tile mode), --s1-scene, --opt-v2-scene and --output-scene "
@@ -105,6 +109,7 @@ def _scenes_mode(settings: InferConfig) -> str:
     others = {
         "--s1-scene": settings.s1_scene,
         "--opt-v2-scene": settings.opt_v2_scene,
+        "--opt-v2-mask-scene": settings.opt_v2_mask_scene,
         "--output-scene": settings.output_scene,
         "--input-dir": settings.input_dir,
         "--stage2-dir": settings.stage2_dir,
@@ -115,7 +120,8 @@ def _scenes_mode(settings: InferConfig) -> str:
     }
     given = [flag for flag, value in others.items() if value is not None]
     if given:
-        hint = " (give each scene's in a datetime column)" if given[0] == "--datetime" else ""
+        columns = {"--datetime": "a datetime", "--opt-v2-mask-scene": "an opt_v2_mask"}
+        hint = f" (give each scene's in {columns[given[0]]} column)" if given[0] in columns else ""
         raise ConfigError(f"--scenes runs the scenes of its list: leave out {given[0]}{hint}")
     return "scenes"
 
@@ -437,7 +443,13 @@ def infer_scene(settings: InferConfig, reporter: Reporter, predictor: Predictor 
 
     s1_scene, opt_v2_scene = Path(settings.s1_scene), Path(settings.opt_v2_scene)  # type: ignore[arg-type]
     outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
-    info = validate_scene(s1_scene, opt_v2_scene, outputs.tif, overwrite=settings.overwrite)
+    info = validate_scene(
+        s1_scene,
+        opt_v2_scene,
+        outputs.tif,
+        overwrite=settings.overwrite,
+        opt_v2_mask=settings.opt_v2_mask_scene,
+    )
     for path in (outputs.tif, outputs.std, outputs.item):
         check_writable_file(path, "output scene")
         clean_stale_file(path)
@@ -448,6 +460,10 @@ def infer_scene(settings: InferConfig, reporter: Reporter, predictor: Predictor 
         reporter.info(f"note: {opt_v2_scene} has no CRS; {outputs.tif} gets the same pixel grid without one")
     if info.s1_reprojected:
         reporter.info(f"S1: {s1_scene} reprojected onto the grid of {opt_v2_scene} (bilinear, in dB)")
+    if info.opt_v2_mask is not None:
+        reporter.info(
+            f"opt_v2: the pixels {info.opt_v2_mask} marks cloudy (0) are filled from each tile's clear ones"
+        )
     reporter.info(
         f"Scene: {info.height}x{info.width} px -> {len(grid.rows)}x{len(grid.cols)} tiles of {settings.tile_size} px, "
         f"overlap {settings.overlap} px; {plural(settings.samples, 'sample')} per tile, "
@@ -513,6 +529,7 @@ def write_scene(
     """One scene (``settings.output_scene``): this process's strips; the first process blends and
     writes them, then the STAC Item. Returns the files of the scene."""
     from axion.prediction.scene import SceneOutputs, make_grid, run_scene
+    from axion.prediction.scenes import mask_record
     from axion.provenance import geotiff_tags, output_provenance
 
     outputs = SceneOutputs.beside(Path(settings.output_scene))  # type: ignore[arg-type]
@@ -522,6 +539,7 @@ def write_scene(
         opt_v2="scene",
         s1_scene=info.s1.resolve(),
         opt_v2_scene=info.opt_v2.resolve(),
+        opt_v2_mask_scene=mask_record(info.opt_v2_mask),
         s1_reprojected="yes" if info.s1_reprojected else "no",
         tile_size=settings.tile_size,
         overlap=settings.overlap,
@@ -650,6 +668,7 @@ def scenes_worker(
             update={
                 "s1_scene": job.s1,
                 "opt_v2_scene": job.opt_v2,
+                "opt_v2_mask_scene": job.opt_v2_mask,
                 "output_scene": job.output,
                 "datetime": job.datetime,
             }
@@ -705,14 +724,19 @@ def _scene_to_do(scene: InferConfig, job: SceneJob, expected: dict[str, str]) ->
     """
     from axion.outputs import check_writable_file, clean_stale_file
     from axion.prediction.scene import SceneOutputs, validate_scene
-    from axion.prediction.scenes import completeness, expected_assets
+    from axion.prediction.scenes import completeness, expected_assets, mask_record
 
     outputs = SceneOutputs.beside(job.output)
     for path in (outputs.tif, outputs.std, outputs.item):
         check_writable_file(path, "output scene")
         for name in (path, path.with_name(path.name + ".strips")):  # the COG writer's strip file too
             clean_stale_file(name)
-    record = {**expected, "s1_scene": str(job.s1.resolve()), "opt_v2_scene": str(job.opt_v2.resolve())}
+    record = {
+        **expected,
+        "s1_scene": str(job.s1.resolve()),
+        "opt_v2_scene": str(job.opt_v2.resolve()),
+        "opt_v2_mask_scene": mask_record(job.opt_v2_mask),
+    }
     verdict = completeness(outputs.item, record, expected_assets(scene.samples))
     if verdict is None:
         return None
@@ -720,7 +744,7 @@ def _scene_to_do(scene: InferConfig, job: SceneJob, expected: dict[str, str]) ->
         raise DataError(
             f"{outputs.item}: holds opt_v3 of other settings ({verdict.reason}); use --overwrite to replace it"
         )
-    info = validate_scene(job.s1, job.opt_v2, job.output, overwrite=True)
+    info = validate_scene(job.s1, job.opt_v2, job.output, overwrite=True, opt_v2_mask=job.opt_v2_mask)
     outputs.item.unlink(missing_ok=True)
     if scene.samples == 1:
         outputs.std.unlink(missing_ok=True)

@@ -4,7 +4,9 @@ The opt_v2 scene (4 bands, B2, B3, B4, B8 in tile units) defines the output grid
 S1 scene (2 bands, VV and VH in dB) may have any CRS and resolution: unless it is on
 the very same grid it is reprojected onto opt_v2's grid on the fly, window by window,
 through a bilinear :class:`rasterio.vrt.WarpedVRT` (bilinear in dB). A pixel where
-either input is nodata (or outside the S1 footprint) is nodata in the output.
+either input is nodata (or outside the S1 footprint) is nodata in the output. An optional
+cloud mask on opt_v2's grid (0 cloudy) has each tile's cloudy opt_v2 pixels filled from its clear
+ones before the model sees them (:mod:`axion.cloudfill`), as tile mode does with ``opt_v2_mask``.
 
 The grid is cut into square tiles of ``tile_size`` pixels that overlap by ``overlap``
 pixels (the last row and column are shifted back so they end on the scene border). Each
@@ -65,6 +67,7 @@ class SceneInfo:
         s1, opt_v2: the input files.
         height, width, crs, transform: opt_v2's grid (``crs`` may be None).
         s1_reprojected: True when S1 is resampled onto that grid (it is on another one).
+        opt_v2_mask: where opt_v2 is clear (one band on its grid, 0 cloudy), or None: clear everywhere.
     """
 
     s1: Path
@@ -74,6 +77,7 @@ class SceneInfo:
     crs: Any  # rasterio CRS or None
     transform: Any  # affine.Affine
     s1_reprojected: bool = False
+    opt_v2_mask: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,7 @@ def _check_overlap(s1: Any, opt: Any, s1_path: Path) -> None:
         raise DataError(f"{s1_path}: S1 scene does not overlap the opt_v2 scene {opt.name}")
 
 
-def _check_outputs(outputs: SceneOutputs, inputs: tuple[Path, Path], overwrite: bool) -> None:
+def _check_outputs(outputs: SceneOutputs, inputs: tuple[Path, ...], overwrite: bool) -> None:
     output = outputs.tif
     if output.suffix.lower() not in {".tif", ".tiff"}:
         raise DataError(f"{output}: output scene must be a .tif or .tiff file")
@@ -232,13 +236,21 @@ def _check_outputs(outputs: SceneOutputs, inputs: tuple[Path, Path], overwrite: 
         raise DataError(f"{existing[0]}: output scene already exists{state}; use --overwrite to replace it")
 
 
-def validate_scene(s1_path: Path, opt_path: Path, output: Path, *, overwrite: bool = False) -> SceneInfo:
-    """Check both scenes and the output paths before anything is written.
+def validate_scene(
+    s1_path: Path,
+    opt_path: Path,
+    output: Path,
+    *,
+    overwrite: bool = False,
+    opt_v2_mask: Path | None = None,
+) -> SceneInfo:
+    """Check the scenes and the output paths before anything is written.
 
     Raises:
         DataError: a missing or unreadable file, wrong band counts, an S1 scene that cannot be
-            put on opt_v2's grid (no CRS) or does not overlap it, an output that is an input,
-            or exists already (without ``overwrite``). A missing folder is created by the caller.
+            put on opt_v2's grid (no CRS) or does not overlap it, a mask not on opt_v2's grid,
+            an output that is an input, or exists already (without ``overwrite``). A missing
+            folder is created by the caller.
     """
     from axion.data.grid import same_grid
 
@@ -248,6 +260,9 @@ def validate_scene(s1_path: Path, opt_path: Path, output: Path, *, overwrite: bo
         reprojected = not same_grid(s1, opt)
         if reprojected:
             _check_overlap(s1, opt, s1_path)
+        if opt_v2_mask is not None:
+            opt_v2_mask = Path(opt_v2_mask)
+            _check_mask(opt_v2_mask, opt)
         info = SceneInfo(
             s1=s1_path,
             opt_v2=opt_path,
@@ -256,14 +271,33 @@ def validate_scene(s1_path: Path, opt_path: Path, output: Path, *, overwrite: bo
             crs=opt.crs,
             transform=opt.transform,
             s1_reprojected=reprojected,
+            opt_v2_mask=opt_v2_mask,
         )
-    _check_outputs(SceneOutputs.beside(output), (s1_path, opt_path), overwrite)
+    inputs = (s1_path, opt_path) if opt_v2_mask is None else (s1_path, opt_path, opt_v2_mask)
+    _check_outputs(SceneOutputs.beside(output), inputs, overwrite)
     return info
 
 
+def _check_mask(path: Path, opt: Any) -> None:
+    """The opt_v2 mask scene is one band on the opt_v2 scene's very grid (it is not resampled)."""
+    from axion.data.grid import same_grid
+
+    with _open(path, "opt_v2 mask scene") as mask:
+        if mask.count != 1:
+            raise DataError(
+                f"{path}: opt_v2 mask scene has {mask.count} bands, expected 1 (0 cloudy, other values clear)"
+            )
+        if not same_grid(mask, opt):
+            raise DataError(
+                f"{path}: opt_v2 mask scene is not on the pixel grid of the opt_v2 scene {opt.name} "
+                f"({mask.height}x{mask.width} px, {mask.crs or 'no CRS'}; the scene {opt.height}x{opt.width} px, "
+                f"{opt.crs or 'no CRS'}, or another transform)"
+            )
+
+
 @contextlib.contextmanager
-def scene_readers(info: SceneInfo) -> Iterator[tuple[Any, Any]]:
-    """(S1 on opt_v2's grid, opt_v2): open datasets to read windows from."""
+def scene_readers(info: SceneInfo) -> Iterator[tuple[Any, Any, Any]]:
+    """(S1 on opt_v2's grid, opt_v2, opt_v2's mask or None): open datasets to read windows from."""
     import rasterio
 
     from axion.data.grid import enter_on_grid
@@ -271,7 +305,8 @@ def scene_readers(info: SceneInfo) -> Iterator[tuple[Any, Any]]:
     with contextlib.ExitStack() as stack:
         opt = stack.enter_context(rasterio.open(info.opt_v2))
         s1_file = stack.enter_context(rasterio.open(info.s1))
-        yield enter_on_grid(stack, s1_file, opt, info.s1), opt
+        mask = None if info.opt_v2_mask is None else stack.enter_context(rasterio.open(info.opt_v2_mask))
+        yield enter_on_grid(stack, s1_file, opt, info.s1), opt, mask
 
 
 # --- tiled inference ----------------------------------------------------------------------------
@@ -281,6 +316,16 @@ def invalid_pixels(pixels: np.ndarray, nodata: float | None) -> np.ndarray:
     if nodata is not None and np.isfinite(nodata):
         bad |= (pixels == nodata).any(axis=0)
     return bad
+
+
+def clear_pixels(mask: np.ndarray, nodata: float | None) -> np.ndarray:
+    """(h, w) True where an opt_v2 mask window says opt_v2 is clear: any value but 0 (nodata and
+    non-finite values count as clear: the mask does not know, so opt_v2 is used as it is)."""
+    clear = mask != 0
+    clear |= ~np.isfinite(mask)
+    if nodata is not None and np.isfinite(nodata):
+        clear |= mask == nodata
+    return clear
 
 
 def _pad(array: np.ndarray, size: int) -> np.ndarray:
@@ -295,7 +340,7 @@ def _as_prediction(result: np.ndarray | Prediction) -> Prediction:
 
 
 def predict_strip(
-    readers: tuple[Any, Any],
+    readers: tuple[Any, Any, Any],
     info: SceneInfo,
     grid: TileGrid,
     index: int,
@@ -313,7 +358,9 @@ def predict_strip(
     """
     from rasterio.windows import Window
 
-    s1_src, opt_src = readers
+    from axion.cloudfill import fill_cloudy_arrays
+
+    s1_src, opt_src, mask_src = readers
     size = grid.tile_size
     row = grid.rows[index]
     h = min(size, info.height - row)
@@ -330,6 +377,9 @@ def predict_strip(
             window = Window(col, row, w, h)
             s1 = s1_src.read(window=window).astype(np.float32)
             opt = opt_src.read(window=window).astype(np.float32)
+            if mask_src is not None:  # this tile's cloudy pixels filled from its clear ones
+                clear = clear_pixels(mask_src.read(1, window=window), mask_src.nodata)
+                opt = fill_cloudy_arrays(opt[None], clear[None, None], opt_src.nodata)[0]
             bad = invalid_pixels(s1, s1_src.nodata) | invalid_pixels(opt, opt_src.nodata)
             s1_batch.append(_pad(fill_invalid(s1, bad), size))
             opt_batch.append(_pad(fill_invalid(opt, bad), size))
@@ -363,7 +413,7 @@ def _empty_strip(grid: TileGrid, with_std: bool) -> dict[str, np.ndarray]:
 
 
 def strips_in_order(
-    readers: tuple[Any, Any],
+    readers: tuple[Any, Any, Any],
     info: SceneInfo,
     grid: TileGrid,
     predict_fn: PredictFn,

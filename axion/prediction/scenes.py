@@ -2,12 +2,14 @@
 
 A list is either
 
-- a CSV file with the header ``s1,opt_v2,output`` and optionally ``datetime`` (one scene per
-  row; relative paths are taken from the CSV's folder; an empty ``datetime`` cell means the
-  S1 file's tag), or
-- a STAC ItemCollection (JSON) whose Items have the assets ``s1`` and ``opt_v2`` (relative
-  hrefs from the JSON's folder); each Item's output is ``<output-dir>/<item id>.tif`` and its
-  ``datetime`` becomes the output's.
+- a CSV file with the header ``s1,opt_v2,output`` and optionally ``opt_v2_mask`` and
+  ``datetime`` (one scene per row; relative paths are taken from the CSV's folder; an empty
+  ``opt_v2_mask`` cell means no mask, an empty ``datetime`` cell the S1 file's tag), or
+- a STAC ItemCollection (JSON) whose Items have the assets ``s1`` and ``opt_v2`` and optionally
+  ``opt_v2_mask`` (relative hrefs from the JSON's folder); each Item's output is
+  ``<output-dir>/<item id>.tif`` and its ``datetime`` becomes the output's.
+
+``opt_v2_mask`` is ``--opt-v2-mask-scene`` of the scene: one band on opt_v2's grid, 0 cloudy.
 
 Problems of the list itself (a wrong header, an empty cell, two scenes with one output, an
 output that is an input) refuse the whole list before anything runs; a scene whose files are
@@ -15,7 +17,7 @@ missing or wrong fails on its own when its turn comes.
 
 A scene's outputs are **complete** when its STAC Item exists, parses, lists every asset this
 run would write (opt_v3, and opt_v3_std with ``--samples`` >= 2), each of those files exists,
-and its ``axion:*`` properties record the same inputs (absolute S1 and opt_v2 paths), the same
+and its ``axion:*`` properties record the same inputs (absolute S1, opt_v2 and mask paths), the same
 checkpoint (SHA-256 of its bytes), DDIM steps, seed, precision, samples, tile size, overlap and
 sample type as this run (:data:`MATCHED`). The Item is written last, after every raster has been
 renamed into place, so a killed run never leaves outputs that look complete.
@@ -34,13 +36,14 @@ from urllib.parse import unquote, urlparse
 from axion.errors import ConfigError, DataError
 
 CSV_COLUMNS = ("s1", "opt_v2", "output")
-OPTIONAL_COLUMNS = ("datetime",)
+OPTIONAL_COLUMNS = ("opt_v2_mask", "datetime")
 #: The Item assets a STAC scene list must give.
 STAC_ASSETS = ("s1", "opt_v2")
 #: The provenance entries (``axion:<name>``) that must agree for outputs to count as complete.
 MATCHED = (
     "s1_scene",
     "opt_v2_scene",
+    "opt_v2_mask_scene",
     "checkpoint_sha256",
     "timesteps",
     "seed",
@@ -61,6 +64,7 @@ class SceneJob:
         s1, opt_v2: the input GeoTIFFs (absolute).
         output: the opt_v3 COG to write (absolute; ``_std.tif`` and the Item ``.json`` go beside it).
         datetime: ISO 8601 acquisition time, or None (the S1 file's tag).
+        opt_v2_mask: opt_v2's cloud mask (absolute), or None.
     """
 
     name: str
@@ -68,6 +72,12 @@ class SceneJob:
     opt_v2: Path
     output: Path
     datetime: str | None = None
+    opt_v2_mask: Path | None = None
+
+
+def mask_record(path: Path | None) -> str:
+    """How a scene's provenance names its opt_v2 mask: the absolute path, or ``none``."""
+    return "none" if path is None else str(Path(path).resolve())
 
 
 def read_scene_list(path: Path, output_dir: Path | None = None) -> list[SceneJob]:
@@ -135,7 +145,8 @@ def _read_csv(path: Path) -> list[SceneJob]:
             else (f"unknown column {unknown[0]!r}" if unknown else "a column repeated")
         )
         raise DataError(
-            f"{path}: header must be {','.join(CSV_COLUMNS)}[,datetime] ({problem}; got {','.join(header)})"
+            f"{path}: header must be {','.join(CSV_COLUMNS)}[,opt_v2_mask][,datetime] "
+            f"({problem}; got {','.join(header)})"
         )
     jobs = []
     for line, row in enumerate(rows[1:], start=2):
@@ -148,6 +159,7 @@ def _read_csv(path: Path) -> list[SceneJob]:
             if not cells[name]:
                 raise DataError(f"{path}: row {line}: empty {name!r}")
         when = cells.get("datetime") or None
+        mask = cells.get("opt_v2_mask") or None
         jobs.append(
             SceneJob(
                 name=f"row {line}",
@@ -155,6 +167,7 @@ def _read_csv(path: Path) -> list[SceneJob]:
                 opt_v2=folder / cells["opt_v2"],
                 output=folder / cells["output"],
                 datetime=None if when is None else _check_time(path, f"row {line}", when),
+                opt_v2_mask=None if mask is None else folder / mask,
             )
         )
     return jobs
@@ -203,6 +216,7 @@ def _read_stac(path: Path, output_dir: Path) -> list[SceneJob]:
                 f"{path}: Item {item.id!r} has no {absent[0]!r} asset (needs {', '.join(STAC_ASSETS)})"
             )
         s1, opt_v2 = (_local_href(path, item.id, key, item.assets[key].href) for key in STAC_ASSETS)
+        mask = item.assets.get("opt_v2_mask")
         when = item.datetime or item.common_metadata.start_datetime
         jobs.append(
             SceneJob(
@@ -211,6 +225,7 @@ def _read_stac(path: Path, output_dir: Path) -> list[SceneJob]:
                 opt_v2=opt_v2,
                 output=output_dir / f"{item.id}.tif",
                 datetime=None if when is None else when.isoformat(),
+                opt_v2_mask=None if mask is None else _local_href(path, item.id, "opt_v2_mask", mask.href),
             )
         )
     return jobs
@@ -220,7 +235,7 @@ def _check_outputs(path: Path, jobs: list[SceneJob]) -> None:
     """Each scene writes its own files, none of them an input of any scene."""
     from axion.prediction.scene import SceneOutputs
 
-    inputs = {p.resolve() for job in jobs for p in (job.s1, job.opt_v2)}
+    inputs = {p.resolve() for job in jobs for p in (job.s1, job.opt_v2, job.opt_v2_mask) if p is not None}
     owner: dict[Path, str] = {}
     for job in jobs:
         if job.output.suffix.lower() not in (".tif", ".tiff"):
@@ -271,6 +286,8 @@ def completeness(item_path: Path, expected: dict[str, str], assets: tuple[str, .
         return NotComplete(False, f"STAC Item {item_path.name} is unreadable")
     for name in MATCHED:
         found = properties.get(f"axion:{name}") if isinstance(properties, dict) else None
+        if found is None and name == "opt_v2_mask_scene" and isinstance(properties, dict):
+            found = "none"  # an Item written before masks were recorded: made without one
         if found != expected[name]:
             return NotComplete(True, f"{name} is {found}, this run's is {expected[name]}")
     for key in assets:

@@ -205,7 +205,10 @@ def test_bad_scenes_are_named_and_the_others_finish(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("s1,opt_v2\na.tif,b.tif\n", "header must be s1,opt_v2,output[,datetime] (column 'output' missing"),
+        (
+            "s1,opt_v2\na.tif,b.tif\n",
+            "header must be s1,opt_v2,output[,opt_v2_mask][,datetime] (column 'output' missing",
+        ),
         ("s1,opt_v2,output,when\na,b,c.tif,x\n", "unknown column 'when'"),
         ("s1,opt_v2,output\na.tif,,c.tif\n", "row 2: empty 'opt_v2'"),
         ("s1,opt_v2,output\na.tif,b.tif,c.tif\nd.tif,e.tif,c.tif\n", "row 3 and row 2 both write"),
