@@ -60,6 +60,9 @@ def train(
     top_p: float = _opt(ModelConfig, "top_p", panel=_MODEL),
     grad_steps: int = _opt(ModelConfig, "grad_steps", panel=_MODEL),
     correction_smoothing: float = _opt(ModelConfig, "correction_smoothing", panel=_MODEL),
+    acquisition_input: bool = _opt(
+        ModelConfig, "acquisition_input", "--acquisition-input/--no-acquisition-input", panel=_MODEL
+    ),
     # Training
     batch_size: int = _opt(TrainingConfig, "batch_size", panel=_TRAIN),
     grad_accum: int = _opt(TrainingConfig, "grad_accum", panel=_TRAIN),

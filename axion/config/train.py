@@ -67,6 +67,12 @@ class ModelConfig(Settings):
         description="Gaussian sigma (px) of a low-pass on the fusion network's correction to opt_v2, "
         "in training and prediction alike (0: off; less over-sharpening of sharp inputs, less gain on blurred ones).",
     )
+    acquisition_input: bool = Field(
+        True,
+        description="Tell the fusion network, per tile, whether opt_v2 is a real acquisition (a Stage 2 file "
+        "with an opt_v2_mask, a scene with --opt-v2-mask-scene: sharp, maybe cloudy) or a Stage 2 estimate "
+        "(blurred), as one more input channel. Checkpoints made before it existed have it off.",
+    )
 
 
 class TrainingConfig(Settings):
@@ -136,20 +142,20 @@ class TrainingConfig(Settings):
         description="Random square crops of training tiles, in pixels (multiple of 16).",
     )
     proxy_sharp_share: float = Field(
-        0.1,
+        0.0,
         ge=0,
         lt=1,
-        description="Share of training proxies (no --stage2-dir) left unblurred, so the network learns "
-        "not to sharpen a sharp input; the others, and every validation proxy, are blurred by 1.5-3 px "
+        description="Share of the Stage 2-like training proxies (no --stage2-dir) left unblurred (but "
+        "not marked as acquisitions); the others, and every validation proxy, are blurred by 1.5-3 px "
         "(docs/data.md: what it gains and costs).",
     )
     proxy_cloud_share: float = Field(
         0.3,
         ge=0,
         le=1,
-        description="Share of training proxies (no --stage2-dir) given synthetic cloud gaps, filled "
-        "from their clear pixels as a cloudy Stage 2 input is, so the network learns where a fill "
-        "meets real pixels (docs/data.md: what it gains and costs).",
+        description="Share of training proxies (no --stage2-dir) made like a real cloudy acquisition: "
+        "unblurred, with synthetic cloud gaps filled from their clear pixels as a cloudy input is, and "
+        "marked as an acquisition (--acquisition-input) (docs/data.md: what it gains and costs).",
     )
 
 

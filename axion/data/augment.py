@@ -24,10 +24,11 @@ class TrainingDraws:
     Attributes:
         seed: the run's seed.
         fresh_proxy: degrade the ground truth anew each draw (when opt_v2 is a proxy).
-        proxy_sharp_share: the share of fresh proxies left unblurred (``--proxy-sharp-share``,
-            whose default, 0.1, the config holds; the fixed ones never are).
-        proxy_cloud_share: the share of fresh proxies given synthetic cloud gaps
-            (``--proxy-cloud-share``; the config holds its default).
+        proxy_sharp_share: the share of fresh Stage 2-like proxies left unblurred
+            (``--proxy-sharp-share``; the fixed ones never are).
+        proxy_cloud_share: the share of fresh proxies made like a real cloudy acquisition:
+            unblurred, with synthetic cloud gaps, marked ``opt_v2_acquired`` (``--proxy-cloud-share``;
+            the config holds its default).
         augment: a random flip and 90-degree rotation, the same for every array of the tile.
         crop_size: a random square crop of this side (None: the whole tile).
     """

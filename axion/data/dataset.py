@@ -8,6 +8,8 @@ Each sample is a dict (training and prediction rely on these keys)::
     mask         float32 (1, H, W)  1 = valid pixel, 0 = padding or invalid source pixel
     opt_v2_mask  float32 (1, H, W)  1 where opt_v2 can be trusted (clear), 0 where it cannot
                                     (clouds, shadows); all 1 unless the Stage 2 file says otherwise
+    opt_v2_acquired  float32 ()     1 when opt_v2 is a real acquisition (its Stage 2 file has an
+                                    opt_v2_mask; a training proxy made like one), else 0
     name         str                the tile's file stem
     size         (int, int)         the sample's (H, W) before padding
 
@@ -236,20 +238,23 @@ class SampleBuilder:
 
     def _opt_v2(
         self, tile: TileInfo, target: np.ndarray | None, epoch: int | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """opt_v2 (4, H, W) and its validity (H, W) or None (all valid)."""
+    ) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        """opt_v2 (4, H, W), its validity (H, W) or None (all valid), and whether it is a real
+        acquisition (a Stage 2 file with a mask) or made like one (a training proxy with cloud gaps)."""
         if self.stage2_dir is None:
             assert target is not None
             fresh = self.draws is not None and self.draws.fresh_proxy and epoch is not None
             if fresh:
                 draws = self.draws
                 assert draws is not None and epoch is not None
-                proxy = degrade_to_proxy(target, draws.proxy_seed(epoch, tile.name), draws.proxy_sharp_share)
                 gaps = synthetic_clouds(
                     draws.cloud_seed(epoch, tile.name), target.shape[-2:], draws.proxy_cloud_share
                 )
-                return proxy, gaps
-            return degrade_to_proxy(target, tile_seed(tile.name, self.proxy_seed)), None
+                # A proxy with cloud gaps stands for a real cloudy acquisition: it is not blurred.
+                sharp_share = 1.0 if gaps is not None else draws.proxy_sharp_share
+                proxy = degrade_to_proxy(target, draws.proxy_seed(epoch, tile.name), sharp_share)
+                return proxy, gaps, gaps is not None
+            return degrade_to_proxy(target, tile_seed(tile.name, self.proxy_seed)), None, False
         path = self._stage2_path(tile.name)
         try:
             arrays = load_arrays(path, (OPT_V2_KEY,), optional=(OPT_V2_MASK_KEY,))
@@ -264,13 +269,14 @@ class SampleBuilder:
             problem = opt_v2_problem(arrays[OPT_V2_KEY], (len(S2_KEYS), tile.height, tile.width))
             if problem is not None:
                 raise _Skipped(BadSample(str(path), tile.name, *problem))
-        return arrays[OPT_V2_KEY].astype(np.float32), None if mask is None else (mask > 0).astype(np.float32)
+        clear = None if mask is None else (mask > 0).astype(np.float32)
+        return arrays[OPT_V2_KEY].astype(np.float32), clear, mask is not None
 
     def _sample(self, tile: TileInfo, epoch: int | None) -> dict[str, Any]:
         s1, target, valid = self._load(tile)
         if not tile.height:  # a shard member: now its size is known
             tile = replace(tile, height=valid.shape[0], width=valid.shape[1])
-        opt_v2, opt_v2_mask = self._opt_v2(tile, target, epoch)
+        opt_v2, opt_v2_mask, acquired = self._opt_v2(tile, target, epoch)
         arrays: dict[str, np.ndarray] = {"s1": s1, "opt_v2": opt_v2}
         if target is not None:
             arrays["target"] = target
@@ -283,6 +289,7 @@ class SampleBuilder:
         for name, array in arrays.items():
             pad = pad_zero if name in ("mask", "opt_v2_mask") else pad_reflect
             sample[name] = torch.from_numpy(np.ascontiguousarray(pad(array, height, width), dtype=np.float32))
+        sample["opt_v2_acquired"] = torch.tensor(float(acquired))
         sample["name"] = tile.name
         sample["size"] = tuple(arrays["mask"].shape[-2:])  # before padding
         return sample
@@ -434,7 +441,7 @@ def collate_tiles(samples: Sequence[dict[str, Any] | BadSample]) -> dict[str, An
     """Stack samples of different sizes: zero-pad each to the batch's largest H and W.
 
     The padding gets mask 0, so losses and metrics ignore it. ``"name"`` and ``"size"`` (each
-    sample's (H, W) before padding) become lists.
+    sample's (H, W) before padding) become lists; per-sample scalars (``"opt_v2_acquired"``) a (B,) tensor.
     Bad samples (:class:`~axion.data.badsamples.BadSample`) are left out and listed under
     ``"bad"``; a batch of bad samples only has no other key but an empty ``"name"``.
     """
@@ -447,6 +454,9 @@ def collate_tiles(samples: Sequence[dict[str, Any] | BadSample]) -> dict[str, An
     for key in samples[0]:
         if key in ("name", "size"):
             batch[key] = [sample[key] for sample in samples]
+            continue
+        if samples[0][key].dim() == 0:
+            batch[key] = torch.stack([sample[key] for sample in samples])
             continue
         padded = [
             s[key]

@@ -267,6 +267,7 @@ class Stage3Model(nn.Module):
         opt_v2: Tensor,
         seeds: Sequence[int] | None = None,
         timesteps: int | None = None,
+        acquired: Tensor | None = None,
     ) -> Tensor:
         """opt_v3 (B, 4, H, W) in tile units; differentiable in the LoRA and fusion weights.
 
@@ -276,11 +277,13 @@ class Stage3Model(nn.Module):
             seeds: one seed per sample for the diffusion noise and the token draw (reproducible,
                 independent of batch mates); None draws from torch's global RNG.
             timesteps: DDIM steps (default: the configured number).
+            acquired: (B,) 1 where opt_v2 is a real acquisition, 0 where it is a Stage 2 estimate
+                (None: all 0); read only with ``acquisition_input``.
 
         H and W must be multiples of 16. The TerraMind arm generates on a square whose side is a
         multiple of 32 (tiles are padded to it and cropped back, see :meth:`TerraMindArm.forward`).
         """
-        return self.outputs(s1, opt_v2, seeds, timesteps)[0]
+        return self.outputs(s1, opt_v2, seeds, timesteps, acquired)[0]
 
     def outputs(
         self,
@@ -288,6 +291,7 @@ class Stage3Model(nn.Module):
         opt_v2: Tensor,
         seeds: Sequence[int] | None = None,
         timesteps: int | None = None,
+        acquired: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """opt_v3 and the generator's own B2, B3, B4, B8 it was made from, both in tile units.
 
@@ -296,6 +300,8 @@ class Stage3Model(nn.Module):
         """
         s1_std, opt_std, generated = self._generated(s1, opt_v2, seeds, timesteps)
         features = [opt_std, s1_std] + ([] if generated is None else [generated.float()])
+        if self.cfg.acquisition_input:
+            features.append(acquisition_plane(acquired, opt_std))
         with torch.autocast(device_type=opt_v2.device.type, enabled=False):
             correction = smooth_correction(
                 self.fusion(torch.cat(features, dim=1)), self.cfg.correction_smoothing
@@ -314,6 +320,7 @@ class Stage3Model(nn.Module):
         opt_v2: Tensor,
         seeds: Sequence[int] | None = None,
         timesteps: int | None = None,
+        acquired: Tensor | None = None,
     ) -> Tensor:
         """Inference: the same path as :meth:`forward`, without gradients.
 
@@ -321,7 +328,7 @@ class Stage3Model(nn.Module):
         generation for the chosen tokens (tested against terratorch), and exactly what
         training ran: the straight-through estimator changes gradients only.
         """
-        return self.forward(s1, opt_v2, seeds=seeds, timesteps=timesteps)
+        return self.forward(s1, opt_v2, seeds=seeds, timesteps=timesteps, acquired=acquired)
 
     @torch.no_grad()
     def generated_bands(
@@ -361,12 +368,26 @@ def format_parameter_counts(trainable: int, total: int) -> str:
 
 
 def fusion_inputs(cfg: ModelConfig) -> int:
-    """Channels the fusion network sees: opt_v2 (4) + SAR (2), plus 4 generated bands with TerraMind."""
+    """Channels the fusion network sees: opt_v2 (4) + SAR (2), plus 4 generated bands with TerraMind,
+    plus the acquisition plane (``acquisition_input``)."""
     return (
         len(bands.OPTICAL_BANDS)
         + len(bands.S1_KEYS)
         + (len(bands.OPTICAL_BANDS) if cfg.generator != "none" else 0)
+        + (1 if cfg.acquisition_input else 0)
     )
+
+
+def acquisition_plane(acquired: Tensor | None, like: Tensor) -> Tensor:
+    """(B, 1, H, W) of ``like``'s size, dtype and device: each sample's ``acquired`` (1: opt_v2 is a
+    real acquisition, 0: a Stage 2 estimate) everywhere; all 0 when ``acquired`` is None."""
+    b, _, h, w = like.shape
+    if acquired is None:
+        return like.new_zeros(b, 1, h, w)
+    values = acquired.reshape(-1).to(like.device, like.dtype)
+    if values.numel() != b:
+        raise ValueError(f"acquired has {values.numel()} values for a batch of {b}")
+    return values[:, None, None, None].expand(b, 1, h, w)
 
 
 def build_stage3_model(cfg: ModelConfig, log: Callable[[str], None] | None = None) -> Stage3Model:

@@ -199,13 +199,13 @@ class Stage3Pipeline:
                 UserWarning,
                 stacklevel=2,
             )
-        means, stds = self._predict(s1_in, opt_in, samples, name)
+        means, stds = self._predict(s1_in, opt_in, samples, name, acquired=opt_v2_mask is not None)
         if stds is None:
             return like(means, opt_in, "opt_v3")
         return Sampled(like(means, opt_in, "opt_v3"), like(stds, opt_in, "opt_v3_std"))
 
     def _predict(
-        self, s1: Batch, opt_v2: Batch, samples: int, name: str
+        self, s1: Batch, opt_v2: Batch, samples: int, name: str, acquired: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
         from axion.prediction.arrays import check_scene_arrays, predict_arrays
 
@@ -214,7 +214,7 @@ class Stage3Pipeline:
         for b in range(len(names)):  # every item checked before the first is predicted
             for message in check_scene_arrays(s1.arrays[b], opt_v2.arrays[b], nodata=nodata):
                 warnings.warn(message, UserWarning, stacklevel=3)
-        predict_fn = self.predictor.tiles_fn(samples)
+        predict_fn = self.predictor.tiles_fn(samples, acquired=acquired)
         results = [
             predict_arrays(
                 s1.arrays[b],

@@ -347,7 +347,13 @@ def evaluate(settings: EvaluateConfig, reporter: Reporter | None = None) -> Eval
                     kept.update(batch["name"][: max(0, settings.save_arrays - len(kept))])
                 # What infer writes for these tiles: one seeded generation, clipped at 0.
                 # Cloudy opt_v2 pixels (opt_v2_mask) reach the network filled from clear ones.
-                opt_v3 = predictor.samples(batch["s1"], network_opt_v2(batch), batch["name"], 1).mean
+                opt_v3 = predictor.samples(
+                    batch["s1"],
+                    network_opt_v2(batch),
+                    batch["name"],
+                    1,
+                    acquired=batch.get("opt_v2_acquired"),
+                ).mean
                 new, scores = _batch_rows(
                     batch, opt_v3, inputs.perceptual, sizes, clear=settings.stage2_dir is not None
                 )

@@ -373,6 +373,7 @@ def tiles_worker(
                 batch["name"],
                 settings.samples,
                 generated=settings.save_generated,
+                acquired=batch.get("opt_v2_acquired"),
             )
             for k, index in enumerate(indices):
                 tile = dataset.tiles[index]
@@ -552,7 +553,7 @@ def write_scene(
         run_scene(
             info,
             outputs.tif,
-            predictor.tiles_fn(settings.samples),
+            predictor.tiles_fn(settings.samples, acquired=info.opt_v2_mask is not None),
             tile_size=settings.tile_size,
             overlap=settings.overlap,
             batch_size=settings.batch_size,

@@ -80,17 +80,29 @@ class Predictor:
         """One noise seed per tile name (for the given sample number)."""
         return tile_seeds(self.seed, names, sample)
 
-    def __call__(self, s1: Tensor, opt_v2: Tensor, names: Sequence[str], sample: int = 0) -> Tensor:
+    def __call__(
+        self,
+        s1: Tensor,
+        opt_v2: Tensor,
+        names: Sequence[str],
+        sample: int = 0,
+        acquired: Tensor | None = None,
+    ) -> Tensor:
         """opt_v3 (B, 4, H, W) float32 on the CPU for a batch of tiles; see :func:`predict`."""
-        return self.outputs(s1, opt_v2, names, sample)[0]
+        return self.outputs(s1, opt_v2, names, sample, acquired)[0]
 
     def outputs(
-        self, s1: Tensor, opt_v2: Tensor, names: Sequence[str], sample: int = 0
+        self,
+        s1: Tensor,
+        opt_v2: Tensor,
+        names: Sequence[str],
+        sample: int = 0,
+        acquired: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """opt_v3 and the generated bands it was made from; see :func:`predict_outputs`."""
         return predict_outputs(
             self.model,
-            {"s1": s1, "opt_v2": opt_v2},
+            {"s1": s1, "opt_v2": opt_v2, "opt_v2_acquired": acquired},
             self.seeds(names, sample),
             self.timesteps,
             precision=self.precision,
@@ -98,32 +110,43 @@ class Predictor:
         )
 
     def samples(
-        self, s1: Tensor, opt_v2: Tensor, names: Sequence[str], count: int, *, generated: bool = False
+        self,
+        s1: Tensor,
+        opt_v2: Tensor,
+        names: Sequence[str],
+        count: int,
+        *,
+        generated: bool = False,
+        acquired: Tensor | None = None,
     ) -> Samples:
         """Mean and per-pixel standard deviation of ``count`` seeded generations (B, 4, H, W) each.
 
         Each generation is clipped at 0 first (reflectance is not negative). The standard
         deviation is the sample one (divisor ``count - 1``); None for a single generation.
-        With ``generated``, also the generator's bands of the first generation.
+        With ``generated``, also the generator's bands of the first generation. ``acquired``:
+        (B,) 1 where opt_v2 is a real acquisition (None: none is).
         """
-        first, bands = self.outputs(s1, opt_v2, names, sample=0)
-        rest = [self(s1, opt_v2, names, sample=k) for k in range(1, count)]
+        first, bands = self.outputs(s1, opt_v2, names, sample=0, acquired=acquired)
+        rest = [self(s1, opt_v2, names, sample=k, acquired=acquired) for k in range(1, count)]
         draws = torch.stack([d.clamp_min(0.0) for d in (first, *rest)])
         kept = bands if generated else None
         if count == 1:
             return Samples(draws[0], None, kept)
         return Samples(draws.mean(dim=0), draws.std(dim=0, correction=1), kept)
 
-    def tiles_fn(self, count: int) -> PredictFn:
+    def tiles_fn(self, count: int, acquired: bool = False) -> PredictFn:
         """The model as scene tiling calls it: numpy tiles in, the mean (and spread) of ``count`` samples out.
 
         Scene mode, each scene of ``--scenes`` and in-memory scenes (:mod:`axion.prediction.arrays`)
-        predict through it.
+        predict through it; ``acquired``: the scene's opt_v2 is a real acquisition (it has a mask).
         """
         from axion.prediction.scene import Prediction
 
         def predict_fn(s1: np.ndarray, opt_v2: np.ndarray, names: list[str]) -> Prediction:
-            mean, std, _ = self.samples(torch.from_numpy(s1), torch.from_numpy(opt_v2), names, count)
+            flags = torch.full((len(names),), float(acquired))
+            mean, std, _ = self.samples(
+                torch.from_numpy(s1), torch.from_numpy(opt_v2), names, count, acquired=flags
+            )
             return Prediction(mean.numpy(), None if std is None else std.numpy())
 
         return predict_fn
@@ -173,7 +196,8 @@ def predict_outputs(
         model: a built Stage 3 model.
         batch: at least ``s1`` (B, 2, H, W) dB and ``opt_v2`` (B, 4, H, W) tile units;
             H and W multiples of 16. A non-square batch is padded to a square (the
-            token grid must be square) and cropped back.
+            token grid must be square) and cropped back. ``opt_v2_acquired`` (B,), when
+            present and not None: which opt_v2 are real acquisitions.
         seeds: one noise seed per sample.
         timesteps: DDIM steps.
         precision: autocast precision (None: fp32).
@@ -190,7 +214,11 @@ def predict_outputs(
     dtype = autocast_dtype(precision) if precision is not None else None
     with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
         opt_v3, generated = model.outputs(
-            _square(s1, side), _square(opt_v2, side), seeds=list(seeds), timesteps=timesteps
+            _square(s1, side),
+            _square(opt_v2, side),
+            seeds=list(seeds),
+            timesteps=timesteps,
+            acquired=batch.get("opt_v2_acquired"),
         )
     crop = (..., slice(None, height), slice(None, width))
     return opt_v3[crop].float().cpu(), None if generated is None else generated[crop].float().cpu()

@@ -65,7 +65,10 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "lora_alpha",
     "s1_product",
     "correction_smoothing",
+    "acquisition_input",
 )
+#: Model settings of checkpoints written before the setting existed: what those models were.
+LEGACY_MODEL_SETTINGS: dict[str, Any] = {"acquisition_input": False}
 
 
 def _feed(digest: Any, obj: Any) -> None:
@@ -227,11 +230,12 @@ class Checkpoint:
     # --- what the weights fit -----------------------------------------------------------
     @property
     def model_settings(self) -> dict[str, Any]:
-        """The checkpoint's ``model`` settings (the section of its ``config``)."""
+        """The checkpoint's ``model`` settings (the section of its ``config``); a setting added
+        since it was written has the value that reproduces its model (:data:`LEGACY_MODEL_SETTINGS`)."""
         model = self.config.get("model")
         if not isinstance(model, dict):
             raise DataError(f"{self.path}: checkpoint configuration has no 'model' section")
-        return model
+        return {**LEGACY_MODEL_SETTINGS, **model}
 
     def check_fits(self, model: ModelConfig) -> None:
         """The trainable weights only fit a model of the same generator, size, LoRA rank and alpha, and S1 product.

@@ -163,7 +163,9 @@ class Stage3Trainer:
     def training_step(self, batch: dict[str, Any], epoch: int) -> dict[str, Tensor]:
         """Per-sample loss terms for one batch, with gradients."""
         seeds = [stream_seed(self.seed, Stream.TRAIN_NOISE, epoch, name) for name in batch["name"]]
-        opt_v3 = self.model(batch["s1"], network_opt_v2(batch), seeds=seeds)
+        opt_v3 = self.model(
+            batch["s1"], network_opt_v2(batch), seeds=seeds, acquired=batch.get("opt_v2_acquired")
+        )
         return self.loss_fn(
             opt_v3,
             batch["opt_v2"],
@@ -196,7 +198,9 @@ class Stage3Trainer:
         value is per sample and averaged over the pass.
         """
         seeds = [stream_seed(self.seed, Stream.VAL_NOISE, name) for name in batch["name"]]
-        opt_v3 = self.model(batch["s1"], network_opt_v2(batch), seeds=seeds)
+        opt_v3 = self.model(
+            batch["s1"], network_opt_v2(batch), seeds=seeds, acquired=batch.get("opt_v2_acquired")
+        )
         terms = self.loss_fn(
             opt_v3, batch["opt_v2"], batch["target"], batch["s1"], batch["mask"], batch["opt_v2_mask"]
         )

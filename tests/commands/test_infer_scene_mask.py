@@ -178,3 +178,34 @@ def test_scene_lists_name_masks_in_a_column_or_an_asset(tmp_path: Path) -> None:
     collection.write_text(json.dumps(pystac.ItemCollection(items).to_dict()))
     jobs = read_scene_list(collection, tmp_path / "out")
     assert [job.opt_v2_mask for job in jobs] == [tmp_path.resolve() / "m.tif", None]
+
+
+def test_a_scene_with_a_mask_is_predicted_as_a_real_acquisition(
+    cloudy_scene: dict[str, Path], tmp_path: Path
+) -> None:
+    """Even an all-clear mask (nothing to fill) tells the model opt_v2 is a real acquisition: a
+    trained network answers differently than for a Stage 2 estimate."""
+    import torch
+
+    from axion.config import ModelConfig
+    from axion.model import build_stage3_model
+    from axion.training.checkpoint import Checkpoint
+
+    cfg = ModelConfig(generator="none", pretrained=False)
+    model = build_stage3_model(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.fusion.out.weight.normal_(0, 0.1)  # a trained last layer
+    checkpoint = tmp_path / "trained.pt"
+    Checkpoint(
+        epoch=1, model_state_dict=model.trainable_state_dict(), config={"model": cfg.model_dump(mode="json")}
+    ).write(checkpoint)
+    clear = read(cloudy_scene["mask"])[1]
+    all_clear = write_raster(
+        tmp_path / "clear.tif", np.ones((1, 128, 128), np.uint8), clear["crs"], clear["transform"]
+    )
+    told = _infer(checkpoint, cloudy_scene, tmp_path / "told.tif", "--opt-v2-mask-scene", all_clear)
+    assert told.exit_code == 0, told.output
+    assert _infer(checkpoint, cloudy_scene, tmp_path / "untold.tif").exit_code == 0
+    difference = np.abs(read(tmp_path / "told.tif")[0] - read(tmp_path / "untold.tif")[0])
+    assert difference.mean() > 1.0, difference.mean()

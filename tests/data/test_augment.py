@@ -59,14 +59,14 @@ def test_each_epoch_draws_anew_and_reproducibly(real_tiles: Path) -> None:
 
 def test_a_share_of_training_proxies_is_sharp(real_tiles: Path) -> None:
     """With --proxy-sharp-share 0.2 a fifth of the training proxies are not blurred; the fixed proxy
-    of validation and evaluation always is, and the default share is 0.1. Only the blur depends on
+    of validation and evaluation always is, and the default share is 0. Only the blur depends on
     the share."""
     from axion.config import TrainingConfig
     from axion.data.proxy import MIN_SIGMA, blur_sigma
 
     sigmas = np.array([blur_sigma(np.random.default_rng(seed), 0.2) for seed in range(4000)])
     assert abs(float((sigmas < 1.5).mean()) - 0.2) < 0.03 and set(sigmas[sigmas < 1.5]) == {MIN_SIGMA}
-    assert TrainingConfig().proxy_sharp_share == 0.1
+    assert TrainingConfig().proxy_sharp_share == 0.0
     fixed = np.array([blur_sigma(np.random.default_rng(seed)) for seed in range(4000)])
     assert fixed.min() >= 1.5 and fixed.max() <= 3.0
 
@@ -113,6 +113,32 @@ def test_a_share_of_training_proxies_has_cloud_gaps(real_tiles: Path) -> None:
     assert bool((data[0]["opt_v2_mask"] == 1).all())  # no epoch: the fixed proxy (validation)
     plain = TileDataset(real_tiles, "train", draws=TrainingDraws(seed=3, augment=True, proxy_cloud_share=0.0))
     assert all(bool((plain[(0, epoch)]["opt_v2_mask"] == 1).all()) for epoch in range(1, 6))
+
+
+def test_a_proxy_with_cloud_gaps_stands_for_a_real_acquisition(real_tiles: Path) -> None:
+    """A training proxy with gaps is unblurred (a real acquisition is sharp) and marked
+    ``opt_v2_acquired``; one without is blurred and not marked; validation proxies never are."""
+    from axion.data.dataset import collate_tiles
+
+    data = TileDataset(real_tiles, "train", draws=TrainingDraws(seed=3, augment=True, proxy_cloud_share=0.5))
+    samples = [data[(0, epoch)] for epoch in range(1, 21)]
+    acquired = [s for s in samples if bool(s["opt_v2_acquired"])]
+    assert 3 <= len(acquired) <= 17
+    for sample in samples:
+        gaps = bool((sample["opt_v2_mask"] == 0).any())
+        assert bool(sample["opt_v2_acquired"]) == gaps and sample["opt_v2_acquired"].shape == ()
+        # Sharpness: the gradient energy of opt_v2 against the target's (same flips, same tile).
+        clear = sample["opt_v2_mask"][0] > 0
+        energy = [
+            float((x[:, 1:, :] - x[:, :-1, :])[:, clear[1:, :] & clear[:-1, :]].abs().mean())
+            for x in (sample["opt_v2"], sample["target"])
+        ]
+        ratio = energy[0] / energy[1]
+        assert ratio > 0.8 if gaps else ratio < 0.7, (gaps, ratio)
+    assert float(data[0]["opt_v2_acquired"]) == 0.0  # no epoch: the fixed proxy (validation)
+    batch = collate_tiles(samples[:4])
+    assert batch["opt_v2_acquired"].shape == (4,)
+    assert batch["opt_v2_acquired"].tolist() == [float(s["opt_v2_acquired"]) for s in samples[:4]]
 
 
 def test_geometry_is_shared_by_s1_target_and_mask(real_tiles: Path) -> None:

@@ -38,7 +38,7 @@ def test_split_selected_by_json_only(tiles: Path):
 
 def test_sample_keys_padding_and_mask(tiles: Path):
     sample = TileDataset(tiles, "train")[1]  # b_train: 20 x 24 -> 32 x 32
-    assert set(sample) == {"s1", "opt_v2", "target", "mask", "opt_v2_mask", "name", "size"}
+    assert set(sample) == {"s1", "opt_v2", "target", "mask", "opt_v2_mask", "opt_v2_acquired", "name", "size"}
     assert sample["size"] == (20, 24)
     assert sample["name"] == "b_train"
     assert sample["s1"].shape == (2, 32, 32) and sample["s1"].dtype == torch.float32
@@ -97,6 +97,9 @@ def test_stage2_dir_is_used_and_missing_outputs_are_listed(tiles: Path, tmp_path
     assert "2 of 3" in str(err.value) and "b_train" in str(err.value) and "c_train" in str(err.value)
     ds = TileDataset(tiles, "train", stage2_dir=stage2, max_samples=1)
     np.testing.assert_array_equal(ds[0]["opt_v2"].numpy(), opt)
+    assert float(ds[0]["opt_v2_acquired"]) == 0.0  # a Stage 2 estimate: no mask
+    np.savez(stage2 / "a_train.npz", opt_v2=opt, opt_v2_mask=np.ones((32, 16), np.uint8))
+    assert float(TileDataset(tiles, "train", stage2_dir=stage2, max_samples=1)[0]["opt_v2_acquired"]) == 1.0
     np.savez(stage2 / "b_train.npz", opt_v2=np.zeros((4, 5, 5)))
     with pytest.raises(DataError, match="b_train.npz: opt_v2 has shape"):
         TileDataset(tiles, "train", stage2_dir=stage2, max_samples=2)
@@ -115,7 +118,7 @@ def test_inference_tiles_without_ground_truth(tmp_path: Path):
     with pytest.raises(DataError, match="missing key 's2_b2'"):
         TileDataset(root, None, stage2_dir=stage2)
     sample = TileDataset(root, None, stage2_dir=stage2, with_target=False)[0]
-    assert set(sample) == {"s1", "opt_v2", "mask", "opt_v2_mask", "name", "size"}
+    assert set(sample) == {"s1", "opt_v2", "mask", "opt_v2_mask", "opt_v2_acquired", "name", "size"}
 
 
 def test_declared_units_are_converted(tmp_path: Path):

@@ -59,3 +59,25 @@ def test_model_output_is_opt_v2_plus_the_smoothed_correction() -> None:
         smoothed, raw = model(s1, opt_v2) - opt_v2, unsmoothed(s1, opt_v2) - opt_v2
     assert torch.allclose(smoothed, smooth_correction(raw, 1.0), atol=1e-2)
     assert not torch.allclose(smoothed, raw, atol=1.0)
+
+
+def test_the_network_is_told_which_tiles_are_real_acquisitions() -> None:
+    """One more input plane: 1 for a tile whose opt_v2 is a real acquisition, 0 for a Stage 2
+    estimate (and when not told); a trained network answers each tile by its own flag."""
+    from axion.model.stage3 import fusion_inputs
+
+    cfg = ModelConfig(generator="none")
+    assert cfg.acquisition_input and fusion_inputs(cfg) == 7
+    assert fusion_inputs(cfg.model_copy(update={"acquisition_input": False})) == 6
+    torch.manual_seed(0)
+    model = build_stage3_model(cfg)
+    with torch.no_grad():
+        model.fusion.out.weight.normal_(0, 0.1)  # a trained last layer
+        s1 = (torch.randn(1, 2, 32, 32) * 3 - 12).expand(2, -1, -1, -1)
+        opt_v2 = (torch.rand(1, 4, 32, 32) * 3000).expand(2, -1, -1, -1)
+        told = model(s1, opt_v2, acquired=torch.tensor([0.0, 1.0]))
+        untold = model(s1, opt_v2)
+    assert torch.equal(untold[0], told[0]) and torch.equal(untold[1], told[0])
+    assert not torch.allclose(told[0], told[1], atol=1.0)
+    with pytest.raises(ValueError, match="acquired has 3 values for a batch of 2"):
+        model(s1, opt_v2, acquired=torch.ones(3))

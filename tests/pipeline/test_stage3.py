@@ -257,3 +257,56 @@ def test_samples_of_a_deterministic_model_warn(window, tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="--generator none .* the 2 samples are equal"):
         _, std = pipe(window["s1"], window["opt_v2"], samples=2)
     assert (std == 0).all()
+
+
+def test_a_checkpoint_from_before_the_acquisition_input_still_loads(window, tmp_path: Path) -> None:
+    """Its model settings have no ``acquisition_input``: it is rebuilt as it was (6 fusion inputs)
+    and predicts, with and without a cloud mask."""
+    from axion import Stage3Pipeline
+    from axion.config import ModelConfig
+    from axion.model import build_stage3_model
+    from axion.training.checkpoint import Checkpoint
+
+    cfg = ModelConfig(generator="none", pretrained=False, acquisition_input=False)
+    settings = cfg.model_dump(mode="json")
+    del settings["acquisition_input"]
+    path = tmp_path / "older.pt"
+    Checkpoint(
+        epoch=1,
+        model_state_dict=build_stage3_model(cfg).trainable_state_dict(),
+        config={"model": settings, "other": {"seed": 0}},
+    ).write(path)
+    assert Checkpoint.read(path).model_settings["acquisition_input"] is False
+    pipe = Stage3Pipeline.from_pretrained(path, device="cpu", precision="32", tile_size=48, overlap=16)
+    assert pipe.predictor.model.fusion.in_channels == 6
+    opt_v3 = pipe(window["s1"], window["opt_v2"])
+    clear = np.ones(window["opt_v2"].shape[-2:], np.uint8)
+    np.testing.assert_array_equal(pipe(window["s1"], window["opt_v2"], opt_v2_mask=clear), opt_v3)
+
+
+def test_a_cloud_mask_tells_the_model_its_opt_v2_is_a_real_acquisition(window, tmp_path: Path) -> None:
+    """With ``opt_v2_mask`` (even all clear: nothing to fill) the model is told opt_v2 is a real
+    acquisition; a trained network then answers differently than for a Stage 2 estimate."""
+    import torch
+
+    from axion import Stage3Pipeline
+    from axion.config import ModelConfig
+    from axion.model import build_stage3_model
+    from axion.training.checkpoint import Checkpoint
+
+    cfg = ModelConfig(generator="none", pretrained=False)
+    model = build_stage3_model(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.fusion.out.weight.normal_(0, 0.1)  # a trained last layer
+    path = tmp_path / "trained.pt"
+    Checkpoint(
+        epoch=1, model_state_dict=model.trainable_state_dict(), config={"model": cfg.model_dump(mode="json")}
+    ).write(path)
+    pipe = Stage3Pipeline.from_pretrained(path, device="cpu", precision="32", tile_size=48, overlap=16)
+    clear = np.ones(window["opt_v2"].shape[-2:], np.uint8)
+    estimate, acquisition = (
+        pipe(window["s1"], window["opt_v2"]),
+        pipe(window["s1"], window["opt_v2"], opt_v2_mask=clear),
+    )
+    assert np.abs(estimate - acquisition).mean() > 1.0
