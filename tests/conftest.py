@@ -102,6 +102,26 @@ def untrained_checkpoint(tiny_model, tmp_path_factory: pytest.TempPathFactory) -
 # --- leftovers of killed processes ------------------------------------------------------------
 
 
+def fusion_checkpoint(path: Path, *, trained: bool = True) -> Path:
+    """A checkpoint of the fusion network alone (``--generator none``, cheap to build); with
+    ``trained``, its zero-started last layer given random weights, so inputs change the output."""
+    import torch
+
+    from axion.config import ModelConfig
+    from axion.model import build_stage3_model
+    from axion.training.checkpoint import Checkpoint
+
+    cfg = ModelConfig(generator="none", pretrained=False)
+    model = build_stage3_model(cfg)
+    if trained:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            model.fusion.out.weight.normal_(0, 0.1)
+    config = {"model": cfg.model_dump(mode="json"), "other": {"seed": 0}}
+    Checkpoint(epoch=1, model_state_dict=model.trainable_state_dict(), config=config).write(path)
+    return path
+
+
 def killed_writer_leftover(target: Path) -> Path:
     """Let a separate process start an atomic write of ``target`` and die by SIGKILL half-way.
 

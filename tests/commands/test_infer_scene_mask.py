@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.commands.conftest import run_cli
+from tests.conftest import fusion_checkpoint
 from tests.scenes import read, write_raster
 
 pytestmark = pytest.mark.slow
@@ -185,21 +186,7 @@ def test_a_scene_with_a_mask_is_predicted_as_a_real_acquisition(
 ) -> None:
     """Even an all-clear mask (nothing to fill) tells the model opt_v2 is a real acquisition: a
     trained network answers differently than for a Stage 2 estimate."""
-    import torch
-
-    from axion.config import ModelConfig
-    from axion.model import build_stage3_model
-    from axion.training.checkpoint import Checkpoint
-
-    cfg = ModelConfig(generator="none", pretrained=False)
-    model = build_stage3_model(cfg)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        model.fusion.out.weight.normal_(0, 0.1)  # a trained last layer
-    checkpoint = tmp_path / "trained.pt"
-    Checkpoint(
-        epoch=1, model_state_dict=model.trainable_state_dict(), config={"model": cfg.model_dump(mode="json")}
-    ).write(checkpoint)
+    checkpoint = fusion_checkpoint(tmp_path / "trained.pt")
     clear = read(cloudy_scene["mask"])[1]
     all_clear = write_raster(
         tmp_path / "clear.tif", np.ones((1, 128, 128), np.uint8), clear["crs"], clear["transform"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from axion.errors import ConfigError, DataError
-from tests.conftest import REPO
+from tests.conftest import REPO, fusion_checkpoint
 from tests.pipeline.conftest import COLS, ROWS
 from tests.scenes import read, write_raster
 
@@ -242,17 +242,8 @@ def test_nothing_to_load_is_one_clear_line(tmp_path: Path, kind: str, message: s
 
 def test_samples_of_a_deterministic_model_warn(window, tmp_path: Path) -> None:
     from axion import Stage3Pipeline
-    from axion.config import ModelConfig
-    from axion.model import build_stage3_model
-    from axion.training.checkpoint import Checkpoint
 
-    cfg = ModelConfig(generator="none", pretrained=False)
-    path = tmp_path / "fusion_only.pt"
-    Checkpoint(
-        epoch=1,
-        model_state_dict=build_stage3_model(cfg).trainable_state_dict(),
-        config={"model": cfg.model_dump(mode="json"), "other": {"seed": 0}},
-    ).write(path)
+    path = fusion_checkpoint(tmp_path / "fusion_only.pt", trained=False)
     pipe = Stage3Pipeline.from_pretrained(path, device="cpu", precision="32", tile_size=48, overlap=16)
     with pytest.warns(UserWarning, match="--generator none .* the 2 samples are equal"):
         _, std = pipe(window["s1"], window["opt_v2"], samples=2)
@@ -287,22 +278,9 @@ def test_a_checkpoint_from_before_the_acquisition_input_still_loads(window, tmp_
 def test_a_cloud_mask_tells_the_model_its_opt_v2_is_a_real_acquisition(window, tmp_path: Path) -> None:
     """With ``opt_v2_mask`` (even all clear: nothing to fill) the model is told opt_v2 is a real
     acquisition; a trained network then answers differently than for a Stage 2 estimate."""
-    import torch
-
     from axion import Stage3Pipeline
-    from axion.config import ModelConfig
-    from axion.model import build_stage3_model
-    from axion.training.checkpoint import Checkpoint
 
-    cfg = ModelConfig(generator="none", pretrained=False)
-    model = build_stage3_model(cfg)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        model.fusion.out.weight.normal_(0, 0.1)  # a trained last layer
-    path = tmp_path / "trained.pt"
-    Checkpoint(
-        epoch=1, model_state_dict=model.trainable_state_dict(), config={"model": cfg.model_dump(mode="json")}
-    ).write(path)
+    path = fusion_checkpoint(tmp_path / "trained.pt")
     pipe = Stage3Pipeline.from_pretrained(path, device="cpu", precision="32", tile_size=48, overlap=16)
     clear = np.ones(window["opt_v2"].shape[-2:], np.uint8)
     estimate, acquisition = (
