@@ -358,8 +358,6 @@ def predict_strip(
     """
     from rasterio.windows import Window
 
-    from axion.cloudfill import fill_cloudy_arrays
-
     s1_src, opt_src, mask_src = readers
     size = grid.tile_size
     row = grid.rows[index]
@@ -378,6 +376,8 @@ def predict_strip(
             s1 = s1_src.read(window=window).astype(np.float32)
             opt = opt_src.read(window=window).astype(np.float32)
             if mask_src is not None:  # this tile's cloudy pixels filled from its clear ones
+                from axion.cloudfill import fill_cloudy_arrays  # torch: only a masked scene needs it here
+
                 clear = clear_pixels(mask_src.read(1, window=window), mask_src.nodata)
                 opt = fill_cloudy_arrays(opt[None], clear[None, None], opt_src.nodata)[0]
             bad = invalid_pixels(s1, s1_src.nodata) | invalid_pixels(opt, opt_src.nodata)
