@@ -63,6 +63,12 @@ def train(
     acquisition_input: bool = _opt(
         ModelConfig, "acquisition_input", "--acquisition-input/--no-acquisition-input", panel=_MODEL
     ),
+    acquisition_modulation: bool = _opt(
+        ModelConfig,
+        "acquisition_modulation",
+        "--acquisition-modulation/--no-acquisition-modulation",
+        panel=_MODEL,
+    ),
     # Training
     batch_size: int = _opt(TrainingConfig, "batch_size", panel=_TRAIN),
     grad_accum: int = _opt(TrainingConfig, "grad_accum", panel=_TRAIN),

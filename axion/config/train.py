@@ -73,6 +73,12 @@ class ModelConfig(Settings):
         "with an opt_v2_mask, a scene with --opt-v2-mask-scene: sharp, maybe cloudy) or a Stage 2 estimate "
         "(blurred), as one more input channel. Checkpoints made before it existed have it off.",
     )
+    acquisition_modulation: bool = Field(
+        True,
+        description="With --acquisition-input, also give every block of the fusion network a learned "
+        "per-channel scale and shift for tiles whose opt_v2 is a real acquisition. Checkpoints made "
+        "before it existed have it off.",
+    )
 
 
 class TrainingConfig(Settings):

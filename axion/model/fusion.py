@@ -9,6 +9,11 @@ levels. Its last convolution starts at zero, so an untrained model returns Stage
 exactly: training can only start from "no harm done", even on random TerraMind weights.
 It always runs in fp32.
 
+Told which tiles' opt_v2 is a real acquisition (sharp, maybe cloudy) rather than a Stage 2
+estimate (blurred), it can also shift and scale every block's channels for those tiles
+(:class:`Modulation`): the two kinds need opposite corrections (sharpen one, leave the other), and
+a constant input plane alone reaches only the first convolution.
+
 Its correction may pass a fixed Gaussian low-pass before it is added to Stage 2
 (``--correction-smoothing`` sigma, off by default): a network trained on blurred proxies learns to
 sharpen whatever it is given, and adds more fine detail to a sharp input than the truth has. The
@@ -46,6 +51,22 @@ class ResBlock(nn.Module):
         return self.act(self.body(x) + self.skip(x))
 
 
+class Modulation(nn.Module):
+    """A learned per-channel scale and shift of a block's output, applied in proportion to a
+    per-tile condition: ``x * (1 + c * scale) + c * shift``, ``c`` 1 where opt_v2 is a real
+    acquisition and 0 where it is a Stage 2 estimate (feature-wise linear modulation with a binary
+    condition). Both start at zero, so an untrained network treats both kinds alike."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.shift = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: Tensor, condition: Tensor) -> Tensor:
+        """``x`` (B, C, H, W) modulated by ``condition`` (B, 1, 1, 1)."""
+        return x * (1 + condition * self.scale) + condition * self.shift
+
+
 class FusionNet(nn.Module):
     """A residual U-Net: stem, one block per level down, a bottleneck block, one block per level up.
 
@@ -55,10 +76,16 @@ class FusionNet(nn.Module):
         out_channels: optical bands corrected (4).
         widths: channel width per level, full resolution first. Inputs must be divisible by
             ``2 ** (len(widths) - 1)`` (tiles are padded to multiples of 16).
+        modulated: give every block a :class:`Modulation` by the per-tile condition ``forward``
+            takes (whether opt_v2 is a real acquisition).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int = 4, widths: Sequence[int] = DEFAULT_WIDTHS
+        self,
+        in_channels: int,
+        out_channels: int = 4,
+        widths: Sequence[int] = DEFAULT_WIDTHS,
+        modulated: bool = False,
     ) -> None:
         super().__init__()
         widths = tuple(widths)
@@ -74,25 +101,38 @@ class FusionNet(nn.Module):
         self.out = nn.Conv2d(widths[0], out_channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # One per block, in the order forward runs them: down, middle, up.
+        blocks = [*widths, widths[-1], *(widths[i] for i in reversed(range(len(widths) - 1)))]
+        self.modulations = nn.ModuleList(Modulation(c) for c in blocks) if modulated else None
 
     @property
     def levels(self) -> int:
         """How many resolutions the network works at."""
         return len(self.down)
 
-    def forward(self, features: Tensor) -> Tensor:
-        """Standardised correction (B, out_channels, H, W) from stacked features (B, in_channels, H, W)."""
+    def forward(self, features: Tensor, condition: Tensor | None = None) -> Tensor:
+        """Standardised correction (B, out_channels, H, W) from stacked features (B, in_channels, H, W).
+
+        ``condition`` (B,): 1 where a tile's opt_v2 is a real acquisition, 0 where it is a Stage 2
+        estimate; read only by a ``modulated`` network (None: all 0).
+        """
+        modulations = self.modulations if condition is not None else None
+        c = None if condition is None else condition.reshape(-1, 1, 1, 1).to(features.dtype)
+
+        def modulate(x: Tensor, index: int) -> Tensor:
+            return x if modulations is None else modulations[index](x, c)
+
         x = self.stem(features)
         skips = []
         for index, block in enumerate(self.down):
             if index:
                 x = F.avg_pool2d(x, 2)
-            x = block(x)
+            x = modulate(block(x), index)
             skips.append(x)
-        x = self.middle(x)
-        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+        x = modulate(self.middle(x), len(self.down))
+        for index, (block, skip) in enumerate(zip(self.up, reversed(skips[:-1]), strict=True)):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([x, skip], dim=1))
+            x = modulate(block(torch.cat([x, skip], dim=1)), len(self.down) + 1 + index)
         return self.out(x)
 
 

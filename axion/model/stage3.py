@@ -9,7 +9,7 @@ Data flow (standardised with TerraMind's pretraining statistics)::
       |  -> its exact FSQ code (straight-through gradient) -> UNet, T DDIM steps from seeded noise
       |  -> generated S2L2A, slots 1 2 3 7 ---------------------------------+
       v                                                                     v
-    fusion network([opt_v2, s1, generated]) -> correction (zero at init) -> [Gaussian low-pass]
+    fusion network([opt_v2, s1, generated, acquired]) -> correction (zero at init) -> [Gaussian low-pass]
       -> opt_v3 = opt_v2 + correction
 
 With ``generator="none"`` the fusion network sees opt_v2 and SAR only: the control arm that
@@ -300,11 +300,12 @@ class Stage3Model(nn.Module):
         """
         s1_std, opt_std, generated = self._generated(s1, opt_v2, seeds, timesteps)
         features = [opt_std, s1_std] + ([] if generated is None else [generated.float()])
-        if self.cfg.acquisition_input:
-            features.append(acquisition_plane(acquired, opt_std))
+        condition = acquisition_values(acquired, opt_std) if self.cfg.acquisition_input else None
+        if condition is not None:
+            features.append(condition[:, None, None, None].expand_as(opt_std[:, :1]))
         with torch.autocast(device_type=opt_v2.device.type, enabled=False):
             correction = smooth_correction(
-                self.fusion(torch.cat(features, dim=1)), self.cfg.correction_smoothing
+                self.fusion(torch.cat(features, dim=1), condition), self.cfg.correction_smoothing
             )
         base = opt_v2 if opt_v2.is_floating_point() else opt_v2.float()
         opt_v3 = base + std.optical_std_to_tile_units(correction).to(base.dtype)
@@ -378,16 +379,22 @@ def fusion_inputs(cfg: ModelConfig) -> int:
     )
 
 
-def acquisition_plane(acquired: Tensor | None, like: Tensor) -> Tensor:
-    """(B, 1, H, W) of ``like``'s size, dtype and device: each sample's ``acquired`` (1: opt_v2 is a
-    real acquisition, 0: a Stage 2 estimate) everywhere; all 0 when ``acquired`` is None."""
-    b, _, h, w = like.shape
+def acquisition_values(acquired: Tensor | None, like: Tensor) -> Tensor:
+    """(B,) in ``like``'s dtype and device: each sample's ``acquired`` (1: opt_v2 is a real
+    acquisition, 0: a Stage 2 estimate); all 0 when ``acquired`` is None."""
+    b = like.shape[0]
     if acquired is None:
-        return like.new_zeros(b, 1, h, w)
+        return like.new_zeros(b)
     values = acquired.reshape(-1).to(like.device, like.dtype)
     if values.numel() != b:
         raise ValueError(f"acquired has {values.numel()} values for a batch of {b}")
-    return values[:, None, None, None].expand(b, 1, h, w)
+    return values
+
+
+def build_fusion(cfg: ModelConfig) -> FusionNet:
+    """The fusion network of ``cfg``: its inputs (:func:`fusion_inputs`), modulated by the acquisition
+    flag when both ``acquisition_input`` and ``acquisition_modulation`` are on."""
+    return FusionNet(fusion_inputs(cfg), modulated=cfg.acquisition_input and cfg.acquisition_modulation)
 
 
 def build_stage3_model(cfg: ModelConfig, log: Callable[[str], None] | None = None) -> Stage3Model:
@@ -403,7 +410,7 @@ def build_stage3_model(cfg: ModelConfig, log: Callable[[str], None] | None = Non
     say = log or (lambda _message: None)
     if cfg.generator == "none":
         say("Generator: none (the fusion network alone on opt_v2 + SAR; TerraMind is not used)")
-        return Stage3Model(FusionNet(fusion_inputs(cfg)), cfg).train(False)
+        return Stage3Model(build_fusion(cfg), cfg).train(False)
 
     from axion.model.lora import TARGET_MODULES, inject_lora
     from axion.model.terramind import build_generator, load_pretrained
@@ -424,4 +431,4 @@ def build_stage3_model(cfg: ModelConfig, log: Callable[[str], None] | None = Non
         load_pretrained(generator, files, say)
         say(f"Loaded pretrained TerraMind-{cfg.model_size} and its S2L2A tokenizer from {files.source}")
     generator = inject_lora(generator, cfg.lora_rank, cfg.lora_alpha, TARGET_MODULES)
-    return Stage3Model(FusionNet(fusion_inputs(cfg)), cfg, TerraMindArm(generator, cfg)).train(False)
+    return Stage3Model(build_fusion(cfg), cfg, TerraMindArm(generator, cfg)).train(False)

@@ -66,9 +66,10 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "s1_product",
     "correction_smoothing",
     "acquisition_input",
+    "acquisition_modulation",
 )
 #: Model settings of checkpoints written before the setting existed: what those models were.
-LEGACY_MODEL_SETTINGS: dict[str, Any] = {"acquisition_input": False}
+LEGACY_MODEL_SETTINGS: dict[str, Any] = {"acquisition_input": False, "acquisition_modulation": False}
 
 
 def _feed(digest: Any, obj: Any) -> None:

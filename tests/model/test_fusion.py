@@ -81,3 +81,37 @@ def test_the_network_is_told_which_tiles_are_real_acquisitions() -> None:
     assert not torch.allclose(told[0], told[1], atol=1.0)
     with pytest.raises(ValueError, match="acquired has 3 values for a batch of 2"):
         model(s1, opt_v2, acquired=torch.ones(3))
+
+
+def test_acquisitions_get_their_own_scale_and_shift_in_every_block() -> None:
+    """With ``acquisition_modulation`` every block's output is scaled and shifted per channel for
+    acquired tiles only; both start at zero (no change), and training reaches them."""
+    cfg = ModelConfig(generator="none")
+    assert cfg.acquisition_modulation
+    torch.manual_seed(0)
+    model = build_stage3_model(cfg)
+    plain = build_stage3_model(cfg.model_copy(update={"acquisition_modulation": False}))
+    assert plain.fusion.modulations is None
+    blocks = len(model.fusion.down) + 1 + len(model.fusion.up)
+    assert len(model.fusion.modulations) == blocks
+    plain.fusion.load_state_dict(model.fusion.state_dict(), strict=False)  # the same weights but those
+    s1 = (torch.randn(1, 2, 32, 32) * 3 - 12).expand(2, -1, -1, -1)
+    opt_v2 = (torch.rand(1, 4, 32, 32) * 3000).expand(2, -1, -1, -1)
+    acquired = torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        for net in (model, plain):
+            net.fusion.out.weight.copy_(
+                torch.linspace(-0.1, 0.1, net.fusion.out.weight.numel()).view_as(net.fusion.out.weight)
+            )
+        assert torch.equal(model(s1, opt_v2, acquired=acquired), plain(s1, opt_v2, acquired=acquired))
+    model.fusion.zero_grad()
+    model(s1, opt_v2, acquired=acquired).square().mean().backward()
+    assert all(
+        m.scale.grad.abs().sum() > 0 and m.shift.grad.abs().sum() > 0 for m in model.fusion.modulations
+    )
+    with torch.no_grad():
+        for m in model.fusion.modulations:
+            m.shift.normal_(0, 0.1)
+        moved, unmoved = model(s1, opt_v2, acquired=acquired), plain(s1, opt_v2, acquired=acquired)
+    assert torch.equal(moved[0], unmoved[0])  # a Stage 2 estimate: untouched
+    assert not torch.allclose(moved[1], unmoved[1], atol=1.0)  # an acquisition: its own correction

@@ -18,7 +18,8 @@ def test_one_backward_reaches_every_trainable_and_no_frozen(tiny_model, real_bat
         lambda *_: calls.append(1)
     )
     try:
-        out = tiny_model(s1, opt_v2, seeds=[0], timesteps=1)
+        # Flagged as a real acquisition, so the acquisition modulation's weights are reached too.
+        out = tiny_model(s1, opt_v2, seeds=[0], timesteps=1, acquired=torch.ones(1))
         assert len(calls) == 1
         (out - opt_v2 * 1.1).abs().mean().backward()
     finally:
@@ -34,7 +35,8 @@ def test_one_backward_reaches_every_trainable_and_no_frozen(tiny_model, real_bat
 
 
 def test_short_training_from_true_init_changes_every_adapter(tiny_model, real_batch, unet_zero_weights):
-    """AdamW from the real starting point (LoRA B = 0, head output = 0).
+    """AdamW from the real starting point (LoRA B = 0, head output = 0), on a tile flagged as a real
+    acquisition so that the acquisition modulation trains too.
 
     Only the frozen UNet's zero-initialised weights get pretrained-like values:
     with random TerraMind weights they are zero and block the gradient.
@@ -50,7 +52,8 @@ def test_short_training_from_true_init_changes_every_adapter(tiny_model, real_ba
         losses = []
         for step in range(4):
             optimizer.zero_grad()
-            loss = (tiny_model(s1, opt_v2, seeds=[step], timesteps=1) - target).abs().mean()
+            out = tiny_model(s1, opt_v2, seeds=[step], timesteps=1, acquired=torch.ones(1))
+            loss = (out - target).abs().mean()
             loss.backward()
             optimizer.step()
             losses.append(loss.item())

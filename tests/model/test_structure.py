@@ -51,6 +51,8 @@ def test_trainable_count_follows_from_rank_and_layer_sizes(tiny_model):
         for conv in head.modules()
         if isinstance(conv, torch.nn.Conv2d)
     )
+    # A scale and a shift per channel of every block, for acquisitions.
+    expected_head += sum(2 * block.body[-1].out_channels for block in (*head.down, head.middle, *head.up))
     trainable, total = tiny_model.parameter_counts()
     assert trainable == expected_lora + expected_head
     assert total == sum(p.numel() for p in tiny_model.parameters())

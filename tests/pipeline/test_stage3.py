@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from axion.errors import ConfigError, DataError
 from tests.conftest import REPO, fusion_checkpoint
@@ -274,6 +275,35 @@ def test_a_checkpoint_from_before_the_acquisition_input_still_loads(window, tmp_
     opt_v3 = pipe(window["s1"], window["opt_v2"])
     clear = np.ones(window["opt_v2"].shape[-2:], np.uint8)
     np.testing.assert_array_equal(pipe(window["s1"], window["opt_v2"], opt_v2_mask=clear), opt_v3)
+
+
+def test_a_checkpoint_with_the_plane_from_before_the_modulation_still_loads(window, tmp_path: Path) -> None:
+    """Its model settings have ``acquisition_input`` but no ``acquisition_modulation``: it is
+    rebuilt unmodulated, as it was written, and the flag still reaches it through its plane."""
+    from axion import Stage3Pipeline
+    from axion.config import ModelConfig
+    from axion.model import build_stage3_model
+    from axion.training.checkpoint import Checkpoint
+
+    cfg = ModelConfig(generator="none", pretrained=False, acquisition_modulation=False)
+    settings = cfg.model_dump(mode="json")
+    del settings["acquisition_modulation"]
+    model = build_stage3_model(cfg)
+    with torch.no_grad():
+        model.fusion.out.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))  # trained
+    path = tmp_path / "plane-only.pt"
+    Checkpoint(
+        epoch=1,
+        model_state_dict=model.trainable_state_dict(),
+        config={"model": settings, "other": {"seed": 0}},
+    ).write(path)
+    assert Checkpoint.read(path).model_settings["acquisition_modulation"] is False
+    pipe = Stage3Pipeline.from_pretrained(path, device="cpu", precision="32", tile_size=48, overlap=16)
+    fusion = pipe.predictor.model.fusion
+    assert fusion.in_channels == 7 and fusion.modulations is None
+    clear = np.ones(window["opt_v2"].shape[-2:], np.uint8)
+    estimate = pipe(window["s1"], window["opt_v2"])
+    assert np.abs(estimate - pipe(window["s1"], window["opt_v2"], opt_v2_mask=clear)).mean() > 1.0
 
 
 def test_a_cloud_mask_tells_the_model_its_opt_v2_is_a_real_acquisition(window, tmp_path: Path) -> None:
