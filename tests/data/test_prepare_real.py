@@ -60,6 +60,38 @@ def test_demo_writes_six_real_pairs_with_every_split(demo_dir: Path):
         assert 50 < np.median(s2) < 6000
 
 
+@pytest.mark.parametrize("python_filter", [True, False], ids=["data-filter", "older-3.11"])
+def test_archives_extract_only_files_inside_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_filter: bool
+) -> None:
+    """Plain files land inside the target; a member reaching outside it is refused in one line, with
+    Python's ``data`` filter and without it (Python 3.11 before 3.11.4)."""
+    import io
+    import tarfile
+
+    from axion.data.prepare.bigearthnet import _extract
+    from axion.errors import DataError
+
+    if not python_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+    def archive(name: str) -> tarfile.TarFile:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            member = tarfile.TarInfo(name)
+            member.size = 3
+            tar.addfile(member, io.BytesIO(b"abc"))
+        buffer.seek(0)
+        return tarfile.open(fileobj=buffer, mode="r")
+
+    with archive("patch/band.tif") as tar:
+        _extract(tar, tmp_path / "out", "demo.tar")
+    assert (tmp_path / "out" / "patch" / "band.tif").read_bytes() == b"abc"
+    with archive("../escaped.tif") as tar, pytest.raises((DataError, tarfile.TarError)):
+        _extract(tar, tmp_path / "out", "demo.tar")
+    assert not (tmp_path / "escaped.tif").exists()
+
+
 def test_demo_cut_into_windows_keeps_each_patch_in_one_split(tmp_path: Path, demo_dir: Path, prepare_cli):
     out = tmp_path / "windows"
     result = prepare_cli("--demo", "--tile-size", 64, "--stride", 28, "-o", out)

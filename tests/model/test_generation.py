@@ -25,7 +25,9 @@ def test_sample_does_not_depend_on_batch_mates(tiny_model, real_batch, wake):
     pair = tiny_model.generate(s1, opt_v2, seeds=[7, 8])
     alone = tiny_model.generate(s1[1:], opt_v2[1:], seeds=[8])
     assert not torch.equal(pair[1], opt_v2[1])  # the pieces are awake: the output really moved
-    torch.testing.assert_close(pair[1:], alone, atol=0.05, rtol=0)
+    # fp32 kernels may sum in another order for another batch size: up to ~1e-4 of the value apart
+    # (tile units reach thousands); a batch mate leaking in would move pixels by hundreds.
+    torch.testing.assert_close(pair[1:], alone, atol=0.05, rtol=2e-4)
 
 
 def test_seeds_reproduce_and_differ(tiny_model, real_batch, wake):

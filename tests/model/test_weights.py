@@ -151,5 +151,7 @@ def test_merged_adapters_give_the_same_output(tiny_model, real_batch, wake):
             merged = tiny_model.generate(s1, opt_v2, seeds=[3])
         finally:
             unmerge_lora(tiny_model.generator)
-    torch.testing.assert_close(merged, before, atol=0.05, rtol=0)
+    # Merged weights are rounded sums, so the output moves by float rounding only: up to ~1e-4 of
+    # the value (tile units reach thousands).
+    torch.testing.assert_close(merged, before, atol=0.05, rtol=2e-4)
     assert not torch.equal(before, opt_v2)
