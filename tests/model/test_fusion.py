@@ -83,9 +83,10 @@ def test_the_network_is_told_which_tiles_are_real_acquisitions() -> None:
         model(s1, opt_v2, acquired=torch.ones(3))
 
 
-def test_acquisitions_get_their_own_scale_and_shift_in_every_block() -> None:
+def test_acquisitions_get_their_own_scale_and_shift_in_every_block(real_batch) -> None:
     """With ``acquisition_modulation`` every block's output is scaled and shifted per channel for
-    acquired tiles only; both start at zero (no change), and training reaches them."""
+    acquired tiles only; both start at zero (no change), and training reaches them. One real
+    terramind-examples crop, given once as a Stage 2 estimate and once as an acquisition."""
     cfg = ModelConfig(generator="none")
     assert cfg.acquisition_modulation
     torch.manual_seed(0)
@@ -95,8 +96,8 @@ def test_acquisitions_get_their_own_scale_and_shift_in_every_block() -> None:
     blocks = len(model.fusion.down) + 1 + len(model.fusion.up)
     assert len(model.fusion.modulations) == blocks
     plain.fusion.load_state_dict(model.fusion.state_dict(), strict=False)  # the same weights but those
-    s1 = (torch.randn(1, 2, 32, 32) * 3 - 12).expand(2, -1, -1, -1)
-    opt_v2 = (torch.rand(1, 4, 32, 32) * 3000).expand(2, -1, -1, -1)
+    s1 = real_batch[0][:1].expand(2, -1, -1, -1)
+    opt_v2 = real_batch[1][:1].expand(2, -1, -1, -1)
     acquired = torch.tensor([0.0, 1.0])
     with torch.no_grad():
         for net in (model, plain):
