@@ -284,6 +284,7 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
     from axion.losses import Stage3Loss
     from axion.provenance import provenance
     from axion.records.monitor import MONITORS
+    from axion.runtime.device import denormals_flushed
     from axion.seeding import seed_everything
     from axion.training.trainer import RunOutput, Stage3Trainer
 
@@ -315,7 +316,8 @@ def _train(fabric, cfg: TrainConfig, precision, inputs: RunInputs) -> str | None
     if inputs.resume is not None:
         _resume(trainer, inputs.resume, cfg, reporter)
     try:
-        state = trainer.fit(loaders.train, loaders.val, loaders.sampler)
+        with denormals_flushed():  # subnormal gradients slowed later epochs several times over
+            state = trainer.fit(loaders.train, loaders.val, loaders.sampler)
     finally:
         if history is not None:
             history.close()
