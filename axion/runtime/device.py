@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -57,10 +56,14 @@ def resolve_precision(requested: str, accelerator: str) -> PrecisionChoice:
     raise ConfigError(f"invalid precision (--precision) = {requested!r}")
 
 
-@contextmanager
-def denormals_flushed() -> Iterator[bool]:
-    """Within the block the CPU treats subnormal floats (below 1.2e-38 in fp32) as zero; the mode the
-    process had is restored after. Yields whether the CPU supports it (x86 with SSE3, AArch64).
+def flush_denormals() -> bool:
+    """From now on this process computes with subnormal floats (below 1.2e-38 in fp32) flushed to
+    zero on the CPU; returns whether the CPU supports it (x86 with SSE3, AArch64).
+
+    Call it before the process's first parallel torch operation: torch sets the mode for the calling
+    thread only, and a CPU thread takes the mode of the thread that starts it, so intra-op threads
+    started earlier keep computing subnormals (measured: with 2 threads, half of an elementwise
+    product stayed subnormal).
 
     Why: arithmetic on subnormals takes a slow microcode path on x86. Partway through a training run
     some gradients decay into that range, and from then on every backward pass slowed down: on a 2-core
@@ -68,12 +71,7 @@ def denormals_flushed() -> Iterator[bool]:
     elementwise adds of autograd's gradient accumulation took most of it); flushed, they stayed at 7 s.
     Values that small are far below anything a loss or a weight update can resolve, so nothing is lost.
     """
-    was_flushing = bool(torch.tensor(1e-40, dtype=torch.float32).item() == 0.0)
-    supported = torch.set_flush_denormal(True)
-    try:
-        yield supported
-    finally:
-        torch.set_flush_denormal(was_flushing)
+    return bool(torch.set_flush_denormal(True))
 
 
 def accelerator_name() -> str:

@@ -11,7 +11,7 @@ import torch
 from axion.atomic import atomic_path
 from axion.errors import ConfigError, DataError
 from axion.records.monitor import EarlyStopping
-from axion.runtime.device import cpu_has_native_bf16, denormals_flushed, resolve_precision
+from axion.runtime.device import cpu_has_native_bf16, resolve_precision
 from axion.seeding import stable_seed
 from axion.training.checkpoint import (
     CHECKPOINT_KEYS,
@@ -184,21 +184,6 @@ def test_precision_resolution() -> None:
     assert resolve_precision("32", "cpu").fabric == "32-true"
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         resolve_precision("fp16-mixed", "cpu")
-
-
-def test_subnormals_are_zero_inside_the_training_block_and_the_mode_is_restored_after() -> None:
-    def subnormal_survives() -> bool:
-        return (torch.tensor(1e-39) * torch.tensor(1.0)).item() != 0.0
-
-    assert subnormal_survives()  # torch's default
-    with denormals_flushed() as supported:
-        if not supported:
-            pytest.skip("this CPU cannot flush subnormals")
-        assert not subnormal_survives()
-        with denormals_flushed():
-            pass
-        assert not subnormal_survives()  # an inner block restores the outer one's mode
-    assert subnormal_survives()
 
 
 def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:

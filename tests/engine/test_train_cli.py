@@ -275,15 +275,29 @@ def test_generator_none_is_the_fusion_network_alone(tiles_64: Path, tmp_path: Pa
         "--pretrained", "--epochs", "2", "--max-samples", "2", "--grad-accum", "1", "--lpips-weight", "0",
         "--num-workers", "0", "--quiet",
     ]  # fmt: skip
+    # The loop also checks, on two threads, that every thread computes with subnormals flushed to zero
+    # (they slowed training 4-5x): 1e-20 squared is subnormal, so a share left non-zero was computed
+    # by a thread started before the flush.
+    probe = (
+        "import torch\nfrom axion.training.trainer import Stage3Trainer\ntorch.set_num_threads(2)\n"
+        "fit = Stage3Trainer.fit\n"
+        "def probed(self, *a, **k):\n"
+        "    x = torch.full((1 << 22,), 1e-20)\n"
+        "    print('SUBNORMAL', (x * x != 0).float().mean().item())\n"
+        "    return fit(self, *a, **k)\n"
+        "Stage3Trainer.fit = probed\n"
+    )
     code = (
         "import sys\nfrom typer.testing import CliRunner\nfrom axion.cli import app\n"
-        f"result = CliRunner().invoke(app, {args!r})\n"
+        + probe
+        + f"result = CliRunner().invoke(app, {args!r})\n"
         "print(result.output)\nprint('EXIT', result.exit_code, 'terratorch' in sys.modules)\n"
     )
     env = {**os.environ, "LIGHTLY_DID_VERSION_CHECK": "True"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert done.stdout.strip().endswith("EXIT 0 False"), done.stdout + done.stderr
     assert "Generator: none" in done.stdout
+    assert "SUBNORMAL 0.0" in done.stdout, done.stdout
     best = Checkpoint.read(out / "best_model.pt")
     assert best.config["model"]["generator"] == "none"
     assert all(name.startswith("fusion.") for name in best.model_state_dict)
