@@ -39,7 +39,7 @@ def main() -> None:
     from quality import prepare
 
     from axion.data.dataset import TileDataset, collate_tiles
-    from axion.data.proxy import BLUR_SIGMA_RANGE, degrade_to_proxy, gaussian_blur, tile_seed
+    from axion.data.proxy import blur_sigma, degrade_to_proxy, gaussian_blur, tile_seed
     from axion.metrics import psnr
 
     _, mscr = prepare(options.shared, options.work)
@@ -49,8 +49,7 @@ def main() -> None:
         batch = collate_tiles([tiles[index]])
         target = batch["target"][0].numpy()
         seed = tile_seed(batch["name"][0], tiles.proxy_seed)
-        rng = np.random.default_rng(seed)
-        sigma = float(rng.uniform(*BLUR_SIGMA_RANGE))  # the proxy's own first draw
+        sigma = blur_sigma(np.random.default_rng(seed))  # the proxy's own first draw
         candidates = {
             "proxy": degrade_to_proxy(target, seed),
             "unblurred": degrade_to_proxy(target, seed, sharp_share=1.0),
